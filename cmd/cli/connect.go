@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	pgsql "github.com/pgundo/pgundo/sql"
+)
+
+// connString picks the connection: --database-url, then DATABASE_URL, then
+// "" (pgx then reads the libpq PG* variables).
+func (g *globals) connString() string {
+	if g.databaseURL != "" {
+		return g.databaseURL
+	}
+	return os.Getenv("DATABASE_URL")
+}
+
+// connConfig parses the connection settings, sets application_name to
+// "pgundo" when none is given, and a 10s connect timeout when none is given.
+func (g *globals) connConfig() (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(g.connString())
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("invalid connection string (from --database-url, DATABASE_URL or PG* variables): %w", err))
+	}
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = "pgundo"
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		if n.Severity == "WARNING" {
+			fmt.Fprintf(g.stderr, "pgundo: warning: %s\n", n.Message)
+		}
+	}
+	return cfg, nil
+}
+
+// connect opens one connection, with an error that names the server and
+// says what to check.
+func (g *globals) connect(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := g.connConfig()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, connectError(cfg, err)
+	}
+	return conn, nil
+}
+
+// connectInstalled connects and checks that pgundo's schema is installed and
+// current.
+func (g *globals) connectInstalled(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := g.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := pgsql.CheckInstalled(ctx, conn); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("database %s: %w", conn.Config().Database, err)
+	}
+	return conn, nil
+}
+
+func connectError(cfg *pgx.ConnConfig, err error) error {
+	where := describeServer(cfg)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// The server answered: authentication, unknown database, ...
+		return fmt.Errorf("cannot connect to PostgreSQL at %s as user %q: %s (SQLSTATE %s)", where, cfg.User, pgErr.Message, pgErr.Code)
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("cannot connect to PostgreSQL at %s: %v; check that the server is running and reachable, and --database-url, DATABASE_URL or PGHOST/PGPORT", where, unwrapConnect(err))
+}
+
+func describeServer(cfg *pgx.ConnConfig) string {
+	host := cfg.Host
+	if strings.HasPrefix(host, "/") {
+		return fmt.Sprintf("%s/.s.PGSQL.%d (database %q)", host, cfg.Port, cfg.Database)
+	}
+	return fmt.Sprintf("%s (database %q)", net.JoinHostPort(host, fmt.Sprint(cfg.Port)), cfg.Database)
+}
+
+// unwrapConnect drops pgx's "failed to connect to ..." prefix, which repeats
+// what describeServer already said.
+func unwrapConnect(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		var ne net.Error
+		if errors.As(err, &ne) {
+			return ne
+		}
+		err = u
+	}
+}

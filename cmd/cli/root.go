@@ -1,0 +1,163 @@
+// Package cli implements the pgundo command line: one file per command, each
+// a constructor returning a *cobra.Command. Only this package talks to the
+// terminal; the library packages return typed results and errors.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, as documented in --help and README.md.
+const (
+	ExitOK      = 0 // done
+	ExitError   = 1 // error: the server, the connection, or pgundo itself
+	ExitUsage   = 2 // bad usage: unknown flag, table or session; missing --yes
+	ExitRefused = 3 // ran fine but refused on purpose (conflicts, already undone, verification failed)
+)
+
+// exitError carries an exit code with an error.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErr marks err as bad usage (exit 2).
+func usageErr(err error) error { return &exitError{code: ExitUsage, err: err} }
+
+// refusedErr marks err as a refusal on purpose (exit 3).
+func refusedErr(err error) error { return &exitError{code: ExitRefused, err: err} }
+
+// globals are the flags every command shares.
+type globals struct {
+	databaseURL string
+	json        bool
+	stdin       io.Reader
+	stdout      io.Writer
+	stderr      io.Writer
+}
+
+const rootLong = `pgundo: an audit trail for PostgreSQL that you can rewind.
+
+Triggers on tracked tables record every row change (INSERT, UPDATE, DELETE,
+TRUNCATE) with the session, transaction, user, application and tag that made
+it, in the same transaction, in schema "pgundo" of the same database.
+
+Connection: --database-url, else DATABASE_URL, else the libpq PG* variables
+(PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, ...).
+
+Exit codes:
+  0  done
+  1  error (connection, server, pgundo not installed, ...)
+  2  bad usage (unknown flag, table or session; a missing --yes)
+  3  refused on purpose (conflicts, already undone, verification failed)`
+
+// NewRootCommand builds the pgundo command tree with its own flag state.
+func NewRootCommand(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "pgundo",
+		Short:         "An audit trail for PostgreSQL that you can rewind",
+		Long:          rootLong,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Example: `  pgundo install
+  pgundo track public.orders public.order_items
+  pgundo sessions --since 2h --table public.orders
+  pgundo status --json`,
+	}
+	root.PersistentFlags().StringVar(&g.databaseURL, "database-url", "", "PostgreSQL connection URL or keyword/value string (default: $DATABASE_URL, then the libpq PG* variables)")
+	root.PersistentFlags().BoolVar(&g.json, "json", false, "print a typed JSON result on stdout instead of text")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
+	root.AddCommand(
+		newInstallCommand(g),
+		newUninstallCommand(g),
+		newTrackCommand(g),
+		newUntrackCommand(g),
+		newStatusCommand(g),
+		newSessionsCommand(g),
+		newBenchCommand(g),
+	)
+	return root
+}
+
+// Run executes pgundo with args and returns the process exit code.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := NewRootCommand(g)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	code := ExitError
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.code
+	case isCobraUsage(err):
+		code = ExitUsage
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "pgundo: interrupted; the open transaction was rolled back, nothing was changed")
+		return ExitError
+	}
+	fmt.Fprintf(stderr, "pgundo: %v\n", err)
+	return code
+}
+
+// isCobraUsage recognises cobra's argument and unknown-command errors, which
+// it returns as plain errors.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "accepts ", "requires at least", "requires exactly", "received ", "unknown flag", "unknown shorthand", "invalid argument"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// SignalContext returns a context cancelled by the first SIGINT or SIGTERM
+// (so an open transaction rolls back); a second signal exits at once.
+func SignalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		n := 0
+		for range ch {
+			n++
+			if n == 1 {
+				cancel()
+				continue
+			}
+			os.Exit(130)
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+// output writes v as JSON when --json is set, else calls human.
+func (g *globals) output(v any, human func(w io.Writer) error) error {
+	if g.json {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	return human(g.stdout)
+}

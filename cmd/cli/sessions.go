@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgundo/pgundo/history"
+	"github.com/pgundo/pgundo/triggers"
+)
+
+type sessionsOptions struct {
+	since, until string
+	user, app    string
+	table, tag   string
+	limit        int
+}
+
+// Validate checks the flag values that need no database.
+func (o sessionsOptions) Validate() error {
+	if o.limit < 0 {
+		return usageErr(errors.New("--limit must be positive"))
+	}
+	return nil
+}
+
+func (o sessionsOptions) filter(now time.Time) (history.SessionFilter, error) {
+	f := history.SessionFilter{User: o.user, App: o.app, Tag: o.tag, Limit: o.limit}
+	for _, p := range []struct {
+		flag, val string
+		dst       **time.Time
+	}{{"--since", o.since, &f.Since}, {"--until", o.until, &f.Until}} {
+		if p.val == "" {
+			continue
+		}
+		t, err := parseTime(p.val, now)
+		if err != nil {
+			return f, usageErr(fmt.Errorf("%s: %w", p.flag, err))
+		}
+		*p.dst = &t
+	}
+	return f, nil
+}
+
+func newSessionsCommand(g *globals) *cobra.Command {
+	var o sessionsOptions
+	cmd := &cobra.Command{
+		Use:   "sessions",
+		Short: "Recent sessions that changed tracked tables, newest first",
+		Long: `List the database sessions (connections) that changed tracked tables, the most
+recently active first. A session's id is PostgreSQL's own (log_line_prefix %c:
+hex backend start time, dot, hex pid), so it matches the server's log lines.
+
+Filters combine: a session is listed when one of its changes matches them all;
+its counts then cover all of its changes. "changes" counts one per row per
+statement, cascades and trigger side effects included.`,
+		Example: `  pgundo sessions
+  pgundo sessions --since 2h --table public.orders
+  pgundo sessions --app psql --user alice --since 2026-11-24 --until 2026-11-25
+  pgundo sessions --tag ticket-123 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			f, err := o.filter(time.Now())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			conn, err := g.connectInstalled(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			if o.table != "" {
+				t, err := triggers.Resolve(ctx, conn, o.table)
+				if err != nil {
+					var ne *triggers.NameError
+					if errors.As(err, &ne) {
+						return usageErr(err)
+					}
+					return err
+				}
+				f.TableOID = t.OID
+			}
+			sessions, err := history.Sessions(ctx, conn, f)
+			if err != nil {
+				return err
+			}
+			if sessions == nil {
+				sessions = []history.Session{}
+			}
+			return g.output(sessions, func(w io.Writer) error { return renderSessions(w, sessions) })
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.since, "since", "", "only sessions with a change at or after this time (RFC 3339, '2026-11-25 10:00', or 2h / 7d ago)")
+	fl.StringVar(&o.until, "until", "", "only sessions with a change before this time (same forms as --since)")
+	fl.StringVar(&o.user, "user", "", "only sessions of this login role or effective role")
+	fl.StringVar(&o.app, "app", "", "only sessions with changes under this application_name")
+	fl.StringVar(&o.table, "table", "", "only sessions that changed this table (or one of its partitions)")
+	fl.StringVar(&o.tag, "tag", "", "only sessions with changes tagged so (SET pgundo.tag = '...')")
+	fl.IntVar(&o.limit, "limit", history.DefaultLimit, "list at most this many sessions")
+	return cmd
+}
+
+func renderSessions(w io.Writer, sessions []history.Session) error {
+	if len(sessions) == 0 {
+		fmt.Fprintln(w, "no sessions match")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SESSION\tLAST CHANGE\tUSER\tAPPLICATION\tCLIENT\tCHANGES\tTABLES\tTAG\tUNDO")
+	for _, s := range sessions {
+		undo := "-"
+		switch {
+		case s.UndoneBy != nil:
+			undo = "undone by " + *s.UndoneBy
+		case s.UndoOf != nil:
+			undo = "undo of " + *s.UndoOf
+		}
+		client := s.ClientAddr
+		if client == "" {
+			client = "local"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.LastChangeAt.Local().Format("2006-01-02 15:04:05"),
+			s.User, s.ApplicationName, client, s.Changes, joinOr(s.Tables, ","), joinOr(s.Tags, ","), undo)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	pgsql "github.com/pgundo/pgundo/sql"
+)
+
+type uninstallOptions struct {
+	yes bool
+}
+
+type uninstallResult struct {
+	Removed       bool  `json:"removed"`
+	TrackedTables int64 `json:"tracked_tables"`
+	LogBytes      int64 `json:"log_bytes"`
+}
+
+func newUninstallCommand(g *globals) *cobra.Command {
+	var o uninstallOptions
+	cmd := &cobra.Command{
+		Use:   "uninstall --yes",
+		Short: "Remove capture from every table and drop schema pgundo with its log",
+		Long: `Remove the capture triggers from every tracked table (and partition) and drop
+schema "pgundo" with the whole log, in one transaction. The log cannot be
+recovered afterwards: without --yes, uninstall only says what it would remove.`,
+		Example: `  pgundo uninstall          # shows what would be removed, exits 2
+  pgundo uninstall --yes`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			conn, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			var res uninstallResult
+			err = conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgundo.tracked),
+				pg_total_relation_size('pgundo.change') + pg_total_relation_size('pgundo.stmt') + pg_total_relation_size('pgundo.session')`).
+				Scan(&res.TrackedTables, &res.LogBytes)
+			if err != nil {
+				if errors.Is(pgsql.CheckInstalled(ctx, conn), pgsql.ErrNotInstalled) {
+					return usageErr(fmt.Errorf("database %s: nothing to uninstall: %w", conn.Config().Database, pgsql.ErrNotInstalled))
+				}
+				return fmt.Errorf("read what uninstall would remove: %w", err)
+			}
+			if !o.yes {
+				return usageErr(fmt.Errorf("uninstall would stop capture on %d tracked tables and drop schema pgundo with %s of log, which cannot be recovered; nothing was changed; run again with --yes to do it",
+					res.TrackedTables, humanBytes(res.LogBytes)))
+			}
+			if err := pgsql.Uninstall(ctx, conn); err != nil {
+				return fmt.Errorf("uninstall from database %s: %w", conn.Config().Database, err)
+			}
+			res.Removed = true
+			return g.output(res, func(w io.Writer) error {
+				fmt.Fprintf(w, "removed capture from %d tables and dropped schema pgundo (%s of log)\n", res.TrackedTables, humanBytes(res.LogBytes))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&o.yes, "yes", false, "really uninstall (default false: refuse and say what would be removed)")
+	return cmd
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

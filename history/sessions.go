@@ -1,0 +1,175 @@
+// Package history answers read-side questions from pgundo's log: which
+// sessions changed what, and (in later versions) the history of one row.
+// It only reads; it never writes to the log or to user tables.
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DBTX is what this package needs from a connection, pool or transaction.
+type DBTX interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Session is one database connection that changed tracked tables.
+type Session struct {
+	// ID is PostgreSQL's own session id for the connection (log_line_prefix
+	// %c): hex backend start time, dot, hex pid. It is what undo and show take.
+	ID string `json:"id"`
+	// ApplicationName is the application_name of the session's latest change.
+	ApplicationName string `json:"application_name"`
+	// User is the login role (session_user).
+	User string `json:"user"`
+	// Roles are the effective roles the session wrote as (SET ROLE), when
+	// any differ from User.
+	Roles []string `json:"roles"`
+	// StartedAt is when the connection started.
+	StartedAt time.Time `json:"started_at"`
+	// FirstChangeAt and LastChangeAt bound the session's captured changes.
+	FirstChangeAt time.Time `json:"first_change_at"`
+	LastChangeAt  time.Time `json:"last_change_at"`
+	// ClientAddr is the client's address; empty for a Unix-socket connection.
+	ClientAddr string `json:"client_addr"`
+	PID        int32  `json:"pid"`
+	// Changes is the number of row changes: one per row per statement,
+	// cascades and trigger side effects included.
+	Changes int64 `json:"changes"`
+	// Transactions is the number of transactions with captured changes.
+	Transactions int64 `json:"transactions"`
+	// Tables are the schema-qualified tables the session changed.
+	Tables []string `json:"tables"`
+	// Tags are the pgundo.tag values the session's changes carried.
+	Tags []string `json:"tags"`
+	// UndoOf is the session this session undid, or nil.
+	UndoOf *string `json:"undo_of"`
+	// UndoneBy is the session that undid this one, or nil.
+	UndoneBy *string `json:"undone_by"`
+}
+
+// SessionFilter selects sessions. Zero fields do not filter. A session
+// matches when at least one of its captured statements matches every set
+// field; its totals then cover all of its changes.
+type SessionFilter struct {
+	// Since and Until bound the time of a change (Since inclusive, Until
+	// exclusive).
+	Since, Until *time.Time
+	// User matches the login role or an effective role.
+	User string
+	// App matches application_name exactly.
+	App string
+	// TableOID matches changes to that table or any of its partitions.
+	TableOID uint32
+	// Tag matches pgundo.tag exactly.
+	Tag string
+	// ID matches one session id.
+	ID string
+	// Limit caps the number of sessions returned; 0 means 50.
+	Limit int
+}
+
+// DefaultLimit is the number of sessions Sessions returns when the filter
+// sets no Limit.
+const DefaultLimit = 50
+
+// ErrNoSuchSession is returned by GetSession for an id the log does not hold.
+var ErrNoSuchSession = errors.New("no such session")
+
+// Sessions lists the sessions that match f, the most recently active first.
+func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	var tableOID *uint32
+	if f.TableOID != 0 {
+		tableOID = &f.TableOID
+	}
+	rows, err := db.Query(ctx, `
+		WITH matched AS (
+			SELECT DISTINCT st.session_id
+			  FROM pgundo.stmt st JOIN pgundo.session s ON s.id = st.session_id
+			 WHERE ($1::timestamptz IS NULL OR st.at >= $1)
+			   AND ($2::timestamptz IS NULL OR st.at < $2)
+			   AND ($3::text = '' OR st.role = $3 OR s.session_role = $3)
+			   AND ($4::text = '' OR st.application_name = $4)
+			   AND ($5::oid IS NULL OR st.relid IN (SELECT relid FROM pg_partition_tree($5) UNION SELECT $5))
+			   AND ($6::text = '' OR st.tag = $6)
+			   AND ($7::text = '' OR st.session_id = $7)
+		)
+		SELECT s.id, coalesce((array_agg(st.application_name ORDER BY st.id DESC))[1], ''),
+		       s.session_role,
+		       coalesce(array_agg(DISTINCT st.role) FILTER (WHERE st.role <> s.session_role), '{}'),
+		       s.backend_start, min(st.at), max(st.at),
+		       coalesce(host(s.client_addr), ''), s.pid,
+		       sum(st.rows)::bigint, count(DISTINCT st.xid),
+		       array_agg(DISTINCT quote_ident(st.schema_name) || '.' || quote_ident(st.table_name)),
+		       coalesce(array_agg(DISTINCT st.tag) FILTER (WHERE st.tag IS NOT NULL), '{}'),
+		       (SELECT u.undone_session FROM pgundo.undo u WHERE u.undo_session = s.id ORDER BY u.undone_session LIMIT 1),
+		       (SELECT u.undo_session FROM pgundo.undo u WHERE u.undone_session = s.id LIMIT 1)
+		  FROM matched m
+		  JOIN pgundo.session s ON s.id = m.session_id
+		  JOIN pgundo.stmt st ON st.session_id = s.id
+		 GROUP BY s.id
+		 ORDER BY max(st.at) DESC, s.id DESC
+		 LIMIT $8`,
+		f.Since, f.Until, f.User, f.App, tableOID, f.Tag, f.ID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Session, error) {
+		var s Session
+		err := r.Scan(&s.ID, &s.ApplicationName, &s.User, &s.Roles, &s.StartedAt, &s.FirstChangeAt, &s.LastChangeAt,
+			&s.ClientAddr, &s.PID, &s.Changes, &s.Transactions, &s.Tables, &s.Tags, &s.UndoOf, &s.UndoneBy)
+		return s, err
+	})
+}
+
+// GetSession returns one session by id, or ErrNoSuchSession.
+func GetSession(ctx context.Context, db DBTX, id string) (Session, error) {
+	ss, err := Sessions(ctx, db, SessionFilter{ID: id, Limit: 1})
+	if err != nil {
+		return Session{}, err
+	}
+	if len(ss) == 0 {
+		return Session{}, fmt.Errorf("session %q: %w (pgundo sessions lists the recorded ones)", id, ErrNoSuchSession)
+	}
+	return ss[0], nil
+}
+
+// LogStats describes the size and age of the log.
+type LogStats struct {
+	// Bytes is the on-disk size of the log tables with their indexes and TOAST.
+	Bytes int64 `json:"bytes"`
+	// Sessions and Statements count the recorded sessions and statements;
+	// Changes estimates the row changes (from planner statistics, cheap on
+	// any log size).
+	Sessions   int64 `json:"sessions"`
+	Statements int64 `json:"statements"`
+	Changes    int64 `json:"changes_estimate"`
+	// Oldest and Newest are the times of the first and last recorded
+	// statement; nil for an empty log.
+	Oldest *time.Time `json:"oldest_entry"`
+	Newest *time.Time `json:"newest_entry"`
+}
+
+// Stats reads LogStats.
+func Stats(ctx context.Context, db DBTX) (LogStats, error) {
+	var s LogStats
+	err := db.QueryRow(ctx, `
+		SELECT pg_total_relation_size('pgundo.change') + pg_total_relation_size('pgundo.stmt') + pg_total_relation_size('pgundo.session'),
+		       (SELECT count(*) FROM pgundo.session), (SELECT count(*) FROM pgundo.stmt),
+		       greatest((SELECT reltuples FROM pg_class WHERE oid = 'pgundo.change'::regclass), 0)::bigint,
+		       (SELECT at FROM pgundo.stmt ORDER BY id LIMIT 1), (SELECT at FROM pgundo.stmt ORDER BY id DESC LIMIT 1)`).
+		Scan(&s.Bytes, &s.Sessions, &s.Statements, &s.Changes, &s.Oldest, &s.Newest)
+	if err != nil {
+		return s, fmt.Errorf("read log statistics: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,311 @@
+-- pgundo capture schema, version 1.
+--
+-- Layout: one row per connection that changed a tracked table (session), one row
+-- per statement and table that changed rows (stmt), one row per changed row
+-- (change). A row image is the row's own text form (tbl::text), written with
+-- pinned output settings, so that text::tbl restores every value exactly.
+--
+-- tern runs this file through text/template: keep double braces out of it.
+
+CREATE SCHEMA IF NOT EXISTS pgundo;
+REVOKE ALL ON SCHEMA pgundo FROM PUBLIC;
+
+CREATE TABLE pgundo.tracked (
+    relid       oid PRIMARY KEY,
+    schema_name name NOT NULL,
+    table_name  name NOT NULL,
+    tracked_at  timestamptz NOT NULL DEFAULT now(),
+    tracked_by  name NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE pgundo.tracked IS 'Tables whose changes pgundo captures (a partitioned table covers its partitions).';
+
+CREATE TABLE pgundo.session (
+    id               text PRIMARY KEY,
+    pid              int NOT NULL,
+    backend_start    timestamptz NOT NULL,
+    session_role     name NOT NULL,
+    client_addr      inet,
+    client_port      int,
+    application_name text,
+    first_change_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE pgundo.session IS 'One row per database connection that changed a tracked table; id is PostgreSQL''s own session id (log_line_prefix %c): hex backend start epoch, dot, hex pid.';
+
+CREATE SEQUENCE pgundo.stmt_id_seq;
+
+CREATE TABLE pgundo.stmt (
+    id               bigint PRIMARY KEY,
+    session_id       text NOT NULL,
+    xid              xid8 NOT NULL,
+    at               timestamptz NOT NULL,
+    op               "char" NOT NULL CHECK (op IN ('I', 'U', 'D', 'T')),
+    relid            oid NOT NULL,
+    schema_name      name NOT NULL,
+    table_name       name NOT NULL,
+    rows             bigint NOT NULL,
+    role             name NOT NULL,
+    application_name text,
+    tag              text
+);
+CREATE INDEX stmt_session_idx ON pgundo.stmt (session_id);
+CREATE INDEX stmt_at_idx ON pgundo.stmt USING brin (at);
+COMMENT ON TABLE pgundo.stmt IS 'One row per statement and table that changed rows, numbered as their capture triggers fired.';
+
+CREATE TABLE pgundo.change (
+    stmt_id bigint NOT NULL,
+    old     text,
+    new     text
+);
+CREATE INDEX change_stmt_idx ON pgundo.change USING brin (stmt_id);
+COMMENT ON TABLE pgundo.change IS 'One row per changed row: old is the row before the statement (NULL for INSERT), new after it (NULL for DELETE and TRUNCATE), both as the row''s text form.';
+
+CREATE TABLE pgundo.undo (
+    undo_session   text NOT NULL,
+    undone_session text NOT NULL,
+    at             timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (undone_session, undo_session)
+);
+CREATE INDEX undo_undo_session_idx ON pgundo.undo (undo_session);
+COMMENT ON TABLE pgundo.undo IS 'Which session undid which (written by pgundo undo in its own transaction).';
+
+-- _session returns this connection's session id, registering the session on
+-- first use. The id is cached in a transaction-scoped way: set_config is undone
+-- with the transaction that registered the session, so cache and table agree.
+CREATE FUNCTION pgundo._session() RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cached text := current_setting('pgundo.session', true);
+    me     int := pg_backend_pid();
+    sid    text;
+BEGIN
+    IF cached IS NOT NULL AND cached <> '' AND split_part(cached, '/', 1) = me::text THEN
+        RETURN split_part(cached, '/', 2);
+    END IF;
+    INSERT INTO pgundo.session AS s (id, pid, backend_start, session_role, client_addr, client_port, application_name)
+    SELECT to_hex(floor(extract(epoch FROM a.backend_start))::bigint) || '.' || to_hex(a.pid),
+           a.pid, a.backend_start, session_user, a.client_addr, a.client_port, a.application_name
+      FROM pg_stat_get_activity(me) a
+    ON CONFLICT (id) DO UPDATE SET pid = s.pid
+    RETURNING id INTO sid;
+    PERFORM set_config('pgundo.session', me::text || '/' || sid, false);
+    RETURN sid;
+END $$;
+
+-- _stmt records one captured statement.
+CREATE FUNCTION pgundo._stmt(stmt_id bigint, op "char", relid oid, schema_name name, table_name name, nrows bigint)
+RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
+    VALUES (stmt_id, pgundo._session(), pg_current_xact_id(), statement_timestamp(), op, relid, schema_name, table_name, nrows,
+            CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
+            current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''))
+$$;
+
+-- The AFTER statement triggers write one change row per transition row, in one
+-- INSERT ... SELECT. Output settings are pinned so that text forms parse back
+-- exactly whatever the writer's session settings are.
+CREATE FUNCTION pgundo.capture_insert() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
+SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
+AS $$
+DECLARE
+    sid bigint := nextval('pgundo.stmt_id_seq');
+    n   bigint;
+BEGIN
+    INSERT INTO pgundo.change (stmt_id, new) SELECT sid, r::text FROM pgundo_new r;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pgundo._stmt(sid, 'I', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION pgundo.capture_delete() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
+SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
+AS $$
+DECLARE
+    sid bigint := nextval('pgundo.stmt_id_seq');
+    n   bigint;
+BEGIN
+    INSERT INTO pgundo.change (stmt_id, old) SELECT sid, r::text FROM pgundo_old r;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pgundo._stmt(sid, 'D', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- UPDATE pairs each old row with its new row by position: PostgreSQL appends a
+-- row's old and new versions to the two transition tables together, so the
+-- n-th old row and the n-th new row are one row's update (primary-key changes
+-- and cross-partition moves included). work_mem is raised for the pairing join.
+CREATE FUNCTION pgundo.capture_update() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
+SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
+SET work_mem = '128MB'
+AS $$
+DECLARE
+    sid bigint := nextval('pgundo.stmt_id_seq');
+    n   bigint;
+BEGIN
+    INSERT INTO pgundo.change (stmt_id, old, new)
+    SELECT sid, o.img, w.img
+      FROM (SELECT row_number() OVER () AS pos, r::text AS img FROM pgundo_old r) o
+      JOIN (SELECT row_number() OVER () AS pos, r::text AS img FROM pgundo_new r) w USING (pos);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pgundo._stmt(sid, 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- TRUNCATE has no transition table: a BEFORE TRUNCATE trigger copies the rows
+-- it is about to remove. On a partitioned table it fires for every partition,
+-- and ONLY keeps each partition's copy to its own rows.
+CREATE FUNCTION pgundo.capture_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
+SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
+AS $$
+DECLARE
+    sid bigint := nextval('pgundo.stmt_id_seq');
+    n   bigint;
+BEGIN
+    EXECUTE format('INSERT INTO pgundo.change (stmt_id, old) SELECT $1, r::text FROM ONLY %s r', TG_RELID::regclass)
+      USING sid;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pgundo._stmt(sid, 'T', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- _attach puts the capture triggers on one table (ENABLE ALWAYS, so they also
+-- fire under session_replication_role = replica). Idempotent.
+CREATE FUNCTION pgundo._attach(rel regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = rel AND tgname = 'pgundo_capture_insert') THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TRIGGER pgundo_capture_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_insert()', rel);
+    EXECUTE format('CREATE TRIGGER pgundo_capture_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS pgundo_old NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_update()', rel);
+    EXECUTE format('CREATE TRIGGER pgundo_capture_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS pgundo_old FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_delete()', rel);
+    EXECUTE format('CREATE TRIGGER pgundo_capture_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_truncate()', rel);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER pgundo_capture_insert, '
+                   'ENABLE ALWAYS TRIGGER pgundo_capture_update, ENABLE ALWAYS TRIGGER pgundo_capture_delete, '
+                   'ENABLE ALWAYS TRIGGER pgundo_capture_truncate', rel);
+END $$;
+
+CREATE FUNCTION pgundo._detach(rel regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t name;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['pgundo_capture_insert', 'pgundo_capture_update',
+                              'pgundo_capture_delete', 'pgundo_capture_truncate']::name[] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', t, rel);
+    END LOOP;
+END $$;
+
+-- track starts capture on a table: on a partitioned table, on it and on every
+-- partition at any depth (statement triggers fire only for the table a
+-- statement names). Refuses what cannot be tracked, naming it.
+CREATE FUNCTION pgundo.track(rel regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c record;
+    part regclass;
+BEGIN
+    SELECT cl.relkind, cl.relpersistence, cl.relispartition, n.nspname INTO c
+      FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE cl.oid = rel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % does not exist', rel USING ERRCODE = 'undefined_table';
+    END IF;
+    IF c.nspname = 'pgundo' THEN
+        RAISE EXCEPTION '% is one of pgundo''s own tables and cannot be tracked', rel USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF c.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is a %, not a table; only tables can be tracked', rel,
+            CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
+                           WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' WHEN 'I' THEN 'index' ELSE 'relation of kind ' || c.relkind::text END
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF c.relpersistence = 't' THEN
+        RAISE EXCEPTION '% is a temporary table; only permanent tables can be tracked', rel USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF c.relispartition THEN
+        RAISE EXCEPTION '% is a partition of %; track the partitioned table instead (it covers every partition)',
+            rel, pg_partition_root(rel)
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    FOR part IN SELECT t.relid FROM pg_partition_tree(rel) t UNION SELECT rel LOOP
+        PERFORM pgundo._attach(part);
+    END LOOP;
+    INSERT INTO pgundo.tracked (relid, schema_name, table_name)
+    SELECT rel, n.nspname, cl.relname FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE cl.oid = rel
+    ON CONFLICT (relid) DO NOTHING;
+END $$;
+
+CREATE FUNCTION pgundo.untrack(rel regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT t.relid FROM pg_partition_tree(rel) t UNION SELECT rel LOOP
+        PERFORM pgundo._detach(part);
+    END LOOP;
+    DELETE FROM pgundo.tracked WHERE relid = rel;
+END $$;
+
+-- The event trigger keeps capture whole across DDL: a partition created in or
+-- attached to a tracked partitioned table gets the capture triggers, and a
+-- dropped tracked table leaves the tracked list.
+CREATE FUNCTION pgundo._on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT p.relid::regclass AS rel
+          FROM pg_event_trigger_ddl_commands() d
+          JOIN pg_class cl ON cl.oid = d.objid AND d.classid = 'pg_class'::regclass
+         CROSS JOIN LATERAL (
+               SELECT t.relid FROM pg_partition_tree(d.objid) t
+               UNION SELECT d.objid) p
+         WHERE cl.relkind IN ('r', 'p')
+           AND EXISTS (SELECT FROM pgundo.tracked tr
+                        WHERE tr.relid IN (SELECT a.relid FROM pg_partition_ancestors(p.relid) a))
+           AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p.relid AND tgname = 'pgundo_capture_insert')
+    LOOP
+        PERFORM pgundo._attach(r.rel);
+    END LOOP;
+END $$;
+
+CREATE FUNCTION pgundo._on_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM pgundo.tracked
+     WHERE relid IN (SELECT objid FROM pg_event_trigger_dropped_objects() WHERE classid = 'pg_class'::regclass);
+END $$;
+
+-- Event triggers need superuser (rds_superuser and cloudsqlsuperuser may also
+-- create them). Without them capture works; pgundo status then flags new
+-- partitions that lack capture.
+DO $$
+BEGIN
+    CREATE EVENT TRIGGER pgundo_ddl ON ddl_command_end
+        WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION pgundo._on_ddl();
+    CREATE EVENT TRIGGER pgundo_drop ON sql_drop
+        WHEN TAG IN ('DROP TABLE') EXECUTE FUNCTION pgundo._on_drop();
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE WARNING 'pgundo: could not create event triggers (%); partitions created later must be tracked by running pgundo track on their parent again', SQLERRM;
+END $$;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA pgundo FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgundo FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgundo FROM PUBLIC;

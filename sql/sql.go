@@ -1,0 +1,165 @@
+// Package sql holds pgundo's own schema as versioned tern migrations
+// (NNN_name.sql, embedded in the binary) and applies them.
+//
+// Everything pgundo keeps lives in the schema "pgundo"; the migration version
+// is kept in pgundo.schema_version. Migrations run through text/template, so
+// PL/pgSQL bodies must not contain double braces.
+package sql
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
+)
+
+//go:embed *.sql
+var migrations embed.FS
+
+// Schema is the schema that holds everything pgundo creates.
+const Schema = "pgundo"
+
+// VersionTable is the schema-qualified table in which tern records the
+// migration version.
+const VersionTable = Schema + ".schema_version"
+
+// ErrNotInstalled is returned by CheckInstalled when the database has no
+// pgundo schema.
+var ErrNotInstalled = errors.New("pgundo is not installed in this database; run pgundo install")
+
+// OutdatedError is returned by CheckInstalled when the installed schema is
+// older than this binary.
+type OutdatedError struct {
+	Installed, Latest int32
+}
+
+func (e *OutdatedError) Error() string {
+	return fmt.Sprintf("pgundo schema is at version %d, this pgundo needs %d; run pgundo install to upgrade", e.Installed, e.Latest)
+}
+
+// Result reports what Migrate did.
+type Result struct {
+	// From is the schema version found before migrating (0: not installed).
+	From int32 `json:"from_version"`
+	// To is the schema version after migrating.
+	To int32 `json:"to_version"`
+}
+
+// Changed reports whether Migrate applied any migration.
+func (r Result) Changed() bool { return r.From != r.To }
+
+func newMigrator(ctx context.Context, conn *pgx.Conn) (*migrate.Migrator, error) {
+	m, err := migrate.NewMigratorEx(ctx, conn, VersionTable, &migrate.MigratorOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("prepare migrations: %w", err)
+	}
+	if err := m.LoadMigrations(migrations); err != nil {
+		return nil, fmt.Errorf("load embedded migrations: %w", err)
+	}
+	return m, nil
+}
+
+// Latest returns the newest schema version this binary carries.
+func Latest() int32 {
+	names, err := migrate.FindMigrations(migrations)
+	if err != nil {
+		panic(err) // embedded at build time; cannot fail at run time
+	}
+	return int32(len(names))
+}
+
+// Migrate creates schema pgundo, or upgrades it to the newest version. It is
+// idempotent: on an up-to-date schema it changes nothing. Each migration runs
+// in its own transaction under tern's advisory lock, so concurrent installs
+// are safe.
+func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
+	var res Result
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{Schema}.Sanitize()); err != nil {
+		return res, fmt.Errorf("create schema %s: %w", Schema, err)
+	}
+	m, err := newMigrator(ctx, conn)
+	if err != nil {
+		return res, err
+	}
+	if res.From, err = m.GetCurrentVersion(ctx); err != nil {
+		return res, fmt.Errorf("read schema version: %w", err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		return res, fmt.Errorf("migrate schema %s: %w", Schema, err)
+	}
+	if res.To, err = m.GetCurrentVersion(ctx); err != nil {
+		return res, fmt.Errorf("read schema version: %w", err)
+	}
+	return res, nil
+}
+
+// Querier is what CheckInstalled needs: a connection, pool or transaction.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// CheckInstalled returns nil when pgundo's schema is installed at the version
+// this binary expects, ErrNotInstalled when it is absent, and an
+// *OutdatedError when it is older.
+func CheckInstalled(ctx context.Context, q Querier) error {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, VersionTable).Scan(&exists); err != nil {
+		return fmt.Errorf("check pgundo installation: %w", err)
+	}
+	if !exists {
+		return ErrNotInstalled
+	}
+	var v *int32
+	if err := q.QueryRow(ctx, `SELECT max(version) FROM `+VersionTable).Scan(&v); err != nil {
+		return fmt.Errorf("check pgundo installation: %w", err)
+	}
+	if v == nil || *v == 0 {
+		return ErrNotInstalled
+	}
+	if *v < Latest() {
+		return &OutdatedError{Installed: *v, Latest: Latest()}
+	}
+	return nil
+}
+
+// Uninstall removes capture from every table and drops schema pgundo with
+// the whole log. It runs in one transaction: on error nothing is removed.
+func Uninstall(ctx context.Context, conn *pgx.Conn) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT to_regnamespace($1) IS NOT NULL`, Schema).Scan(&exists); err != nil {
+			return fmt.Errorf("look up schema %s: %w", Schema, err)
+		}
+		if !exists {
+			return ErrNotInstalled
+		}
+		// Capture triggers live on user tables; drop them (on partitions too)
+		// before the functions they call.
+		if _, err := tx.Exec(ctx, `
+			DO $$
+			DECLARE r regclass;
+			BEGIN
+				IF to_regprocedure('pgundo._detach(regclass)') IS NOT NULL THEN
+					FOR r IN SELECT DISTINCT tgrelid::regclass FROM pg_trigger
+					          WHERE tgname LIKE 'pgundo\_capture\_%' AND NOT tgisinternal LOOP
+						PERFORM pgundo._detach(r);
+					END LOOP;
+				END IF;
+			END $$`); err != nil {
+			return fmt.Errorf("remove capture triggers: %w", err)
+		}
+		for _, stmt := range []string{
+			`DROP EVENT TRIGGER IF EXISTS pgundo_ddl`,
+			`DROP EVENT TRIGGER IF EXISTS pgundo_drop`,
+			`DROP SCHEMA ` + pgx.Identifier{Schema}.Sanitize() + ` CASCADE`,
+		} {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("uninstall: %s: %w", stmt, err)
+			}
+		}
+		return nil
+	})
+}
