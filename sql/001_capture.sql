@@ -68,6 +68,42 @@ CREATE TABLE pgundo.undo (
 CREATE INDEX undo_undo_session_idx ON pgundo.undo (undo_session);
 COMMENT ON TABLE pgundo.undo IS 'Which session undid which (written by pgundo undo in its own transaction).';
 
+CREATE TABLE pgundo.undone (
+    stmt_id      bigint PRIMARY KEY,
+    undo_session text NOT NULL
+);
+COMMENT ON TABLE pgundo.undone IS 'Statements already undone, and by which session: an undo of them again is refused.';
+
+-- shape records each captured table's columns, from the statement id after
+-- which they applied: undo compares them with the table's columns now and
+-- names what was dropped, added or retyped since capture.
+CREATE TABLE pgundo.shape (
+    relid      oid NOT NULL,
+    since_stmt bigint NOT NULL,
+    columns    name[] NOT NULL,
+    types      text[] NOT NULL,
+    PRIMARY KEY (relid, since_stmt)
+);
+
+CREATE FUNCTION pgundo._record_shape(rel regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cols name[];
+    typs text[];
+BEGIN
+    SELECT coalesce(array_agg(a.attname ORDER BY a.attnum), '{}'), coalesce(array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum), '{}')
+      INTO cols, typs
+      FROM pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped;
+    IF EXISTS (SELECT FROM pgundo.shape s WHERE s.relid = rel
+                 AND s.since_stmt = (SELECT max(since_stmt) FROM pgundo.shape WHERE relid = rel)
+                 AND s.columns = cols AND s.types = typs) THEN
+        RETURN;
+    END IF;
+    INSERT INTO pgundo.shape (relid, since_stmt, columns, types)
+    VALUES (rel, (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM pgundo.stmt_id_seq), cols, typs)
+    ON CONFLICT (relid, since_stmt) DO UPDATE SET columns = EXCLUDED.columns, types = EXCLUDED.types;
+END $$;
+
 -- _session returns this connection's session id, registering the session on
 -- first use. The id is cached in a transaction-scoped way: set_config is undone
 -- with the transaction that registered the session, so cache and table agree.
@@ -245,6 +281,7 @@ BEGIN
     END IF;
     FOR part IN SELECT t.relid FROM pg_partition_tree(rel) t UNION SELECT rel LOOP
         PERFORM pgundo._attach(part);
+        PERFORM pgundo._record_shape(part);
     END LOOP;
     INSERT INTO pgundo.tracked (relid, schema_name, table_name)
     SELECT rel, n.nspname, cl.relname FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE cl.oid = rel
@@ -284,13 +321,22 @@ BEGIN
     LOOP
         PERFORM pgundo._attach(r.rel);
     END LOOP;
+    -- Column changes on captured tables: record the new shape.
+    FOR r IN
+        SELECT DISTINCT d.objid::regclass AS rel
+          FROM pg_event_trigger_ddl_commands() d
+         WHERE d.classid = 'pg_class'::regclass
+           AND EXISTS (SELECT FROM pg_trigger WHERE tgrelid = d.objid AND tgname = 'pgundo_capture_insert')
+    LOOP
+        PERFORM pgundo._record_shape(r.rel);
+    END LOOP;
 END $$;
 
 CREATE FUNCTION pgundo._on_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     DELETE FROM pgundo.tracked
-     WHERE relid IN (SELECT objid FROM pg_event_trigger_dropped_objects() WHERE classid = 'pg_class'::regclass);
+     WHERE relid IN (SELECT objid FROM pg_event_trigger_dropped_objects() WHERE classid = 'pg_class'::regclass AND objsubid = 0);
 END $$;
 
 -- Event triggers need superuser (rds_superuser and cloudsqlsuperuser may also

@@ -1,0 +1,215 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/pgundo/pgundo/undo"
+)
+
+type undoOptions struct {
+	txs          []string
+	tag          string
+	app, user    string
+	since, until string
+	dryRun       bool
+	yes          bool
+	onConflict   string
+}
+
+// Validate checks the flags that need no database and builds the selection.
+func (o undoOptions) Validate(args []string, now time.Time) (undo.Selection, undo.ConflictMode, error) {
+	sel := undo.Selection{Sessions: args, Tag: o.tag, App: o.app, User: o.user}
+	for _, x := range o.txs {
+		v, err := strconv.ParseUint(x, 10, 64)
+		if err != nil {
+			return sel, "", usageErr(fmt.Errorf("--tx %q: a transaction id is a number (pgundo sessions and pgundo show list them)", x))
+		}
+		sel.TxIDs = append(sel.TxIDs, v)
+	}
+	for _, p := range []struct {
+		flag, val string
+		dst       **time.Time
+	}{{"--since", o.since, &sel.Since}, {"--until", o.until, &sel.Until}} {
+		if p.val == "" {
+			continue
+		}
+		t, err := parseTime(p.val, now)
+		if err != nil {
+			return sel, "", usageErr(fmt.Errorf("%s: %w", p.flag, err))
+		}
+		*p.dst = &t
+	}
+	if sel.Empty() {
+		return sel, "", usageErr(errors.New("say what to undo: a SESSION id (see pgundo sessions), --tx XID, --tag TAG, or --app/--user with --since/--until"))
+	}
+	if (sel.Since != nil || sel.Until != nil) && len(args) == 0 && len(sel.TxIDs) == 0 && sel.Tag == "" && sel.App == "" && sel.User == "" {
+		return sel, "", usageErr(errors.New("--since/--until narrow --app, --user or --tag; give one of them too"))
+	}
+	mode, err := undo.ParseConflictMode(o.onConflict)
+	if err != nil {
+		return sel, "", usageErr(err)
+	}
+	return sel, mode, nil
+}
+
+func newUndoCommand(g *globals) *cobra.Command {
+	var o undoOptions
+	cmd := &cobra.Command{
+		Use:   "undo [SESSION...]",
+		Short: "Put back exactly what a session changed, or refuse and say why",
+		Long: `Undo one or more recorded sessions: every row they changed (directly, or through
+cascades and triggers) is put back exactly as it was before their first change,
+on every column; rows they deleted come back with their original keys; rows
+they created go away; nothing else is touched.
+
+A row that someone else changed since is a conflict: by default the undo is
+refused (exit 3), the conflicts are listed, and nothing is changed.
+--on-conflict skip undoes the rest; --on-conflict merge restores column by
+column only the values still as the session left them.
+
+The undo runs in one transaction, re-checks the rows under lock, keeps
+application triggers and FK actions from firing (session_replication_role =
+replica: superuser, rds_superuser, or GRANT SET ON PARAMETER on PostgreSQL
+15+), and is itself recorded as a session (undo it again to redo).
+Sequences are not rewound.
+
+Without --yes it shows the plan and asks on a terminal; with no terminal it
+refuses (exit 2). Exit codes: 0 undone (or plan shown), 1 error, 2 bad usage,
+3 refused (conflicts, already undone, schema changed).`,
+		Example: `  pgundo undo 6740a1b2.3f1c --dry-run
+  pgundo undo 6740a1b2.3f1c --yes
+  pgundo undo --tag ticket-123 --yes
+  pgundo undo --app patch.py --since '2026-11-25 09:00' --until '2026-11-25 09:30' --on-conflict skip --yes`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sel, mode, err := o.Validate(args, time.Now())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			conn, err := g.connectInstalled(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			opts := undo.Options{OnConflict: mode, Progress: g.progress}
+			plan, err := undo.MakePlan(ctx, conn, sel, opts)
+			if err != nil {
+				return g.undoError(plan, err)
+			}
+			if o.dryRun {
+				return g.output(plan, func(w io.Writer) error {
+					renderPlan(w, plan)
+					fmt.Fprintln(w, "dry run: nothing was changed")
+					return nil
+				})
+			}
+			if !o.yes {
+				if !isTerminal(g.stdin) {
+					renderPlan(g.stderr, plan)
+					return usageErr(errors.New("undo needs confirmation: no terminal to ask on, so nothing was changed; add --yes to apply the plan above"))
+				}
+				renderPlan(g.stderr, plan)
+				ok, err := confirm(g.stdin, g.stderr, "apply this undo? [y/N] ")
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return refusedErr(errors.New("undo not confirmed; nothing was changed"))
+				}
+			}
+			applied, err := undo.Apply(ctx, conn, sel, opts, plan)
+			if err != nil {
+				return g.undoError(applied, err)
+			}
+			return g.output(applied, func(w io.Writer) error {
+				renderPlan(w, applied)
+				fmt.Fprintf(w, "undone: %d rows written in one transaction, recorded as session %s (undo that session to redo)\n", applied.RowsChanged, applied.UndoSession)
+				return nil
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&o.txs, "tx", nil, "undo the changes of this transaction id (xid, repeatable)")
+	fl.StringVar(&o.tag, "tag", "", "undo the changes tagged so (SET pgundo.tag, pgundo run --tag)")
+	fl.StringVar(&o.app, "app", "", "undo the changes made under this application_name")
+	fl.StringVar(&o.user, "user", "", "undo the changes made by this login or effective role")
+	fl.StringVar(&o.since, "since", "", "with --app/--user/--tag: only changes at or after this time")
+	fl.StringVar(&o.until, "until", "", "with --app/--user/--tag: only changes before this time")
+	fl.BoolVar(&o.dryRun, "dry-run", false, "show the plan and conflicts, change nothing")
+	fl.BoolVar(&o.yes, "yes", false, "apply without asking")
+	fl.StringVar(&o.onConflict, "on-conflict", "refuse", "refuse (change nothing), skip (undo the rest), or merge (keep later column edits)")
+	return cmd
+}
+
+// undoError maps undo's errors to exit codes, printing the plan's
+// conflicts as JSON when asked.
+func (g *globals) undoError(plan *undo.Plan, err error) error {
+	var ce *undo.ConflictError
+	var re *undo.RefusedError
+	var nf *undo.NotFoundError
+	switch {
+	case errors.As(err, &ce):
+		if g.json {
+			_ = g.output(ce.Plan, nil)
+		}
+		return refusedErr(err)
+	case errors.As(err, &re):
+		return refusedErr(err)
+	case errors.As(err, &nf):
+		return usageErr(err)
+	}
+	return err
+}
+
+func (g *globals) progress(msg string) {
+	if !g.json {
+		fmt.Fprintln(g.stderr, msg)
+	}
+}
+
+func renderPlan(w io.Writer, p *undo.Plan) {
+	fmt.Fprintf(w, "undo of session %s: %d logged row changes\n", strings.Join(p.Sessions, ", "), p.Changes)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TABLE\tRESTORE\tRE-INSERT\tDELETE\tMERGE\tSKIP")
+	for _, t := range p.Tables {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", t.Table, t.Restore, t.Reinsert, t.Delete, t.Merged, t.Skipped)
+	}
+	_ = tw.Flush()
+	for _, c := range p.Conflicts {
+		prefix := "  "
+		if c.Skipped {
+			prefix = "  skipped: "
+		}
+		fmt.Fprintln(w, prefix+c.String())
+	}
+	for _, k := range p.Kept {
+		fmt.Fprintf(w, "  merge kept %s %s column %s (changed since)\n", k.Table, k.Key, k.Column)
+	}
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func confirm(in io.Reader, out io.Writer, prompt string) (bool, error) {
+	fmt.Fprint(out, prompt)
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	a := strings.ToLower(strings.TrimSpace(line))
+	return a == "y" || a == "yes", nil
+}

@@ -1,0 +1,461 @@
+package undo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// outputSettings are the settings capture pins when it writes row images;
+// the undo pins the same ones so that images compare and parse exactly.
+var outputSettings = [][2]string{
+	{"datestyle", "ISO, YMD"},
+	{"intervalstyle", "postgres"},
+	{"extra_float_digits", "3"},
+	{"bytea_output", "hex"},
+	{"lc_monetary", "C"},
+	{"xmloption", "content"},
+	{"timezone", "UTC"},
+}
+
+// Plan makes the undo's plan without changing anything: it runs the same
+// checks as Apply in a transaction that it rolls back.
+func MakePlan(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options) (*Plan, error) {
+	return run(ctx, conn, sel, opts, false, nil)
+}
+
+// Apply undoes the selected sessions in one transaction and commits. On a
+// conflict in Refuse mode it returns a *ConflictError and changes nothing.
+// approved, when not nil, is the plan the user confirmed: if the plan made
+// under lock differs from it, Apply refuses with ErrPlanChanged.
+func Apply(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, approved *Plan) (*Plan, error) {
+	return run(ctx, conn, sel, opts, true, approved)
+}
+
+type runner struct {
+	tx      pgx.Tx
+	opts    Options
+	apply   bool
+	plan    *Plan
+	maxStmt int64
+	minStmt int64
+}
+
+func (r *runner) progress(format string, args ...any) {
+	if r.opts.Progress != nil {
+		r.opts.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply bool, approved *Plan) (*Plan, error) {
+	if sel.Empty() {
+		return nil, errors.New("nothing selected: give a session id, --tx, --tag, or --app/--user")
+	}
+	if opts.OnConflict == "" {
+		opts.OnConflict = Refuse
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin undo transaction: %w", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	r := &runner{tx: tx, opts: opts, apply: apply, plan: &Plan{Tables: []TablePlan{}, Conflicts: []Conflict{}, Kept: []KeptColumn{}}}
+	for _, s := range outputSettings {
+		if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, true)", s[0], s[1]); err != nil {
+			return nil, fmt.Errorf("pin %s: %w", s[0], err)
+		}
+	}
+	if err := r.selectStatements(ctx, sel); err != nil {
+		return nil, err
+	}
+	if err := r.buildNet(ctx); err != nil {
+		return nil, err
+	}
+	tables, err := r.loadTables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if apply {
+		if err := r.keepTriggersQuiet(ctx, tables); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range tables {
+		if err := r.planTable(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	sort.Slice(r.plan.Tables, func(i, j int) bool { return r.plan.Tables[i].Table < r.plan.Tables[j].Table })
+	if len(r.plan.Conflicts) > 0 && opts.OnConflict == Refuse {
+		r.explainConflicts(ctx, tables)
+		return r.plan, &ConflictError{Plan: r.plan}
+	}
+	if !apply {
+		return r.plan, nil
+	}
+	if approved != nil && !samePlan(approved, r.plan) {
+		return nil, &RefusedError{Kind: ErrPlanChanged, Detail: "the data changed between the plan you confirmed and the apply (other sessions wrote to these rows); nothing was changed; run the undo again to see the new plan"}
+	}
+	for _, t := range tables {
+		if err := r.applyTable(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range tables {
+		if err := r.verifyTable(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.QueryRow(ctx, `SELECT pgundo._session()`).Scan(&r.plan.UndoSession); err != nil {
+		return nil, fmt.Errorf("record the undo: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO pgundo.undone (stmt_id, undo_session) SELECT id, $1 FROM pgundo_sel`, r.plan.UndoSession); err != nil {
+		return nil, fmt.Errorf("record the undo: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO pgundo.undo (undo_session, undone_session) SELECT DISTINCT $1, session_id FROM pgundo_sel ON CONFLICT DO NOTHING`, r.plan.UndoSession); err != nil {
+		return nil, fmt.Errorf("record the undo: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit undo: %w", err)
+	}
+	r.plan.Applied = true
+	return r.plan, nil
+}
+
+// selectStatements fills temp table pgundo_sel with the selected statements
+// and checks they exist and were not undone before.
+func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
+	tx := r.tx
+	xids := make([]string, len(sel.TxIDs))
+	for i, x := range sel.TxIDs {
+		xids[i] = fmt.Sprint(x)
+	}
+	sessions := sel.Sessions
+	if sessions == nil {
+		sessions = []string{}
+	}
+	for _, id := range sessions {
+		var ok bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgundo.session WHERE id = $1)`, id).Scan(&ok); err != nil {
+			return fmt.Errorf("look up session %s: %w", id, err)
+		}
+		if !ok {
+			return &NotFoundError{What: fmt.Sprintf("session %q", id)}
+		}
+	}
+	_, err := tx.Exec(ctx, `
+		CREATE TEMP TABLE pgundo_sel ON COMMIT DROP AS
+		SELECT st.id, st.relid, st.session_id, st.schema_name, st.table_name
+		  FROM pgundo.stmt st
+		 WHERE (cardinality($1::text[]) = 0 OR st.session_id = ANY ($1))
+		   AND (cardinality($2::text[]) = 0 OR st.xid = ANY ($2::xid8[]))
+		   AND ($3 = '' OR st.tag = $3)
+		   AND ($4 = '' OR st.application_name = $4)
+		   AND ($5 = '' OR st.role = $5 OR EXISTS (SELECT FROM pgundo.session s WHERE s.id = st.session_id AND s.session_role = $5))
+		   AND ($6::timestamptz IS NULL OR st.at >= $6)
+		   AND ($7::timestamptz IS NULL OR st.at < $7)`,
+		sessions, xids, sel.Tag, sel.App, sel.User, sel.Since, sel.Until)
+	if err != nil {
+		return fmt.Errorf("select the changes to undo: %w", err)
+	}
+	var n int64
+	var ids []string
+	var minID, maxID *int64
+	err = tx.QueryRow(ctx, `SELECT count(*), coalesce(array_agg(DISTINCT session_id ORDER BY session_id), '{}'), min(id), max(id) FROM pgundo_sel`).Scan(&n, &ids, &minID, &maxID)
+	if err != nil {
+		return fmt.Errorf("select the changes to undo: %w", err)
+	}
+	if n == 0 {
+		return &NotFoundError{What: "changes for " + describeSelection(sel)}
+	}
+	r.plan.Sessions, r.minStmt, r.maxStmt = ids, *minID, *maxID
+	var undoneBy, undoneSession string
+	err = tx.QueryRow(ctx, `SELECT u.undo_session, s.session_id FROM pgundo_sel s JOIN pgundo.undone u ON u.stmt_id = s.id LIMIT 1`).Scan(&undoneBy, &undoneSession)
+	switch {
+	case err == nil:
+		return &RefusedError{Kind: ErrAlreadyUndone, Detail: fmt.Sprintf(
+			"session %s was already undone by session %s; nothing was changed (to put its changes back, undo %s: that is a redo)", undoneSession, undoneBy, undoneBy)}
+	case !errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("check for an earlier undo: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `ANALYZE pgundo_sel`); err != nil {
+		return err
+	}
+	return nil
+}
+
+// NotFoundError is returned when the selection names something the log
+// does not hold.
+type NotFoundError struct{ What string }
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("no %s in the log; pgundo sessions lists what was recorded", e.What)
+}
+
+func describeSelection(sel Selection) string {
+	var parts []string
+	if len(sel.Sessions) > 0 {
+		parts = append(parts, "session "+strings.Join(sel.Sessions, ", "))
+	}
+	if len(sel.TxIDs) > 0 {
+		parts = append(parts, fmt.Sprintf("transaction %v", sel.TxIDs))
+	}
+	if sel.Tag != "" {
+		parts = append(parts, fmt.Sprintf("tag %q", sel.Tag))
+	}
+	if sel.App != "" {
+		parts = append(parts, fmt.Sprintf("application %q", sel.App))
+	}
+	if sel.User != "" {
+		parts = append(parts, fmt.Sprintf("user %q", sel.User))
+	}
+	if sel.Since != nil {
+		parts = append(parts, "since "+sel.Since.Format("2006-01-02 15:04:05"))
+	}
+	if sel.Until != nil {
+		parts = append(parts, "until "+sel.Until.Format("2006-01-02 15:04:05"))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// buildNet sums the selected changes into pgundo_net: per root table and row
+// image, +1 per after image and -1 per before image; zero sums are dropped.
+func (r *runner) buildNet(ctx context.Context) error {
+	_, err := r.tx.Exec(ctx, `
+		CREATE TEMP TABLE pgundo_net ON COMMIT DROP AS
+		SELECT coalesce(pg_partition_root(s.relid)::oid, s.relid) AS relid, v.img, sum(v.d)::int AS cnt
+		  FROM pgundo_sel s
+		  JOIN pgundo.change c ON c.stmt_id = s.id
+		 CROSS JOIN LATERAL (VALUES (c.new, 1), (c.old, -1)) v (img, d)
+		 WHERE v.img IS NOT NULL AND c.stmt_id BETWEEN $1 AND $2
+		 GROUP BY 1, 2
+		HAVING sum(v.d) <> 0`, r.minStmt, r.maxStmt)
+	if err != nil {
+		return fmt.Errorf("read the sessions' changes from the log: %w", err)
+	}
+	if err := r.tx.QueryRow(ctx, `SELECT coalesce(sum(rows), 0) FROM pgundo.stmt WHERE id IN (SELECT id FROM pgundo_sel)`).Scan(&r.plan.Changes); err != nil {
+		return err
+	}
+	_, err = r.tx.Exec(ctx, `ANALYZE pgundo_net`)
+	return err
+}
+
+// table is what the undo needs to know about one root table.
+type table struct {
+	oid       uint32
+	name      string   // quote_ident-qualified, for messages
+	ident     string   // sanitized for SQL
+	columns   []column // in attnum order
+	key       []string // primary-key column names; empty: match whole rows
+	partition []uint32 // the partitions and itself (for trigger checks, log look-ups)
+}
+
+type column struct {
+	name      string
+	typ       string
+	generated bool
+}
+
+func (t *table) writable() []column {
+	var out []column
+	for _, c := range t.columns {
+		if !c.generated {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// loadTables reads each affected table's columns and key, and refuses when a
+// table is gone or its columns changed since the changes were captured.
+func (r *runner) loadTables(ctx context.Context) ([]*table, error) {
+	rows, err := r.tx.Query(ctx, `
+		SELECT n.relid, c.oid IS NOT NULL,
+		       coalesce(quote_ident(ns.nspname) || '.' || quote_ident(c.relname), ''), coalesce(ns.nspname, ''), coalesce(c.relname, '')
+		  FROM (SELECT DISTINCT relid FROM pgundo_net) n
+		  LEFT JOIN pg_class c ON c.oid = n.relid
+		  LEFT JOIN pg_namespace ns ON ns.oid = c.relnamespace
+		 ORDER BY 3`)
+	if err != nil {
+		return nil, fmt.Errorf("read affected tables: %w", err)
+	}
+	type head struct {
+		oid            uint32
+		exists         bool
+		name, sch, rel string
+	}
+	heads, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (head, error) {
+		var h head
+		return h, row.Scan(&h.oid, &h.exists, &h.name, &h.sch, &h.rel)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read affected tables: %w", err)
+	}
+	var out []*table
+	for _, h := range heads {
+		if !h.exists {
+			var sch, rel string
+			_ = r.tx.QueryRow(ctx, `SELECT schema_name, table_name FROM pgundo_sel WHERE relid = $1 LIMIT 1`, h.oid).Scan(&sch, &rel)
+			return nil, &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf("table %s (oid %d) was dropped since its changes were captured; nothing was changed", pgx.Identifier{sch, rel}.Sanitize(), h.oid)}
+		}
+		t := &table{oid: h.oid, name: h.name, ident: pgx.Identifier{h.sch, h.rel}.Sanitize()}
+		crow, err := r.tx.Query(ctx, `
+			SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''
+			  FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, h.oid)
+		if err != nil {
+			return nil, err
+		}
+		t.columns, err = pgx.CollectRows(crow, func(row pgx.CollectableRow) (column, error) {
+			var c column
+			return c, row.Scan(&c.name, &c.typ, &c.generated)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read columns of %s: %w", t.name, err)
+		}
+		err = r.tx.QueryRow(ctx, `
+			SELECT coalesce(array_agg(a.attname ORDER BY k.ord), '{}')
+			  FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k (attnum, ord)
+			  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+			 WHERE i.indrelid = $1 AND i.indisprimary`, h.oid).Scan(&t.key)
+		if err != nil {
+			return nil, fmt.Errorf("read primary key of %s: %w", t.name, err)
+		}
+		err = r.tx.QueryRow(ctx, `SELECT coalesce(array_agg(relid::oid), ARRAY[$1::oid]) FROM pg_partition_tree($1)`, h.oid).Scan(&t.partition)
+		if err != nil {
+			return nil, fmt.Errorf("read partitions of %s: %w", t.name, err)
+		}
+		if err := r.checkShapes(ctx, t); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// checkShapes compares the columns every selected statement was captured
+// with (recorded in pgundo.shape) with the root table's columns now.
+func (r *runner) checkShapes(ctx context.Context, t *table) error {
+	rows, err := r.tx.Query(ctx, `
+		SELECT DISTINCT s.schema_name, s.table_name, sh.columns, sh.types
+		  FROM pgundo_sel s
+		  JOIN LATERAL (SELECT columns, types FROM pgundo.shape sh
+		                 WHERE sh.relid = s.relid AND sh.since_stmt < s.id
+		                 ORDER BY sh.since_stmt DESC LIMIT 1) sh ON true
+		 WHERE coalesce(pg_partition_root(s.relid)::oid, s.relid) = $1`, t.oid)
+	if err != nil {
+		return fmt.Errorf("read captured columns of %s: %w", t.name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sch, rel string
+		var cols, typs []string
+		if err := rows.Scan(&sch, &rel, &cols, &typs); err != nil {
+			return err
+		}
+		if msg := shapeDiff(cols, typs, t.columns); msg != "" {
+			return &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf(
+				"table %s cannot be put back as captured: %s since the changes were captured (in %s); nothing was changed; restore the column, or undo table by table after pgundo untrack",
+				t.name, msg, pgx.Identifier{sch, rel}.Sanitize())}
+		}
+	}
+	return rows.Err()
+}
+
+// shapeDiff describes how the captured columns differ from now, or "".
+func shapeDiff(cols, typs []string, now []column) string {
+	nowType := map[string]string{}
+	for _, c := range now {
+		nowType[c.name] = c.typ
+	}
+	var msgs []string
+	then := map[string]bool{}
+	for i, c := range cols {
+		then[c] = true
+		nt, ok := nowType[c]
+		switch {
+		case !ok:
+			msgs = append(msgs, fmt.Sprintf("column %s was dropped", pgx.Identifier{c}.Sanitize()))
+		case nt != typs[i]:
+			msgs = append(msgs, fmt.Sprintf("column %s changed type from %s to %s", pgx.Identifier{c}.Sanitize(), typs[i], nt))
+		}
+	}
+	for _, c := range now {
+		if !then[c.name] {
+			msgs = append(msgs, fmt.Sprintf("column %s was added", pgx.Identifier{c.name}.Sanitize()))
+		}
+	}
+	if len(msgs) == 0 && len(cols) == len(now) {
+		for i, c := range now {
+			if cols[i] != c.name {
+				msgs = append(msgs, "columns were reordered (a partition attached with another column order)")
+				break
+			}
+		}
+	}
+	return strings.Join(msgs, ", ")
+}
+
+// keepTriggersQuiet sets session_replication_role = replica for the
+// transaction, so application triggers and FK actions do not fire while
+// values are put back; pgundo's own capture (ENABLE ALWAYS) still records
+// the undo. Where the role may not set it, the undo goes ahead only if no
+// affected table has any other trigger.
+func (r *runner) keepTriggersQuiet(ctx context.Context, tables []*table) error {
+	if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_srr"); err != nil {
+		return err
+	}
+	_, err := r.tx.Exec(ctx, "SET LOCAL session_replication_role = replica")
+	if err == nil {
+		_, err = r.tx.Exec(ctx, "RELEASE SAVEPOINT pgundo_srr")
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		return fmt.Errorf("set session_replication_role: %w", err)
+	}
+	if _, err := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_srr"); err != nil {
+		return err
+	}
+	var oids []uint32
+	for _, t := range tables {
+		oids = append(oids, t.partition...)
+	}
+	var others []string
+	err = r.tx.QueryRow(ctx, `
+		SELECT coalesce(array_agg(DISTINCT tgrelid::regclass::text || ' (' || tgname || ')'), '{}')
+		  FROM pg_trigger WHERE tgrelid = ANY ($1) AND tgname NOT LIKE 'pgundo\_capture\_%' AND tgenabled <> 'D'`, oids).Scan(&others)
+	if err != nil {
+		return err
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	var role string
+	var ver int
+	_ = r.tx.QueryRow(ctx, `SELECT current_user, current_setting('server_version_num')::int`).Scan(&role, &ver)
+	grant := "run the undo as a superuser (or rds_superuser / cloudsqlsuperuser)"
+	if ver >= 150000 {
+		grant += fmt.Sprintf(", or have one run: GRANT SET ON PARAMETER session_replication_role TO %s", pgx.Identifier{role}.Sanitize())
+	}
+	return &RefusedError{Kind: ErrReplicaRole, Detail: fmt.Sprintf(
+		"undo must keep application triggers and FK actions from rewriting restored values, and role %s may not SET session_replication_role (triggers on %s); nothing was changed; %s",
+		role, strings.Join(others, ", "), grant)}
+}
+
+func samePlan(a, b *Plan) bool {
+	if len(a.Tables) != len(b.Tables) || len(a.Conflicts) != len(b.Conflicts) {
+		return false
+	}
+	for i := range a.Tables {
+		x, y := a.Tables[i], b.Tables[i]
+		if x.Table != y.Table || x.Restore != y.Restore || x.Reinsert != y.Reinsert || x.Delete != y.Delete || x.Skipped != y.Skipped || x.Merged != y.Merged {
+			return false
+		}
+	}
+	return true
+}

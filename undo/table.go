@@ -1,0 +1,475 @@
+package undo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Per-table work. All statements are generated from catalog names quoted
+// with pgx.Identifier and fed from the temp tables pgundo_net / pgundo_c,
+// never from values pasted into SQL. In pgundo_c, action is one of:
+// U restore (update back), I re-insert, D delete, M merge, S skipped
+// conflict, C conflict.
+
+func (t *table) keyed() bool { return len(t.key) > 0 }
+
+// keyCols returns "pgundo_k1, pgundo_k2, ..." or with a prefix.
+func (t *table) keyCols(prefix string) string {
+	parts := make([]string, len(t.key))
+	for i := range t.key {
+		parts[i] = fmt.Sprintf("%spgundo_k%d", prefix, i+1)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// curKeyCols returns "cur.k1, cur.k2" for the live table.
+func (t *table) curKeyCols(alias string) string {
+	parts := make([]string, len(t.key))
+	for i, k := range t.key {
+		parts[i] = alias + "." + pgx.Identifier{k}.Sanitize()
+	}
+	return strings.Join(parts, ", ")
+}
+
+// keyMatch is "(cur.k1, cur.k2) = (c.pgundo_k1, c.pgundo_k2)"; IS NOT
+// DISTINCT FROM is not needed, primary-key columns are never NULL.
+func (t *table) keyMatch(cur, c string) string {
+	return fmt.Sprintf("(%s) = (%s)", t.curKeyCols(cur), t.keyCols(c+"."))
+}
+
+// keyText is an array expression of the key values as text, for reports.
+func (t *table) keyText(prefix string) string {
+	parts := make([]string, len(t.key))
+	for i := range t.key {
+		parts[i] = fmt.Sprintf("%spgundo_k%d::text", prefix, i+1)
+	}
+	return "ARRAY[" + strings.Join(parts, ", ") + "]"
+}
+
+func (t *table) isKey(name string) bool {
+	for _, k := range t.key {
+		if k == name {
+			return true
+		}
+	}
+	return false
+}
+
+// exec runs one generated statement, naming the table on error.
+func (r *runner) exec(ctx context.Context, t *table, what, sql string, args ...any) (int64, error) {
+	tag, err := r.tx.Exec(ctx, sql, args...)
+	if err != nil {
+		return 0, fmt.Errorf("undo %s: %s: %w", t.name, what, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// parseGuard runs sql in a savepoint and turns a failure to read row images
+// back into the table's type into a schema-changed refusal.
+func (r *runner) parseGuard(ctx context.Context, t *table, sql string, args ...any) error {
+	if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_parse"); err != nil {
+		return err
+	}
+	if _, err := r.tx.Exec(ctx, sql, args...); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "22P02" || strings.HasPrefix(pgErr.Code, "22")) {
+			return &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf(
+				"table %s cannot be put back as captured: its logged rows no longer read as the table's columns (%s); its columns changed since capture; nothing was changed", t.name, pgErr.Message)}
+		}
+		return fmt.Errorf("undo %s: read logged rows: %w", t.name, err)
+	}
+	_, err := r.tx.Exec(ctx, "RELEASE SAVEPOINT pgundo_parse")
+	return err
+}
+
+func (r *runner) planTable(ctx context.Context, t *table) error {
+	if _, err := r.tx.Exec(ctx, "DROP TABLE IF EXISTS pg_temp.pgundo_c"); err != nil {
+		return err
+	}
+	var err error
+	if t.keyed() {
+		err = r.classifyKeyed(ctx, t)
+	} else {
+		err = r.classifyKeyless(ctx, t)
+	}
+	if err != nil {
+		return err
+	}
+	// Conflict handling per mode.
+	switch r.opts.OnConflict {
+	case Skip:
+		_, err = r.exec(ctx, t, "skip conflicts", `UPDATE pgundo_c SET action = 'S' WHERE action = 'C'`)
+	case Merge:
+		if t.keyed() {
+			_, err = r.exec(ctx, t, "merge conflicts", `UPDATE pgundo_c SET action = CASE WHEN reason = 'changed since' AND b_img IS NOT NULL THEN 'M' ELSE 'S' END WHERE action = 'C'`)
+		} else {
+			_, err = r.exec(ctx, t, "skip conflicts", `UPDATE pgundo_c SET action = 'S' WHERE action = 'C'`)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	tp := TablePlan{Table: t.name, KeyColumns: t.key}
+	if tp.KeyColumns == nil {
+		tp.KeyColumns = []string{}
+	}
+	weight := "1"
+	if !t.keyed() {
+		weight = "abs(cnt)"
+	}
+	err = r.tx.QueryRow(ctx, fmt.Sprintf(`SELECT
+			coalesce(sum(%[1]s) FILTER (WHERE action = 'U'), 0), coalesce(sum(%[1]s) FILTER (WHERE action = 'I'), 0),
+			coalesce(sum(%[1]s) FILTER (WHERE action = 'D'), 0), coalesce(sum(%[1]s) FILTER (WHERE action = 'M'), 0),
+			coalesce(sum(%[1]s) FILTER (WHERE action = 'S'), 0)
+		FROM pgundo_c`, weight)).Scan(&tp.Restore, &tp.Reinsert, &tp.Delete, &tp.Merged, &tp.Skipped)
+	if err != nil {
+		return fmt.Errorf("undo %s: count the plan: %w", t.name, err)
+	}
+	r.plan.Tables = append(r.plan.Tables, tp)
+	if err := r.collectConflicts(ctx, t); err != nil {
+		return err
+	}
+	r.progress("planned %s: %d to restore, %d to re-insert, %d to delete, %d conflicts", t.name, tp.Restore, tp.Reinsert, tp.Delete, tp.Skipped+tp.Merged+int64(countConflicts(r.plan.Conflicts, t.name, false)))
+	if r.apply {
+		// Keep the plan's temp table per table for apply and verify.
+		if _, err := r.tx.Exec(ctx, fmt.Sprintf("ALTER TABLE pgundo_c RENAME TO pgundo_c_%d", t.oid)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func countConflicts(cs []Conflict, table string, skipped bool) int {
+	n := 0
+	for _, c := range cs {
+		if c.Table == table && c.Skipped == skipped {
+			n++
+		}
+	}
+	return n
+}
+
+// classifyKeyed fills pgundo_c with one row per primary key the sessions
+// left changed, with the image they left (a_img), the image before them
+// (b_img), the current row, and the action.
+func (r *runner) classifyKeyed(ctx context.Context, t *table) error {
+	sel := make([]string, len(t.key))
+	for i, k := range t.key {
+		sel[i] = fmt.Sprintf("(p.r).%s AS pgundo_k%d", pgx.Identifier{k}.Sanitize(), i+1)
+	}
+	groupBy := make([]string, len(t.key))
+	for i := range t.key {
+		groupBy[i] = fmt.Sprint(i + 1)
+	}
+	err := r.parseGuard(ctx, t, fmt.Sprintf(`
+		CREATE TEMP TABLE pgundo_c ON COMMIT DROP AS
+		SELECT %s,
+		       max(n.img) FILTER (WHERE n.cnt > 0) AS a_img, max(n.img) FILTER (WHERE n.cnt < 0) AS b_img,
+		       count(*) FILTER (WHERE n.cnt > 0) AS na, count(*) FILTER (WHERE n.cnt < 0) AS nb, max(abs(n.cnt)) AS maxcnt,
+		       NULL::text AS cur_img, false AS cur_exists, 'C'::text AS action, NULL::text AS reason
+		  FROM pgundo_net n CROSS JOIN LATERAL (SELECT n.img::%s AS r OFFSET 0) p
+		 WHERE n.relid = $1
+		 GROUP BY %s`, strings.Join(sel, ", "), t.ident, strings.Join(groupBy, ", ")), t.oid)
+	if err != nil {
+		return err
+	}
+	if _, err := r.exec(ctx, t, "index plan", fmt.Sprintf(`CREATE INDEX ON pgundo_c (%s)`, t.keyCols(""))); err != nil {
+		return err
+	}
+	if _, err := r.exec(ctx, t, "analyze plan", `ANALYZE pgundo_c`); err != nil {
+		return err
+	}
+	if r.apply {
+		// Lock the rows to change, so no writer slips in between the check
+		// and the write; the check below reads them after the lock.
+		if _, err := r.exec(ctx, t, "lock rows", fmt.Sprintf(
+			`SELECT 1 FROM %s cur JOIN pgundo_c c ON %s FOR UPDATE OF cur`, t.ident, t.keyMatch("cur", "c"))); err != nil {
+			return err
+		}
+	}
+	if _, err := r.exec(ctx, t, "read current rows", fmt.Sprintf(
+		`UPDATE pgundo_c c SET cur_img = cur::text, cur_exists = true FROM %s cur WHERE %s`, t.ident, t.keyMatch("cur", "c"))); err != nil {
+		return err
+	}
+	_, err = r.exec(ctx, t, "classify rows", `
+		UPDATE pgundo_c SET
+		  reason = CASE
+		    WHEN na > 1 OR nb > 1 OR maxcnt > 1 THEN 'changed by another session in between the undone changes'
+		    WHEN a_img IS NOT NULL AND NOT cur_exists THEN 'deleted since'
+		    WHEN a_img IS NOT NULL AND cur_img <> a_img THEN 'changed since'
+		    WHEN a_img IS NULL AND cur_exists THEN 're-created since' END,
+		  action = CASE
+		    WHEN na > 1 OR nb > 1 OR maxcnt > 1 THEN 'C'
+		    WHEN a_img IS NOT NULL AND NOT cur_exists THEN 'C'
+		    WHEN a_img IS NOT NULL AND cur_img <> a_img THEN 'C'
+		    WHEN a_img IS NULL AND cur_exists THEN 'C'
+		    WHEN a_img IS NOT NULL AND b_img IS NOT NULL THEN 'U'
+		    WHEN a_img IS NOT NULL THEN 'D'
+		    ELSE 'I' END`)
+	return err
+}
+
+// classifyKeyless fills pgundo_c for a table without a primary key: one row
+// per distinct row image with its net count and how many equal rows the
+// table holds now.
+func (r *runner) classifyKeyless(ctx context.Context, t *table) error {
+	err := r.parseGuard(ctx, t, fmt.Sprintf(`
+		CREATE TEMP TABLE pgundo_c ON COMMIT DROP AS
+		SELECT n.img AS pgundo_img, n.cnt, 0::bigint AS have, 'C'::text AS action, NULL::text AS reason
+		  FROM pgundo_net n CROSS JOIN LATERAL (SELECT n.img::%s AS r OFFSET 0) p
+		 WHERE n.relid = $1`, t.ident), t.oid)
+	if err != nil {
+		return err
+	}
+	if r.apply {
+		// Without a key, rows cannot be locked one by one: keep writers off
+		// the table until the undo commits.
+		if _, err := r.exec(ctx, t, "lock table", fmt.Sprintf(`LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE`, t.ident)); err != nil {
+			return err
+		}
+	}
+	if _, err := r.exec(ctx, t, "count current rows", fmt.Sprintf(`
+		UPDATE pgundo_c c SET have = h.n
+		  FROM (SELECT cur::text AS img, count(*) AS n FROM %s cur GROUP BY 1) h
+		 WHERE h.img = c.pgundo_img`, t.ident)); err != nil {
+		return err
+	}
+	_, err = r.exec(ctx, t, "classify rows", `
+		UPDATE pgundo_c SET
+		  action = CASE WHEN cnt > 0 AND have < cnt THEN 'C' WHEN cnt > 0 THEN 'D' ELSE 'I' END,
+		  reason = CASE WHEN cnt > 0 AND have < cnt THEN
+		    CASE WHEN have = 0 THEN 'changed or deleted since' ELSE format('only %s of the %s equal rows left remain', have, cnt) END END`)
+	return err
+}
+
+// collectConflicts appends the table's conflicts to the plan.
+func (r *runner) collectConflicts(ctx context.Context, t *table) error {
+	var q string
+	var args []any
+	if t.keyed() {
+		names := make([]string, 0, len(t.columns))
+		diffs := make([]string, 0, len(t.columns))
+		for _, c := range t.columns {
+			names = append(names, c.name)
+			col := pgx.Identifier{c.name}.Sanitize()
+			diffs = append(diffs, fmt.Sprintf("CASE WHEN (x.cur).%[1]s::text IS DISTINCT FROM (x.a).%[1]s::text THEN $1::text[][%[2]d] END", col, len(names)))
+		}
+		q = fmt.Sprintf(`
+			SELECT x.k, x.reason, x.action,
+			       CASE WHEN x.cur IS NOT NULL AND x.a IS NOT NULL THEN array_remove(ARRAY[%s], NULL) ELSE '{}' END
+			  FROM (SELECT %s AS k, reason, action, cur_img::%s AS cur, a_img::%s AS a
+			          FROM pgundo_c WHERE action IN ('C', 'S', 'M') OFFSET 0) x
+			 ORDER BY x.k`, strings.Join(diffs, ", "), t.keyText(""), t.ident, t.ident)
+		args = []any{names}
+	} else {
+		q = `SELECT ARRAY[pgundo_img], reason, action, '{}'::text[] FROM pgundo_c WHERE action IN ('C', 'S') ORDER BY 1`
+	}
+	rows, err := r.tx.Query(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("undo %s: list conflicts: %w", t.name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key []string
+		var c Conflict
+		var action string
+		if err := rows.Scan(&key, &c.Reason, &action, &c.Columns); err != nil {
+			return err
+		}
+		c.Table = t.name
+		c.Key = formatKey(t.key, key)
+		c.Skipped = action != "C"
+		r.plan.Conflicts = append(r.plan.Conflicts, c)
+	}
+	return rows.Err()
+}
+
+func formatKey(names, values []string) string {
+	if len(names) == 0 {
+		return "row " + strings.Join(values, "")
+	}
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = pgx.Identifier{n}.Sanitize() + "=" + values[i]
+	}
+	return strings.Join(parts, ", ")
+}
+
+// explainConflicts adds, best effort, the latest other session that changed
+// each conflicting row since, from the log.
+func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
+	for _, t := range tables {
+		if !t.keyed() {
+			continue
+		}
+		if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_explain"); err != nil {
+			return
+		}
+		keyOf := make([]string, len(t.key))
+		for i, k := range t.key {
+			keyOf[i] = fmt.Sprintf("(p.r).%s::text", pgx.Identifier{k}.Sanitize())
+		}
+		rows, err := r.tx.Query(ctx, fmt.Sprintf(`
+			SELECT DISTINCT ON (ck.k) ck.k, st.session_id, st.at
+			  FROM pgundo.stmt st
+			  JOIN pgundo.change c ON c.stmt_id = st.id
+			 CROSS JOIN LATERAL (VALUES (c.old), (c.new)) v (img)
+			 CROSS JOIN LATERAL (SELECT v.img::%s AS r OFFSET 0) p
+			  JOIN (SELECT %s AS k FROM pgundo_c WHERE action IN ('C', 'S', 'M')) ck ON ck.k = ARRAY[%s]
+			 WHERE st.relid = ANY ($1) AND st.id > $2 AND c.stmt_id > $2 AND v.img IS NOT NULL
+			   AND st.id NOT IN (SELECT id FROM pgundo_sel)
+			 ORDER BY ck.k, st.id DESC`, t.ident, t.keyText(""), strings.Join(keyOf, ", ")), t.partition, r.minStmt)
+		if err == nil {
+			for rows.Next() {
+				var key []string
+				var sid string
+				var at time.Time
+				if rows.Scan(&key, &sid, &at) != nil {
+					break
+				}
+				k := formatKey(t.key, key)
+				for i := range r.plan.Conflicts {
+					c := &r.plan.Conflicts[i]
+					if c.Table == t.name && c.Key == k {
+						s, a := sid, at
+						c.ChangedBy, c.ChangedAt = &s, &a
+					}
+				}
+			}
+			rows.Close()
+		}
+		if _, err := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_explain"); err != nil {
+			return
+		}
+	}
+}
+
+// applyTable writes the table's plan: deletions, restores, merges and
+// re-insertions, one set-based statement each.
+func (r *runner) applyTable(ctx context.Context, t *table) error {
+	c := fmt.Sprintf("pgundo_c_%d", t.oid)
+	var total int64
+	var setCols, insCols, insVals, mergeSet []string
+	for _, col := range t.writable() {
+		id := pgx.Identifier{col.name}.Sanitize()
+		insCols = append(insCols, id)
+		insVals = append(insVals, "(i.b)."+id)
+		if t.isKey(col.name) {
+			continue
+		}
+		setCols = append(setCols, fmt.Sprintf("%s = (u.b).%s", id, id))
+		mergeSet = append(mergeSet, fmt.Sprintf("%[1]s = CASE WHEN cur.%[1]s::text IS NOT DISTINCT FROM (u.a).%[1]s::text THEN (u.b).%[1]s ELSE cur.%[1]s END", id))
+	}
+	var stmts []struct{ what, sql string }
+	add := func(what, sql string) { stmts = append(stmts, struct{ what, sql string }{what, sql}) }
+	if t.keyed() {
+		add("delete rows the sessions created", fmt.Sprintf(`DELETE FROM %s cur USING %s c WHERE c.action = 'D' AND %s`, t.ident, c, t.keyMatch("cur", "c")))
+		if len(setCols) > 0 {
+			add("restore changed rows", fmt.Sprintf(`UPDATE %s cur SET %s FROM (SELECT %s, b_img::%s AS b FROM %s WHERE action = 'U' OFFSET 0) u WHERE %s`,
+				t.ident, strings.Join(setCols, ", "), t.keyCols(""), t.ident, c, t.keyMatch("cur", "u")))
+			if r.opts.OnConflict == Merge {
+				add("merge changed rows", fmt.Sprintf(`UPDATE %s cur SET %s FROM (SELECT %s, a_img::%s AS a, b_img::%s AS b FROM %s WHERE action = 'M' OFFSET 0) u WHERE %s`,
+					t.ident, strings.Join(mergeSet, ", "), t.keyCols(""), t.ident, t.ident, c, t.keyMatch("cur", "u")))
+			}
+		}
+		add("re-insert deleted rows", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (SELECT b_img::%s AS b FROM %s WHERE action = 'I' OFFSET 0) i`,
+			t.ident, strings.Join(insCols, ", "), strings.Join(insVals, ", "), t.ident, c))
+	} else {
+		add("delete rows the sessions created", fmt.Sprintf(`
+			DELETE FROM %[1]s cur WHERE (cur.tableoid, cur.ctid) IN (
+			  SELECT x.tableoid, x.ctid FROM (
+			    SELECT cur.tableoid, cur.ctid, c.cnt, row_number() OVER (PARTITION BY c.pgundo_img) AS rn
+			      FROM %[1]s cur JOIN %[2]s c ON c.pgundo_img = cur::text WHERE c.action = 'D') x
+			   WHERE x.rn <= x.cnt)`, t.ident, c))
+		add("re-insert deleted rows", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (SELECT pgundo_img::%s AS b, -cnt AS n FROM %s WHERE action = 'I' OFFSET 0) i CROSS JOIN LATERAL generate_series(1, i.n)`,
+			t.ident, strings.Join(insCols, ", "), strings.Join(insVals, ", "), t.ident, c))
+	}
+	for _, s := range stmts {
+		n, err := r.exec(ctx, t, s.what, s.sql)
+		if err != nil {
+			return err
+		}
+		total += n
+	}
+	if r.opts.OnConflict == Merge && t.keyed() {
+		if err := r.collectKept(ctx, t, c); err != nil {
+			return err
+		}
+	}
+	r.plan.RowsChanged += total
+	r.progress("applied %s: %d rows written", t.name, total)
+	return nil
+}
+
+// collectKept lists, for merged rows, the columns the sessions had changed
+// that someone changed again since, which merge left as they are.
+func (r *runner) collectKept(ctx context.Context, t *table, c string) error {
+	var names, cases []string
+	for _, col := range t.writable() {
+		if t.isKey(col.name) {
+			continue
+		}
+		names = append(names, col.name)
+		id := pgx.Identifier{col.name}.Sanitize()
+		cases = append(cases, fmt.Sprintf("CASE WHEN (x.a).%[1]s::text IS DISTINCT FROM (x.b).%[1]s::text AND (x.cur).%[1]s::text IS DISTINCT FROM (x.a).%[1]s::text THEN $1::text[][%[2]d] END", id, len(names)))
+	}
+	if len(cases) == 0 {
+		return nil
+	}
+	rows, err := r.tx.Query(ctx, fmt.Sprintf(`
+		SELECT x.k, col FROM (SELECT %s AS k, cur_img::%s AS cur, a_img::%s AS a, b_img::%s AS b FROM %s WHERE action = 'M' OFFSET 0) x
+		 CROSS JOIN LATERAL unnest(ARRAY[%s]) col WHERE col IS NOT NULL ORDER BY 1, 2`,
+		t.keyText(""), t.ident, t.ident, t.ident, c, strings.Join(cases, ", ")), names)
+	if err != nil {
+		return fmt.Errorf("undo %s: list merged columns: %w", t.name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key []string
+		var col string
+		if err := rows.Scan(&key, &col); err != nil {
+			return err
+		}
+		r.plan.Kept = append(r.plan.Kept, KeptColumn{Table: t.name, Key: formatKey(t.key, key), Column: col})
+	}
+	return rows.Err()
+}
+
+// verifyTable checks, inside the transaction, that every row the undo
+// restored, re-inserted or deleted is now exactly as it was before the
+// sessions; any difference aborts the undo.
+func (r *runner) verifyTable(ctx context.Context, t *table) error {
+	c := fmt.Sprintf("pgundo_c_%d", t.oid)
+	var q string
+	if t.keyed() {
+		q = fmt.Sprintf(`
+			SELECT %s, coalesce(cur::text, '(absent)'), coalesce(c.b_img, '(absent)')
+			  FROM %s c LEFT JOIN %s cur ON %s
+			 WHERE (c.action IN ('U', 'I') AND cur::text IS DISTINCT FROM c.b_img)
+			    OR (c.action = 'D' AND cur.ctid IS NOT NULL)
+			 LIMIT 1`, t.keyText("c."), c, t.ident, t.keyMatch("cur", "c"))
+	} else {
+		q = fmt.Sprintf(`
+			SELECT ARRAY[c.pgundo_img], coalesce(h.n, 0)::text || ' equal rows', (c.have - c.cnt)::text || ' equal rows'
+			  FROM %s c LEFT JOIN (SELECT cur::text AS img, count(*) AS n FROM %s cur GROUP BY 1) h ON h.img = c.pgundo_img
+			 WHERE c.action IN ('D', 'I') AND coalesce(h.n, 0) <> c.have - c.cnt
+			 LIMIT 1`, c, t.ident)
+	}
+	var key []string
+	var got, want string
+	err := r.tx.QueryRow(ctx, q).Scan(&key, &got, &want)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("undo %s: check the result: %w", t.name, err)
+	}
+	return fmt.Errorf("undo %s: check before commit failed at %s: found %s, expected %s (a trigger or a changed generated column rewrote it?); the undo was rolled back, nothing was changed",
+		t.name, formatKey(t.key, key), got, want)
+}
