@@ -220,6 +220,37 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- _diff renders a row change column by column, for pgundo show: a JSON
+-- array of [column, old, new] in column order: primary-key columns and
+-- changed columns, or all columns when all_columns. NULL when an image no
+-- longer reads as the table's row type.
+CREATE FUNCTION pgundo._diff(rel oid, old text, new text, all_columns boolean) RETURNS json
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
+SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
+AS $$
+DECLARE
+    r json;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = rel) THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format($q$
+        SELECT json_agg(json_build_array(coalesce(o.key, n.key), o.value, n.value) ORDER BY coalesce(o.ord, n.ord))
+          FROM json_each_text(row_to_json($1::%1$s)) WITH ORDINALITY o (key, value, ord)
+          FULL JOIN json_each_text(row_to_json($2::%1$s)) WITH ORDINALITY n (key, value, ord) ON o.key = n.key
+         WHERE $3 OR o.value IS DISTINCT FROM n.value OR o.key = ANY ($4)$q$, rel::regclass)
+      INTO r USING old, new, all_columns,
+           ARRAY(SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                  WHERE i.indrelid = pg_partition_root(rel) AND i.indisprimary
+                  UNION ALL
+                 SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                  WHERE i.indrelid = rel AND i.indisprimary AND pg_partition_root(rel) IS NULL);
+    RETURN coalesce(r, '[]');
+EXCEPTION WHEN data_exception OR undefined_column OR undefined_table OR datatype_mismatch THEN
+    RETURN NULL;
+END $$;
+
 -- _attach puts the capture triggers on one table (ENABLE ALWAYS, so they also
 -- fire under session_replication_role = replica). Idempotent.
 CREATE FUNCTION pgundo._attach(rel regclass) RETURNS void

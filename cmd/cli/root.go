@@ -87,6 +87,7 @@ func NewRootCommand(g *globals) *cobra.Command {
 		newUntrackCommand(g),
 		newStatusCommand(g),
 		newSessionsCommand(g),
+		newShowCommand(g),
 		newUndoCommand(g),
 		newBenchCommand(g),
 	)

@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgundo/pgundo/history"
+)
+
+type showOptions struct {
+	limit int
+}
+
+// Validate checks the flag values.
+func (o showOptions) Validate() error {
+	if o.limit < 0 {
+		return usageErr(errors.New("--limit must be positive"))
+	}
+	return nil
+}
+
+func newShowCommand(g *globals) *cobra.Command {
+	var o showOptions
+	cmd := &cobra.Command{
+		Use:   "show SESSION",
+		Short: "What a session changed: counts per table, then row-level diffs",
+		Long: `Show one recorded session: who (login and effective roles), when, from where,
+with which application_name and tag; how many rows it inserted, updated,
+deleted and truncated per table; then each row change in the order it was
+logged, with the changed columns of an update (old -> new) and every column
+of an insert or delete.`,
+		Example: `  pgundo show 6740a1b2.3f1c
+  pgundo show 6740a1b2.3f1c --limit 1000 --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			conn, err := g.connectInstalled(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			d, err := history.Show(ctx, conn, args[0], o.limit)
+			if errors.Is(err, history.ErrNoSuchSession) {
+				return usageErr(err)
+			}
+			if err != nil {
+				return err
+			}
+			return g.output(d, func(w io.Writer) error { return renderShow(w, d) })
+		},
+	}
+	cmd.Flags().IntVar(&o.limit, "limit", 100, "list at most this many row changes")
+	return cmd
+}
+
+func renderShow(w io.Writer, d *history.SessionDetail) error {
+	s := d.Session
+	client := s.ClientAddr
+	if client == "" {
+		client = "local socket"
+	}
+	fmt.Fprintf(w, "session %s: user %s, application %q, from %s, pid %d\n", s.ID, s.User, s.ApplicationName, client, s.PID)
+	fmt.Fprintf(w, "connected %s; changes %s .. %s in %d transactions\n", s.StartedAt.Local().Format("2006-01-02 15:04:05"),
+		s.FirstChangeAt.Local().Format("2006-01-02 15:04:05"), s.LastChangeAt.Local().Format("2006-01-02 15:04:05"), s.Transactions)
+	if len(s.Roles) > 0 {
+		fmt.Fprintf(w, "wrote as roles: %s\n", joinOr(s.Roles, ", "))
+	}
+	if len(s.Tags) > 0 {
+		fmt.Fprintf(w, "tags: %s\n", joinOr(s.Tags, ", "))
+	}
+	if s.UndoOf != nil {
+		fmt.Fprintf(w, "this session is the undo of %s\n", *s.UndoOf)
+	}
+	if s.UndoneBy != nil {
+		fmt.Fprintf(w, "undone by session %s\n", *s.UndoneBy)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TABLE\tINSERTED\tUPDATED\tDELETED\tTRUNCATED")
+	for _, t := range d.Tables {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", t.Table, t.Inserts, t.Updates, t.Deletes, t.Truncates)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	for _, c := range d.Changes {
+		key := ""
+		if c.Op == "UPDATE" {
+			for _, col := range c.Columns {
+				if deref(col.Old) == deref(col.New) {
+					key += " " + col.Column + "=" + deref(col.Old)
+				}
+			}
+		}
+		fmt.Fprintf(w, "%s %s%s  (xid %s, %s)\n", c.Op, c.Table, key, c.XID, c.At.Local().Format("15:04:05.000000"))
+		if len(c.Columns) == 0 {
+			fmt.Fprintf(w, "    old: %s\n    new: %s\n", deref(c.Old), deref(c.New))
+			continue
+		}
+		for _, col := range c.Columns {
+			switch c.Op {
+			case "UPDATE":
+				if deref(col.Old) == deref(col.New) {
+					continue
+				}
+				fmt.Fprintf(w, "    %s: %s -> %s\n", col.Column, deref(col.Old), deref(col.New))
+			case "INSERT":
+				fmt.Fprintf(w, "    %s: %s\n", col.Column, deref(col.New))
+			default:
+				fmt.Fprintf(w, "    %s: %s\n", col.Column, deref(col.Old))
+			}
+		}
+	}
+	if d.More > 0 {
+		fmt.Fprintf(w, "... %d more row changes (--limit, or --json)\n", d.More)
+	}
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "NULL"
+	}
+	return *s
+}
