@@ -252,6 +252,7 @@ type table struct {
 	ident     string   // sanitized for SQL
 	columns   []column // in attnum order
 	key       []string // primary-key column names; empty: match whole rows
+	keyShown  []string // the same, quoted only where SQL needs it (for messages)
 	partition []uint32 // the partitions and itself (for trigger checks, log look-ups)
 }
 
@@ -318,10 +319,10 @@ func (r *runner) loadTables(ctx context.Context) ([]*table, error) {
 			return nil, fmt.Errorf("read columns of %s: %w", t.name, err)
 		}
 		err = r.tx.QueryRow(ctx, `
-			SELECT coalesce(array_agg(a.attname ORDER BY k.ord), '{}')
+			SELECT coalesce(array_agg(a.attname ORDER BY k.ord), '{}'), coalesce(array_agg(quote_ident(a.attname) ORDER BY k.ord), '{}')
 			  FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k (attnum, ord)
 			  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-			 WHERE i.indrelid = $1 AND i.indisprimary`, h.oid).Scan(&t.key)
+			 WHERE i.indrelid = $1 AND i.indisprimary`, h.oid).Scan(&t.key, &t.keyShown)
 		if err != nil {
 			return nil, fmt.Errorf("read primary key of %s: %w", t.name, err)
 		}

@@ -258,7 +258,7 @@ func (r *runner) collectConflicts(ctx context.Context, t *table) error {
 		for _, c := range t.columns {
 			names = append(names, c.name)
 			col := pgx.Identifier{c.name}.Sanitize()
-			diffs = append(diffs, fmt.Sprintf("CASE WHEN (x.cur).%[1]s::text IS DISTINCT FROM (x.a).%[1]s::text THEN $1::text[][%[2]d] END", col, len(names)))
+			diffs = append(diffs, fmt.Sprintf("CASE WHEN (x.cur).%[1]s::text IS DISTINCT FROM (x.a).%[1]s::text THEN ($1::text[])[%[2]d] END", col, len(names)))
 		}
 		q = fmt.Sprintf(`
 			SELECT x.k, x.reason, x.action,
@@ -283,20 +283,21 @@ func (r *runner) collectConflicts(ctx context.Context, t *table) error {
 			return err
 		}
 		c.Table = t.name
-		c.Key = formatKey(t.key, key)
+		c.Key = formatKey(t.keyShown, key)
 		c.Skipped = action != "C"
 		r.plan.Conflicts = append(r.plan.Conflicts, c)
 	}
 	return rows.Err()
 }
 
+// formatKey renders a row's key as col=value pairs; names come quoted.
 func formatKey(names, values []string) string {
 	if len(names) == 0 {
 		return "row " + strings.Join(values, "")
 	}
 	parts := make([]string, len(names))
 	for i, n := range names {
-		parts[i] = pgx.Identifier{n}.Sanitize() + "=" + values[i]
+		parts[i] = n + "=" + values[i]
 	}
 	return strings.Join(parts, ", ")
 }
@@ -333,7 +334,7 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 				if rows.Scan(&key, &sid, &at) != nil {
 					break
 				}
-				k := formatKey(t.key, key)
+				k := formatKey(t.keyShown, key)
 				for i := range r.plan.Conflicts {
 					c := &r.plan.Conflicts[i]
 					if c.Table == t.name && c.Key == k {
@@ -417,7 +418,7 @@ func (r *runner) collectKept(ctx context.Context, t *table, c string) error {
 		}
 		names = append(names, col.name)
 		id := pgx.Identifier{col.name}.Sanitize()
-		cases = append(cases, fmt.Sprintf("CASE WHEN (x.a).%[1]s::text IS DISTINCT FROM (x.b).%[1]s::text AND (x.cur).%[1]s::text IS DISTINCT FROM (x.a).%[1]s::text THEN $1::text[][%[2]d] END", id, len(names)))
+		cases = append(cases, fmt.Sprintf("CASE WHEN (x.a).%[1]s::text IS DISTINCT FROM (x.b).%[1]s::text AND (x.cur).%[1]s::text IS DISTINCT FROM (x.a).%[1]s::text THEN ($1::text[])[%[2]d] END", id, len(names)))
 	}
 	if len(cases) == 0 {
 		return nil
@@ -436,7 +437,7 @@ func (r *runner) collectKept(ctx context.Context, t *table, c string) error {
 		if err := rows.Scan(&key, &col); err != nil {
 			return err
 		}
-		r.plan.Kept = append(r.plan.Kept, KeptColumn{Table: t.name, Key: formatKey(t.key, key), Column: col})
+		r.plan.Kept = append(r.plan.Kept, KeptColumn{Table: t.name, Key: formatKey(t.keyShown, key), Column: col})
 	}
 	return rows.Err()
 }
@@ -471,5 +472,5 @@ func (r *runner) verifyTable(ctx context.Context, t *table) error {
 		return fmt.Errorf("undo %s: check the result: %w", t.name, err)
 	}
 	return fmt.Errorf("undo %s: check before commit failed at %s: found %s, expected %s (a trigger or a changed generated column rewrote it?); the undo was rolled back, nothing was changed",
-		t.name, formatKey(t.key, key), got, want)
+		t.name, formatKey(t.keyShown, key), got, want)
 }
