@@ -136,11 +136,9 @@ func (r *runner) planTable(ctx context.Context, t *table) error {
 		return err
 	}
 	r.progress("planned %s: %d to restore, %d to re-insert, %d to delete, %d conflicts", t.name, tp.Restore, tp.Reinsert, tp.Delete, tp.Skipped+tp.Merged+int64(countConflicts(r.plan.Conflicts, t.name, false)))
-	if r.apply {
-		// Keep the plan's temp table per table for apply and verify.
-		if _, err := r.tx.Exec(ctx, fmt.Sprintf("ALTER TABLE pgundo_c RENAME TO pgundo_c_%d", t.oid)); err != nil {
-			return err
-		}
+	// Keep the plan's temp table per table for apply, verify and scripts.
+	if _, err := r.tx.Exec(ctx, fmt.Sprintf("ALTER TABLE pgundo_c RENAME TO pgundo_c_%d", t.oid)); err != nil {
+		return err
 	}
 	return nil
 }
@@ -322,10 +320,10 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 			  JOIN pgundo.change c ON c.stmt_id = st.id
 			 CROSS JOIN LATERAL (VALUES (c.old), (c.new)) v (img)
 			 CROSS JOIN LATERAL (SELECT v.img::%s AS r OFFSET 0) p
-			  JOIN (SELECT %s AS k FROM pgundo_c WHERE action IN ('C', 'S', 'M')) ck ON ck.k = ARRAY[%s]
+			  JOIN (SELECT %s AS k FROM pgundo_c_%d WHERE action IN ('C', 'S', 'M')) ck ON ck.k = ARRAY[%s]
 			 WHERE st.relid = ANY ($1) AND st.id > $2 AND c.stmt_id > $2 AND v.img IS NOT NULL
 			   AND st.id NOT IN (SELECT id FROM pgundo_sel)
-			 ORDER BY ck.k, st.id DESC`, t.ident, t.keyText(""), strings.Join(keyOf, ", ")), t.partition, r.minStmt)
+			 ORDER BY ck.k, st.id DESC`, t.ident, t.keyText(""), t.oid, strings.Join(keyOf, ", ")), t.partition, r.minStmt)
 		if err == nil {
 			for rows.Next() {
 				var key []string
@@ -351,11 +349,13 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 	}
 }
 
-// applyTable writes the table's plan: deletions, restores, merges and
-// re-insertions, one set-based statement each.
-func (r *runner) applyTable(ctx context.Context, t *table) error {
-	c := fmt.Sprintf("pgundo_c_%d", t.oid)
-	var total int64
+// sqlStep is one generated statement with what it does, for messages.
+type sqlStep struct{ what, sql string }
+
+// applySQL returns the statements that write the table's plan from temp
+// table c: deletions, restores, merges and re-insertions, one set-based
+// statement each. The same statements run in Apply and go into --sql scripts.
+func (t *table) applySQL(c string, mode ConflictMode) []sqlStep {
 	var setCols, insCols, insVals, mergeSet []string
 	for _, col := range t.writable() {
 		id := pgx.Identifier{col.name}.Sanitize()
@@ -367,14 +367,14 @@ func (r *runner) applyTable(ctx context.Context, t *table) error {
 		setCols = append(setCols, fmt.Sprintf("%s = (u.b).%s", id, id))
 		mergeSet = append(mergeSet, fmt.Sprintf("%[1]s = CASE WHEN cur.%[1]s::text IS NOT DISTINCT FROM (u.a).%[1]s::text THEN (u.b).%[1]s ELSE cur.%[1]s END", id))
 	}
-	var stmts []struct{ what, sql string }
-	add := func(what, sql string) { stmts = append(stmts, struct{ what, sql string }{what, sql}) }
+	var stmts []sqlStep
+	add := func(what, sql string) { stmts = append(stmts, sqlStep{what, sql}) }
 	if t.keyed() {
 		add("delete rows the sessions created", fmt.Sprintf(`DELETE FROM %s cur USING %s c WHERE c.action = 'D' AND %s`, t.ident, c, t.keyMatch("cur", "c")))
 		if len(setCols) > 0 {
 			add("restore changed rows", fmt.Sprintf(`UPDATE %s cur SET %s FROM (SELECT %s, b_img::%s AS b FROM %s WHERE action = 'U' OFFSET 0) u WHERE %s`,
 				t.ident, strings.Join(setCols, ", "), t.keyCols(""), t.ident, c, t.keyMatch("cur", "u")))
-			if r.opts.OnConflict == Merge {
+			if mode == Merge {
 				add("merge changed rows", fmt.Sprintf(`UPDATE %s cur SET %s FROM (SELECT %s, a_img::%s AS a, b_img::%s AS b FROM %s WHERE action = 'M' OFFSET 0) u WHERE %s`,
 					t.ident, strings.Join(mergeSet, ", "), t.keyCols(""), t.ident, t.ident, c, t.keyMatch("cur", "u")))
 			}
@@ -382,15 +382,22 @@ func (r *runner) applyTable(ctx context.Context, t *table) error {
 		add("re-insert deleted rows", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (SELECT b_img::%s AS b FROM %s WHERE action = 'I' OFFSET 0) i`,
 			t.ident, strings.Join(insCols, ", "), strings.Join(insVals, ", "), t.ident, c))
 	} else {
-		add("delete rows the sessions created", fmt.Sprintf(`
-			DELETE FROM %[1]s cur WHERE (cur.tableoid, cur.ctid) IN (
-			  SELECT x.tableoid, x.ctid FROM (
-			    SELECT cur.tableoid, cur.ctid, c.cnt, row_number() OVER (PARTITION BY c.pgundo_img) AS rn
-			      FROM %[1]s cur JOIN %[2]s c ON c.pgundo_img = cur::text WHERE c.action = 'D') x
-			   WHERE x.rn <= x.cnt)`, t.ident, c))
+		add("delete rows the sessions created", fmt.Sprintf(`DELETE FROM %[1]s cur WHERE (cur.tableoid, cur.ctid) IN (
+  SELECT x.tableoid, x.ctid FROM (
+    SELECT cur.tableoid, cur.ctid, c.cnt, row_number() OVER (PARTITION BY c.pgundo_img) AS rn
+      FROM %[1]s cur JOIN %[2]s c ON c.pgundo_img = cur::text WHERE c.action = 'D') x
+   WHERE x.rn <= x.cnt)`, t.ident, c))
 		add("re-insert deleted rows", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (SELECT pgundo_img::%s AS b, -cnt AS n FROM %s WHERE action = 'I' OFFSET 0) i CROSS JOIN LATERAL generate_series(1, i.n)`,
 			t.ident, strings.Join(insCols, ", "), strings.Join(insVals, ", "), t.ident, c))
 	}
+	return stmts
+}
+
+// applyTable writes the table's plan.
+func (r *runner) applyTable(ctx context.Context, t *table) error {
+	c := fmt.Sprintf("pgundo_c_%d", t.oid)
+	var total int64
+	stmts := t.applySQL(c, r.opts.OnConflict)
 	for _, s := range stmts {
 		n, err := r.exec(ctx, t, s.what, s.sql)
 		if err != nil {
@@ -442,26 +449,27 @@ func (r *runner) collectKept(ctx context.Context, t *table, c string) error {
 	return rows.Err()
 }
 
+// verifySQL returns a query for the first row of temp table c that is not
+// as it was before the sessions (key, found, expected), or no row.
+func (t *table) verifySQL(c string) string {
+	if t.keyed() {
+		return fmt.Sprintf(`SELECT %s, coalesce(cur::text, '(absent)'), coalesce(c.b_img, '(absent)')
+  FROM %s c LEFT JOIN %s cur ON %s
+ WHERE (c.action IN ('U', 'I') AND cur::text IS DISTINCT FROM c.b_img)
+    OR (c.action = 'D' AND cur.ctid IS NOT NULL)
+ LIMIT 1`, t.keyText("c."), c, t.ident, t.keyMatch("cur", "c"))
+	}
+	return fmt.Sprintf(`SELECT ARRAY[c.pgundo_img], coalesce(h.n, 0)::text || ' equal rows', (c.have - c.cnt)::text || ' equal rows'
+  FROM %s c LEFT JOIN (SELECT cur::text AS img, count(*) AS n FROM %s cur GROUP BY 1) h ON h.img = c.pgundo_img
+ WHERE c.action IN ('D', 'I') AND coalesce(h.n, 0) <> c.have - c.cnt
+ LIMIT 1`, c, t.ident)
+}
+
 // verifyTable checks, inside the transaction, that every row the undo
 // restored, re-inserted or deleted is now exactly as it was before the
 // sessions; any difference aborts the undo.
 func (r *runner) verifyTable(ctx context.Context, t *table) error {
-	c := fmt.Sprintf("pgundo_c_%d", t.oid)
-	var q string
-	if t.keyed() {
-		q = fmt.Sprintf(`
-			SELECT %s, coalesce(cur::text, '(absent)'), coalesce(c.b_img, '(absent)')
-			  FROM %s c LEFT JOIN %s cur ON %s
-			 WHERE (c.action IN ('U', 'I') AND cur::text IS DISTINCT FROM c.b_img)
-			    OR (c.action = 'D' AND cur.ctid IS NOT NULL)
-			 LIMIT 1`, t.keyText("c."), c, t.ident, t.keyMatch("cur", "c"))
-	} else {
-		q = fmt.Sprintf(`
-			SELECT ARRAY[c.pgundo_img], coalesce(h.n, 0)::text || ' equal rows', (c.have - c.cnt)::text || ' equal rows'
-			  FROM %s c LEFT JOIN (SELECT cur::text AS img, count(*) AS n FROM %s cur GROUP BY 1) h ON h.img = c.pgundo_img
-			 WHERE c.action IN ('D', 'I') AND coalesce(h.n, 0) <> c.have - c.cnt
-			 LIMIT 1`, c, t.ident)
-	}
+	q := t.verifySQL(fmt.Sprintf("pgundo_c_%d", t.oid))
 	var key []string
 	var got, want string
 	err := r.tx.QueryRow(ctx, q).Scan(&key, &got, &want)

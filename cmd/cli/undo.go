@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -24,6 +26,7 @@ type undoOptions struct {
 	app, user    string
 	since, until string
 	dryRun       bool
+	sqlFile      string
 	yes          bool
 	onConflict   string
 }
@@ -108,6 +111,9 @@ refuses (exit 2). Exit codes: 0 undone (or plan shown), 1 error, 2 bad usage,
 			if err != nil {
 				return g.undoError(plan, err)
 			}
+			if o.sqlFile != "" {
+				return g.writeUndoScript(ctx, conn, sel, opts, o.sqlFile)
+			}
 			if o.dryRun {
 				return g.output(plan, func(w io.Writer) error {
 					renderPlan(w, plan)
@@ -148,9 +154,43 @@ refuses (exit 2). Exit codes: 0 undone (or plan shown), 1 error, 2 bad usage,
 	fl.StringVar(&o.since, "since", "", "with --app/--user/--tag: only changes at or after this time")
 	fl.StringVar(&o.until, "until", "", "with --app/--user/--tag: only changes before this time")
 	fl.BoolVar(&o.dryRun, "dry-run", false, "show the plan and conflicts, change nothing")
+	fl.StringVar(&o.sqlFile, "sql", "", "write the undo as a reviewable SQL script for psql to FILE ('-': stdout) instead of applying it")
 	fl.BoolVar(&o.yes, "yes", false, "apply without asking")
 	fl.StringVar(&o.onConflict, "on-conflict", "refuse", "refuse (change nothing), skip (undo the rest), or merge (keep later column edits)")
 	return cmd
+}
+
+// writeUndoScript writes the undo as a SQL script to path ("-": stdout).
+// A file is written under a temporary name and renamed when complete, so a
+// failure never leaves half a script behind.
+func (g *globals) writeUndoScript(ctx context.Context, conn *pgx.Conn, sel undo.Selection, opts undo.Options, path string) error {
+	if path == "-" {
+		plan, err := undo.WriteScript(ctx, conn, sel, opts, g.stdout)
+		if err != nil {
+			return g.undoError(plan, err)
+		}
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".pgundo-undo-*.sql")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	plan, err := undo.WriteScript(ctx, conn, sel, opts, f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return g.undoError(plan, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return g.output(plan, func(w io.Writer) error {
+		renderPlan(w, plan)
+		fmt.Fprintf(w, "wrote the undo to %s; nothing was changed; review it, then run: psql -X -f %s\n", path, path)
+		return nil
+	})
 }
 
 // undoError maps undo's errors to exit codes, printing the plan's

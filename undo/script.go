@@ -1,0 +1,190 @@
+package undo
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// WriteScript plans the undo (changing nothing) and writes it to w as a SQL
+// script for psql that a DBA can review and run: one transaction that pins
+// the output settings, silences application triggers, loads the rows to put
+// back (COPY data inline), re-checks under lock that every row is still as
+// the sessions left it (else it raises and changes nothing), applies the same
+// set-based statements Apply runs, checks the result, and records the undo.
+// Row data is streamed from the server to w; nothing is held in memory.
+func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, w io.Writer) (*Plan, error) {
+	if sel.Empty() {
+		return nil, fmt.Errorf("nothing selected: give a session id, --tx, --tag, or --app/--user")
+	}
+	if opts.OnConflict == "" {
+		opts.OnConflict = Refuse
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
+	r := &runner{tx: tx, opts: opts, plan: &Plan{Tables: []TablePlan{}, Conflicts: []Conflict{}, Kept: []KeptColumn{}}}
+	for _, s := range outputSettings {
+		if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, true)", s[0], s[1]); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.selectStatements(ctx, sel); err != nil {
+		return nil, err
+	}
+	if err := r.buildNet(ctx); err != nil {
+		return nil, err
+	}
+	tables, err := r.loadTables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		if err := r.planTable(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	if len(r.plan.Conflicts) > 0 && opts.OnConflict == Refuse {
+		r.explainConflicts(ctx, tables)
+		return r.plan, &ConflictError{Plan: r.plan}
+	}
+	var stmtIDs []int64
+	rows, err := tx.Query(ctx, `SELECT id FROM pgundo_sel ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	stmtIDs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+
+	bw := bufio.NewWriterSize(w, 1<<16)
+	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
+	p("-- pgundo undo of session %s, written %s.\n", strings.Join(r.plan.Sessions, ", "), time.Now().UTC().Format(time.RFC3339))
+	p("-- Review, then run with: psql -X -f THIS_FILE  (one transaction; any error or conflict changes nothing)\n")
+	for _, t := range r.plan.Tables {
+		p("--   %s: restore %d, re-insert %d, delete %d, merge %d, skip %d\n", t.Table, t.Restore, t.Reinsert, t.Delete, t.Merged, t.Skipped)
+	}
+	p("\\set ON_ERROR_STOP on\nBEGIN;\n")
+	for _, s := range outputSettings {
+		p("SET LOCAL %s = %s;\n", s[0], quoteLiteral(s[1]))
+	}
+	p("SET LOCAL session_replication_role = replica;\n")
+	p("-- Refuse if any of these statements was undone meanwhile.\n")
+	p("CREATE TEMP TABLE pgundo_sel (id bigint) ON COMMIT DROP;\nCOPY pgundo_sel FROM stdin;\n")
+	for _, id := range stmtIDs {
+		p("%d\n", id)
+	}
+	p("\\.\n")
+	p("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM pgundo.undone u JOIN pgundo_sel s ON s.id = u.stmt_id) THEN\n")
+	p("  RAISE EXCEPTION 'pgundo: these changes were undone since this script was written; nothing was changed'; END IF; END $pgundo$;\n")
+	for _, t := range tables {
+		if err := r.writeTableScript(ctx, bw, t); err != nil {
+			return nil, err
+		}
+	}
+	p("\n-- Record the undo as this session's, like pgundo undo does.\n")
+	p("INSERT INTO pgundo.undone (stmt_id, undo_session) SELECT id, pgundo._session() FROM pgundo_sel;\n")
+	for _, s := range r.plan.Sessions {
+		p("INSERT INTO pgundo.undo (undo_session, undone_session) VALUES (pgundo._session(), %s) ON CONFLICT DO NOTHING;\n", quoteLiteral(s))
+	}
+	p("COMMIT;\n")
+	if err := bw.Flush(); err != nil {
+		return nil, fmt.Errorf("write script: %w", err)
+	}
+	return r.plan, nil
+}
+
+func (r *runner) writeTableScript(ctx context.Context, w *bufio.Writer, t *table) error {
+	c := fmt.Sprintf("pgundo_c_%d", t.oid)
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("\n-- %s\n", t.name)
+	var cols, sel string
+	if t.keyed() {
+		cols, sel = "a_img text, b_img text, action text", "a_img, b_img, action"
+	} else {
+		cols, sel = "pgundo_img text, cnt int, action text", "pgundo_img, cnt::text, action"
+	}
+	p("CREATE TEMP TABLE %s_raw (%s) ON COMMIT DROP;\nCOPY %s_raw FROM stdin;\n", c, cols, c)
+	rows, err := r.tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE action IN ('U', 'I', 'D', 'M')`, sel, c))
+	if err != nil {
+		return fmt.Errorf("script %s: %w", t.name, err)
+	}
+	for rows.Next() {
+		vals := rows.RawValues()
+		for i, v := range vals {
+			if i > 0 {
+				w.WriteByte('\t')
+			}
+			if v == nil {
+				w.WriteString(`\N`)
+			} else {
+				w.WriteString(copyEscape(string(v)))
+			}
+		}
+		w.WriteByte('\n')
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("script %s: %w", t.name, err)
+	}
+	p("\\.\n")
+	if t.keyed() {
+		keys := make([]string, len(t.key))
+		for i, k := range t.key {
+			keys[i] = fmt.Sprintf("(coalesce(a_img, b_img)::%s).%s AS pgundo_k%d", t.ident, pgx.Identifier{k}.Sanitize(), i+1)
+		}
+		p("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s, a_img, b_img, action FROM %s_raw;\n", c, strings.Join(keys, ", "), c)
+		p("DO $pgundo$ BEGIN PERFORM FROM %s cur JOIN %s c ON %s FOR UPDATE OF cur; END $pgundo$;\n", t.ident, c, t.keyMatch("cur", "c"))
+		p("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM %s c LEFT JOIN %s cur ON %s\n", c, t.ident, t.keyMatch("cur", "c"))
+		p("  WHERE (c.action IN ('U', 'D') AND cur::text IS DISTINCT FROM c.a_img) OR (c.action = 'I' AND cur.ctid IS NOT NULL)) THEN\n")
+		p("  RAISE EXCEPTION 'pgundo: rows of %s changed since this script was written; nothing was changed; write the script again'; END IF; END $pgundo$;\n", strings.ReplaceAll(t.name, "'", "''"))
+	} else {
+		p("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE;\n", t.ident)
+		p("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT r.pgundo_img, r.cnt, coalesce(h.n, 0) AS have, r.action FROM %s_raw r\n", c, c)
+		p("  LEFT JOIN (SELECT cur::text AS img, count(*) AS n FROM %s cur GROUP BY 1) h ON h.img = r.pgundo_img;\n", t.ident)
+		p("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM %s WHERE action = 'D' AND have < cnt) THEN\n", c)
+		p("  RAISE EXCEPTION 'pgundo: rows of %s changed since this script was written; nothing was changed; write the script again'; END IF; END $pgundo$;\n", strings.ReplaceAll(t.name, "'", "''"))
+	}
+	for _, s := range t.applySQL(c, r.opts.OnConflict) {
+		p("-- %s\n%s;\n", s.what, s.sql)
+	}
+	p("DO $pgundo$ BEGIN IF EXISTS (%s) THEN\n", t.verifySQL(c))
+	p("  RAISE EXCEPTION 'pgundo: check before commit failed on %s; nothing was changed'; END IF; END $pgundo$;\n", strings.ReplaceAll(t.name, "'", "''"))
+	return nil
+}
+
+// copyEscape escapes a value for COPY's text format.
+func copyEscape(s string) string {
+	if !strings.ContainsAny(s, "\\\t\n\r") {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '\\':
+			b.WriteString(`\\`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// quoteLiteral quotes s as a SQL string literal (standard_conforming_strings).
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
