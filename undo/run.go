@@ -65,7 +65,12 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
 	r := &runner{tx: tx, opts: opts, apply: apply, plan: &Plan{Tables: []TablePlan{}, Conflicts: []Conflict{}, Kept: []KeptColumn{}}}
-	for _, s := range outputSettings {
+	if opts.WorkMem == "" {
+		opts.WorkMem = DefaultWorkMem
+	}
+	// jit off: the undo's statements are big but simple, and their row
+	// estimates for temp tables can make JIT compile for seconds.
+	for _, s := range append(outputSettings, [2]string{"work_mem", opts.WorkMem}, [2]string{"jit", "off"}) {
 		if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, true)", s[0], s[1]); err != nil {
 			return nil, fmt.Errorf("pin %s: %w", s[0], err)
 		}
@@ -228,12 +233,12 @@ func describeSelection(sel Selection) string {
 func (r *runner) buildNet(ctx context.Context) error {
 	_, err := r.tx.Exec(ctx, `
 		CREATE TEMP TABLE pgundo_net ON COMMIT DROP AS
-		SELECT coalesce(pg_partition_root(s.relid)::oid, s.relid) AS relid, v.img, sum(v.d)::int AS cnt
+		SELECT coalesce(pg_partition_root(s.relid)::oid, s.relid) AS relid, v.img COLLATE "C" AS img, sum(v.d)::int AS cnt
 		  FROM pgundo_sel s
 		  JOIN pgundo.change c ON c.stmt_id = s.id
 		 CROSS JOIN LATERAL (VALUES (c.new, 1), (c.old, -1)) v (img, d)
 		 WHERE v.img IS NOT NULL AND c.stmt_id BETWEEN $1 AND $2
-		 GROUP BY 1, 2
+		 GROUP BY 1, v.img COLLATE "C"
 		HAVING sum(v.d) <> 0`, r.minStmt, r.maxStmt)
 	if err != nil {
 		return fmt.Errorf("read the sessions' changes from the log: %w", err)

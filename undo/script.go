@@ -31,7 +31,10 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
 	r := &runner{tx: tx, opts: opts, plan: &Plan{Tables: []TablePlan{}, Conflicts: []Conflict{}, Kept: []KeptColumn{}}}
-	for _, s := range outputSettings {
+	if opts.WorkMem == "" {
+		opts.WorkMem = DefaultWorkMem
+	}
+	for _, s := range append(outputSettings, [2]string{"work_mem", opts.WorkMem}, [2]string{"jit", "off"}) {
 		if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, true)", s[0], s[1]); err != nil {
 			return nil, err
 		}
@@ -141,7 +144,7 @@ func (r *runner) writeTableScript(ctx context.Context, w *bufio.Writer, t *table
 		for i, k := range t.key {
 			keys[i] = fmt.Sprintf("(coalesce(a_img, b_img)::%s).%s AS pgundo_k%d", t.ident, pgx.Identifier{k}.Sanitize(), i+1)
 		}
-		p("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s, a_img, b_img, action FROM %s_raw;\n", c, strings.Join(keys, ", "), c)
+		p("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s, a_img, b_img, a_img::%s AS a, b_img::%s AS b, action FROM %s_raw;\n", c, strings.Join(keys, ", "), t.ident, t.ident, c)
 		p("DO $pgundo$ BEGIN PERFORM FROM %s cur JOIN %s c ON %s FOR UPDATE OF cur; END $pgundo$;\n", t.ident, c, t.keyMatch("cur", "c"))
 		p("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM %s c LEFT JOIN %s cur ON %s\n", c, t.ident, t.keyMatch("cur", "c"))
 		p("  WHERE (c.action IN ('U', 'D') AND cur::text IS DISTINCT FROM c.a_img) OR (c.action = 'I' AND cur.ctid IS NOT NULL)) THEN\n")

@@ -65,7 +65,7 @@ func (t *table) isKey(name string) bool {
 func (r *runner) exec(ctx context.Context, t *table, what, sql string, args ...any) (int64, error) {
 	tag, err := r.tx.Exec(ctx, sql, args...)
 	if err != nil {
-		return 0, fmt.Errorf("undo %s: %s: %w", t.name, what, err)
+		return 0, fmt.Errorf("undo %s: %s: %w", t.name, strings.ToLower(what[:1])+what[1:], err)
 	}
 	return tag.RowsAffected(), nil
 }
@@ -165,51 +165,57 @@ func (r *runner) classifyKeyed(ctx context.Context, t *table) error {
 	for i := range t.key {
 		groupBy[i] = fmt.Sprint(i + 1)
 	}
+	// One statement: group the net images by key, then look up the current
+	// row. No lock is taken here; the apply statements re-check each row as
+	// it is written (see applySQL), so a concurrent change cannot slip in.
+	// Two steps, each analyzed, so the planner sees real row counts: a
+	// handful of rows is looked up by index, a million by one hash join.
+	if _, err := r.tx.Exec(ctx, "DROP TABLE IF EXISTS pg_temp.pgundo_k"); err != nil {
+		return err
+	}
 	err := r.parseGuard(ctx, t, fmt.Sprintf(`
-		CREATE TEMP TABLE pgundo_c ON COMMIT DROP AS
+		CREATE TEMP TABLE pgundo_k ON COMMIT DROP AS
 		SELECT %s,
-		       max(n.img) FILTER (WHERE n.cnt > 0) AS a_img, max(n.img) FILTER (WHERE n.cnt < 0) AS b_img,
-		       count(*) FILTER (WHERE n.cnt > 0) AS na, count(*) FILTER (WHERE n.cnt < 0) AS nb, max(abs(n.cnt)) AS maxcnt,
-		       NULL::text AS cur_img, false AS cur_exists, 'C'::text AS action, NULL::text AS reason
+		       (array_agg(n.img) FILTER (WHERE n.cnt > 0))[1] AS a_img, (array_agg(n.img) FILTER (WHERE n.cnt < 0))[1] AS b_img,
+		       (array_agg(p.r) FILTER (WHERE n.cnt > 0))[1] AS a, (array_agg(p.r) FILTER (WHERE n.cnt < 0))[1] AS b,
+		       count(*) FILTER (WHERE n.cnt > 0) AS na, count(*) FILTER (WHERE n.cnt < 0) AS nb, max(abs(n.cnt)) AS maxcnt
 		  FROM pgundo_net n CROSS JOIN LATERAL (SELECT n.img::%s AS r OFFSET 0) p
 		 WHERE n.relid = $1
 		 GROUP BY %s`, strings.Join(sel, ", "), t.ident, strings.Join(groupBy, ", ")), t.oid)
 	if err != nil {
 		return err
 	}
-	if _, err := r.exec(ctx, t, "index plan", fmt.Sprintf(`CREATE INDEX ON pgundo_c (%s)`, t.keyCols(""))); err != nil {
+	if _, err := r.exec(ctx, t, "analyze plan", `ANALYZE pgundo_k`); err != nil {
 		return err
 	}
-	if _, err := r.exec(ctx, t, "analyze plan", `ANALYZE pgundo_c`); err != nil {
-		return err
-	}
-	if r.apply {
-		// Lock the rows to change, so no writer slips in between the check
-		// and the write; the check below reads them after the lock.
-		if _, err := r.exec(ctx, t, "lock rows", fmt.Sprintf(
-			`SELECT 1 FROM %s cur JOIN pgundo_c c ON %s FOR UPDATE OF cur`, t.ident, t.keyMatch("cur", "c"))); err != nil {
-			return err
-		}
-	}
-	if _, err := r.exec(ctx, t, "read current rows", fmt.Sprintf(
-		`UPDATE pgundo_c c SET cur_img = cur::text, cur_exists = true FROM %s cur WHERE %s`, t.ident, t.keyMatch("cur", "c"))); err != nil {
-		return err
-	}
-	_, err = r.exec(ctx, t, "classify rows", `
-		UPDATE pgundo_c SET
-		  reason = CASE
-		    WHEN na > 1 OR nb > 1 OR maxcnt > 1 THEN 'changed by another session in between the undone changes'
-		    WHEN a_img IS NOT NULL AND NOT cur_exists THEN 'deleted since'
-		    WHEN a_img IS NOT NULL AND cur_img <> a_img THEN 'changed since'
-		    WHEN a_img IS NULL AND cur_exists THEN 're-created since' END,
-		  action = CASE
+	_, err = r.exec(ctx, t, "classify rows", fmt.Sprintf(`
+		CREATE TEMP TABLE pgundo_c ON COMMIT DROP AS
+		WITH c AS (
+		  -- A row is as the sessions left it when its bytes are the same, or
+		  -- failing that its text form (the log's definition).
+		  SELECT k.*, cur.ctid IS NOT NULL AS cur_exists,
+		         coalesce(cur *= k.a OR cur::text = k.a_img, false) AS cur_as_left,
+		         CASE WHEN NOT coalesce(cur *= k.a, false) THEN cur::text END AS cur_img
+		    FROM pgundo_k k LEFT JOIN %s cur ON %s)
+		SELECT c.*,
+		  CASE
 		    WHEN na > 1 OR nb > 1 OR maxcnt > 1 THEN 'C'
 		    WHEN a_img IS NOT NULL AND NOT cur_exists THEN 'C'
-		    WHEN a_img IS NOT NULL AND cur_img <> a_img THEN 'C'
+		    WHEN a_img IS NOT NULL AND NOT cur_as_left THEN 'C'
 		    WHEN a_img IS NULL AND cur_exists THEN 'C'
 		    WHEN a_img IS NOT NULL AND b_img IS NOT NULL THEN 'U'
 		    WHEN a_img IS NOT NULL THEN 'D'
-		    ELSE 'I' END`)
+		    ELSE 'I' END AS action,
+		  CASE
+		    WHEN na > 1 OR nb > 1 OR maxcnt > 1 THEN 'changed by another session in between the undone changes'
+		    WHEN a_img IS NOT NULL AND NOT cur_exists THEN 'deleted since'
+		    WHEN a_img IS NOT NULL AND NOT cur_as_left THEN 'changed since'
+		    WHEN a_img IS NULL AND cur_exists THEN 're-created since' END AS reason
+		  FROM c`, t.ident, t.keyMatch("cur", "k")))
+	if err != nil {
+		return err
+	}
+	_, err = r.exec(ctx, t, "analyze plan", `ANALYZE pgundo_c`)
 	return err
 }
 
@@ -261,9 +267,9 @@ func (r *runner) collectConflicts(ctx context.Context, t *table) error {
 		q = fmt.Sprintf(`
 			SELECT x.k, x.reason, x.action,
 			       CASE WHEN x.cur IS NOT NULL AND x.a IS NOT NULL THEN array_remove(ARRAY[%s], NULL) ELSE '{}' END
-			  FROM (SELECT %s AS k, reason, action, cur_img::%s AS cur, a_img::%s AS a
+			  FROM (SELECT %s AS k, reason, action, cur_img::%s AS cur, a
 			          FROM pgundo_c WHERE action IN ('C', 'S', 'M') OFFSET 0) x
-			 ORDER BY x.k`, strings.Join(diffs, ", "), t.keyText(""), t.ident, t.ident)
+			 ORDER BY x.k`, strings.Join(diffs, ", "), t.keyText(""), t.ident)
 		args = []any{names}
 	} else {
 		q = `SELECT ARRAY[pgundo_img], reason, action, '{}'::text[] FROM pgundo_c WHERE action IN ('C', 'S') ORDER BY 1`
@@ -350,7 +356,10 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 }
 
 // sqlStep is one generated statement with what it does, for messages.
-type sqlStep struct{ what, sql string }
+type sqlStep struct {
+	what, sql string
+	kind     byte // the plan action it writes: D, U, M or I
+}
 
 // applySQL returns the statements that write the table's plan from temp
 // table c: deletions, restores, merges and re-insertions, one set-based
@@ -368,26 +377,28 @@ func (t *table) applySQL(c string, mode ConflictMode) []sqlStep {
 		mergeSet = append(mergeSet, fmt.Sprintf("%[1]s = CASE WHEN cur.%[1]s::text IS NOT DISTINCT FROM (u.a).%[1]s::text THEN (u.b).%[1]s ELSE cur.%[1]s END", id))
 	}
 	var stmts []sqlStep
-	add := func(what, sql string) { stmts = append(stmts, sqlStep{what, sql}) }
+	add := func(what, sql string) { stmts = append(stmts, sqlStep{what: what, sql: sql, kind: what[0]}) }
 	if t.keyed() {
-		add("delete rows the sessions created", fmt.Sprintf(`DELETE FROM %s cur USING %s c WHERE c.action = 'D' AND %s`, t.ident, c, t.keyMatch("cur", "c")))
+		// Each write re-checks, on the row version it locks, that the row is
+		// still as the sessions left it; the caller compares the counts.
+		add("Delete rows the sessions created", fmt.Sprintf(`DELETE FROM %s cur USING %s c WHERE c.action = 'D' AND %s AND (cur *= c.a OR cur::text = c.a_img)`, t.ident, c, t.keyMatch("cur", "c")))
 		if len(setCols) > 0 {
-			add("restore changed rows", fmt.Sprintf(`UPDATE %s cur SET %s FROM (SELECT %s, b_img::%s AS b FROM %s WHERE action = 'U' OFFSET 0) u WHERE %s`,
-				t.ident, strings.Join(setCols, ", "), t.keyCols(""), t.ident, c, t.keyMatch("cur", "u")))
+			add("Update rows back", fmt.Sprintf(`UPDATE %s cur SET %s FROM %s u WHERE u.action = 'U' AND %s AND (cur *= u.a OR cur::text = u.a_img)`,
+				t.ident, strings.Join(setCols, ", "), c, t.keyMatch("cur", "u")))
 			if mode == Merge {
-				add("merge changed rows", fmt.Sprintf(`UPDATE %s cur SET %s FROM (SELECT %s, a_img::%s AS a, b_img::%s AS b FROM %s WHERE action = 'M' OFFSET 0) u WHERE %s`,
-					t.ident, strings.Join(mergeSet, ", "), t.keyCols(""), t.ident, t.ident, c, t.keyMatch("cur", "u")))
+				add("Merge changed rows", fmt.Sprintf(`UPDATE %s cur SET %s FROM %s u WHERE u.action = 'M' AND %s`,
+					t.ident, strings.Join(mergeSet, ", "), c, t.keyMatch("cur", "u")))
 			}
 		}
-		add("re-insert deleted rows", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (SELECT b_img::%s AS b FROM %s WHERE action = 'I' OFFSET 0) i`,
-			t.ident, strings.Join(insCols, ", "), strings.Join(insVals, ", "), t.ident, c))
+		add("Insert deleted rows back", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s i WHERE i.action = 'I'`,
+			t.ident, strings.Join(insCols, ", "), strings.Join(insVals, ", "), c))
 	} else {
-		add("delete rows the sessions created", fmt.Sprintf(`DELETE FROM %[1]s cur WHERE (cur.tableoid, cur.ctid) IN (
+		add("Delete rows the sessions created", fmt.Sprintf(`DELETE FROM %[1]s cur WHERE (cur.tableoid, cur.ctid) IN (
   SELECT x.tableoid, x.ctid FROM (
     SELECT cur.tableoid, cur.ctid, c.cnt, row_number() OVER (PARTITION BY c.pgundo_img) AS rn
       FROM %[1]s cur JOIN %[2]s c ON c.pgundo_img = cur::text WHERE c.action = 'D') x
    WHERE x.rn <= x.cnt)`, t.ident, c))
-		add("re-insert deleted rows", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (SELECT pgundo_img::%s AS b, -cnt AS n FROM %s WHERE action = 'I' OFFSET 0) i CROSS JOIN LATERAL generate_series(1, i.n)`,
+		add("Insert deleted rows back", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (SELECT pgundo_img::%s AS b, -cnt AS n FROM %s WHERE action = 'I' OFFSET 0) i CROSS JOIN LATERAL generate_series(1, i.n)`,
 			t.ident, strings.Join(insCols, ", "), strings.Join(insVals, ", "), t.ident, c))
 	}
 	return stmts
@@ -397,11 +408,22 @@ func (t *table) applySQL(c string, mode ConflictMode) []sqlStep {
 func (r *runner) applyTable(ctx context.Context, t *table) error {
 	c := fmt.Sprintf("pgundo_c_%d", t.oid)
 	var total int64
-	stmts := t.applySQL(c, r.opts.OnConflict)
-	for _, s := range stmts {
+	var tp *TablePlan
+	for i := range r.plan.Tables {
+		if r.plan.Tables[i].Table == t.name {
+			tp = &r.plan.Tables[i]
+		}
+	}
+	want := map[byte]int64{'D': tp.Delete, 'U': tp.Restore, 'M': tp.Merged, 'I': tp.Reinsert}
+	for _, s := range t.applySQL(c, r.opts.OnConflict) {
 		n, err := r.exec(ctx, t, s.what, s.sql)
 		if err != nil {
 			return err
+		}
+		if n != want[s.kind] && s.kind != 'M' {
+			return &RefusedError{Kind: ErrPlanChanged, Detail: fmt.Sprintf(
+				"undo %s: rows changed while the undo ran (%s: %d of %d planned rows were still as the sessions left them); the undo was rolled back, nothing was changed; run it again",
+				t.name, strings.ToLower(s.what[:1])+s.what[1:], n, want[s.kind])}
 		}
 		total += n
 	}
@@ -431,9 +453,9 @@ func (r *runner) collectKept(ctx context.Context, t *table, c string) error {
 		return nil
 	}
 	rows, err := r.tx.Query(ctx, fmt.Sprintf(`
-		SELECT x.k, col FROM (SELECT %s AS k, cur_img::%s AS cur, a_img::%s AS a, b_img::%s AS b FROM %s WHERE action = 'M' OFFSET 0) x
+		SELECT x.k, col FROM (SELECT %s AS k, cur_img::%s AS cur, a, b FROM %s WHERE action = 'M' OFFSET 0) x
 		 CROSS JOIN LATERAL unnest(ARRAY[%s]) col WHERE col IS NOT NULL ORDER BY 1, 2`,
-		t.keyText(""), t.ident, t.ident, t.ident, c, strings.Join(cases, ", ")), names)
+		t.keyText(""), t.ident, c, strings.Join(cases, ", ")), names)
 	if err != nil {
 		return fmt.Errorf("undo %s: list merged columns: %w", t.name, err)
 	}
@@ -455,7 +477,7 @@ func (t *table) verifySQL(c string) string {
 	if t.keyed() {
 		return fmt.Sprintf(`SELECT %s, coalesce(cur::text, '(absent)'), coalesce(c.b_img, '(absent)')
   FROM %s c LEFT JOIN %s cur ON %s
- WHERE (c.action IN ('U', 'I') AND cur::text IS DISTINCT FROM c.b_img)
+ WHERE (c.action IN ('U', 'I') AND NOT coalesce(cur *= c.b OR cur::text = c.b_img, false))
     OR (c.action = 'D' AND cur.ctid IS NOT NULL)
  LIMIT 1`, t.keyText("c."), c, t.ident, t.keyMatch("cur", "c"))
 	}

@@ -53,6 +53,11 @@ func ParseConflictMode(s string) (ConflictMode, error) {
 	return "", fmt.Errorf("unknown conflict mode %q: use refuse, skip or merge", s)
 }
 
+// DefaultWorkMem is the work_mem an undo's transaction uses unless
+// Options.WorkMem says otherwise: enough to keep a million-row session's
+// joins in memory.
+const DefaultWorkMem = "256MB"
+
 // Selection chooses the sessions to undo. Sessions names them by id; the
 // other fields select every session with at least one change matching all
 // the set ones. At least one field must be set.
@@ -79,6 +84,9 @@ func (s Selection) Empty() bool {
 type Options struct {
 	// OnConflict is Refuse (default), Skip or Merge.
 	OnConflict ConflictMode
+	// WorkMem is the work_mem the undo's transaction uses for its joins and
+	// groupings; "" means DefaultWorkMem.
+	WorkMem string
 	// Progress, when set, receives one line per step (table planned,
 	// table applied). It is called from the goroutine running the undo.
 	Progress func(msg string)
