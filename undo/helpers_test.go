@@ -186,7 +186,9 @@ func (w *world) run(steps []step, leaveOut func(step) bool) {
 // connection of its own.
 func (w *world) undoConn() *pgx.Conn {
 	w.t.Helper()
-	return connect(w.t, w.cfg, "pgundo-test-undo")
+	c := connect(w.t, w.cfg, "pgundo-test-undo")
+	_, _ = c.Exec(ctxT(w.t), "SET search_path = ''")
+	return c
 }
 
 // tables snapshots every user table (see snapshot).
@@ -194,6 +196,12 @@ func (w *world) tables() map[string][]string { return snapshot(w.t, w.Conn, fals
 
 // all snapshots every user table and pgundo's log.
 func (w *world) all() map[string][]string { return snapshot(w.t, w.Conn, true) }
+
+// undoSession undoes session i of w on a connection of its own.
+func undoSession(t *testing.T, w *world, i int) (*undo.Plan, error) {
+	t.Helper()
+	return undo.Apply(ctxT(t), w.undoConn(), undo.Selection{Sessions: []string{w.IDs[i]}}, undo.Options{}, nil)
+}
 
 // result is what checkUndo leaves for further assertions.
 type result struct {

@@ -358,7 +358,7 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 // sqlStep is one generated statement with what it does, for messages.
 type sqlStep struct {
 	what, sql string
-	kind     byte // the plan action it writes: D, U, M or I
+	kind      byte // the plan action it writes: D, U, M or I
 }
 
 // applySQL returns the statements that write the table's plan from temp

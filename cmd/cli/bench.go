@@ -1,7 +1,204 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
+	"github.com/pgundo/pgundo/bench"
+)
+
+// newBenchCommand returns the "bench" group; each benchmark is a subcommand.
 func newBenchCommand(g *globals) *cobra.Command {
-	return &cobra.Command{Use: "bench", Short: "Measure pgundo's overhead (see bench capture)", Hidden: true}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure pgundo's overhead in a scratch database",
+		Long: `Benchmarks that measure what pgundo costs, in the database they are pointed at,
+as ratios against the same work without pgundo, in one run.
+
+They create schema "pgundo_bench" and empty pgundo's log as they go: run them in
+a scratch database, not in production.`,
+	}
+	cmd.AddCommand(newBenchCaptureCommand(g))
+	return cmd
+}
+
+type benchCaptureOptions struct {
+	rows        int64
+	repeat      int
+	oltpSeconds int
+	oltpScale   int
+	clients     int
+	jobs        int
+	pgbench     string
+	keep        bool
+	force       bool
+}
+
+// Validate checks the flag values that need no database.
+func (o benchCaptureOptions) Validate() error {
+	switch {
+	case o.rows < 2 || o.rows > math.MaxInt32:
+		return usageErr(fmt.Errorf("--rows must be between 2 and %d", math.MaxInt32))
+	case o.repeat < 1:
+		return usageErr(errors.New("--repeat must be at least 1"))
+	case o.oltpSeconds < 0:
+		return usageErr(errors.New("--oltp-seconds must be 0 (skip the OLTP phase) or more"))
+	case o.oltpScale < 1 || o.oltpScale > math.MaxInt32/100_000:
+		return usageErr(fmt.Errorf("--oltp-scale must be between 1 and %d", math.MaxInt32/100_000))
+	case o.clients < 1:
+		return usageErr(errors.New("--clients must be at least 1"))
+	case o.jobs < 1:
+		return usageErr(errors.New("--jobs must be at least 1"))
+	}
+	return nil
+}
+
+func (o benchCaptureOptions) captureOptions() bench.CaptureOptions {
+	return bench.CaptureOptions{
+		Rows:        o.rows,
+		Repeat:      o.repeat,
+		SkipOLTP:    o.oltpSeconds == 0,
+		OLTPSeconds: o.oltpSeconds,
+		OLTPScale:   o.oltpScale,
+		Clients:     o.clients,
+		Jobs:        o.jobs,
+		Pgbench:     o.pgbench,
+		Keep:        o.keep,
+		Force:       o.force,
+	}
+}
+
+func newBenchCaptureCommand(g *globals) *cobra.Command {
+	var o benchCaptureOptions
+	cmd := &cobra.Command{
+		Use:   "capture",
+		Short: "Time bulk writes and pgbench transactions with and without capture",
+		Long: `Measure what capture costs, as ratios against the same work untracked, and
+against a classic row-level audit trigger (to_jsonb(OLD)/to_jsonb(NEW) with
+txid, time, user and operation, written to a plain log table):
+
+  update  UPDATE of every row of a --rows table shaped like pgbench_accounts
+  delete  DELETE of half of its rows
+  insert  INSERT of --rows rows into an empty table of that shape
+  oltp    pgbench's tpcb-like transactions for --oltp-seconds, all four
+          pgbench tables tracked (needs pgbench; --oltp-seconds 0 skips it)
+
+Every run gets a freshly built table, VACUUM ANALYZE, CHECKPOINT, and a
+connection of its own; the statement's wall time, commit included, counts.
+The variants run interleaved (untracked, pgundo, rowlevel, rotated on each
+of --repeat repetitions) and the medians are reported. "log B/row" is the
+growth of pgundo's log (pgundo.change + pgundo.stmt, indexes included) per
+changed row. Goals are those of pgundo's speed targets; the command exits 0
+whether they are met or not.
+
+The bench installs pgundo if needed (and removes it again at the end), works
+in schema "pgundo_bench" (dropped at the end unless --keep), and empties
+pgundo's log before every run. It therefore refuses, with exit code 3, to run
+where pgundo's log holds other tables' changes or other tables are tracked,
+unless --force. Progress goes to stderr.`,
+		Example: `  createdb pgundo_bench
+  pgundo bench capture --database-url postgres:///pgundo_bench
+  pgundo bench capture --rows 10000 --oltp-seconds 2      # a quick look
+  pgundo bench capture --repeat 3 --json > capture.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			conn, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			res, err := bench.Capture(ctx, conn, o.captureOptions(), func(msg string) {
+				fmt.Fprintf(g.stderr, "pgundo bench: %s\n", msg)
+			})
+			if err != nil {
+				var inUse *bench.LogInUseError
+				if errors.As(err, &inUse) {
+					return refusedErr(err)
+				}
+				return fmt.Errorf("bench capture: %w", err)
+			}
+			return g.output(res, func(w io.Writer) error { return renderBenchCapture(w, res) })
+		},
+	}
+	f := cmd.Flags()
+	f.Int64Var(&o.rows, "rows", bench.DefaultRows, "rows in the table of the bulk steps")
+	f.IntVar(&o.repeat, "repeat", bench.DefaultRepeat, "take each measurement this many times and report the medians")
+	f.IntVar(&o.oltpSeconds, "oltp-seconds", bench.DefaultOLTPSeconds, "length of each pgbench run, in seconds (0 skips the OLTP phase)")
+	f.IntVar(&o.oltpScale, "oltp-scale", bench.DefaultOLTPScale, "pgbench scale factor (100,000 accounts per unit)")
+	f.IntVar(&o.clients, "clients", bench.DefaultClients, "pgbench clients (-c)")
+	f.IntVar(&o.jobs, "jobs", bench.DefaultJobs, "pgbench threads (-j), at most --clients")
+	f.StringVar(&o.pgbench, "pgbench", "", "pgbench executable (default: the server's version from /usr/lib/postgresql, pg_config --bindir, or $PATH)")
+	f.BoolVar(&o.keep, "keep", false, "keep schema pgundo_bench, the last run's log, and pgundo itself at the end")
+	f.BoolVar(&o.force, "force", false, "run even where pgundo's log holds other tables' changes, deleting them")
+	return cmd
+}
+
+func renderBenchCapture(w io.Writer, res *bench.CaptureResult) error {
+	fmt.Fprintf(w, "pgundo bench capture: database %s, PostgreSQL %s\n", res.Database, res.Server.Version)
+	keys := make([]string, 0, len(res.Server.Settings))
+	for k := range res.Server.Settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	settings := make([]string, len(keys))
+	for i, k := range keys {
+		settings[i] = k + "=" + res.Server.Settings[k]
+	}
+	fmt.Fprintf(w, "settings: %s\n", strings.Join(settings, " "))
+	runs := "1 run"
+	if res.Repeat > 1 {
+		runs = fmt.Sprintf("median of %d runs", res.Repeat)
+	}
+	prep := "VACUUM ANALYZE and CHECKPOINT"
+	if !res.Checkpoints {
+		prep = "VACUUM ANALYZE (CHECKPOINT not permitted)"
+	}
+	fmt.Fprintf(w, "%d rows; %s per figure, each on a fresh table after %s\n\n", res.Rows, runs, prep)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "STEP  \tROWS\tUNTRACKED\tPGUNDO\tRATIO\tROWLEVEL\tRATIO\tGOAL\t\tLOG B/ROW\tROWLEVEL LOG B/ROW\t")
+	met, goals := 0, 0
+	verdict := func(ok bool) string {
+		goals++
+		if ok {
+			met++
+			return "ok"
+		}
+		return "MISSED"
+	}
+	for _, s := range res.Steps {
+		logCol := fmt.Sprintf("%.0f", s.Pgundo.LogBytesPerRow)
+		if s.LogBytesGoal > 0 {
+			logCol += fmt.Sprintf(" (≤ %.0f %s)", s.LogBytesGoal, verdict(s.LogBytesGoalMet))
+		}
+		fmt.Fprintf(tw, "%-6s\t%d\t%.3f s\t%.3f s\t%.2f\t%.3f s\t%.2f\t≤ %.2f\t%s\t%s\t%.0f\t\n",
+			s.Step, s.Rows, s.Untracked.Seconds, s.Pgundo.Seconds, s.Pgundo.Ratio,
+			s.RowLevel.Seconds, s.RowLevel.Ratio, s.Goal, verdict(s.GoalMet), logCol, s.RowLevel.LogBytesPerRow)
+	}
+	if o := res.OLTP; o != nil {
+		fmt.Fprintf(tw, "oltp  \t-\t%.0f tps\t%.0f tps\t%.2f\t%.0f tps\t%.2f\t≥ %.2f\t%s\t%.0f\t%.0f\t\n",
+			o.Untracked.TPS, o.Pgundo.TPS, o.Pgundo.Ratio, o.RowLevel.TPS, o.RowLevel.Ratio,
+			o.Goal, verdict(o.GoalMet), o.Pgundo.LogBytesPerRow, o.RowLevel.LogBytesPerRow)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if o := res.OLTP; o != nil {
+		fmt.Fprintf(w, "oltp: pgbench %s, scale %d, %d clients, %d threads, %d s per run\n", o.Script, o.Scale, o.Clients, o.Jobs, o.Seconds)
+	}
+	fmt.Fprintf(w, "ratios: variant ÷ untracked (time for bulk steps, TPS for oltp); goals met: %d of %d; took %.0f s\n", met, goals, res.Seconds)
+	return nil
 }

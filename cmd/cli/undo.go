@@ -107,12 +107,18 @@ refuses (exit 2). Exit codes: 0 undone (or plan shown), 1 error, 2 bad usage,
 			}
 			defer conn.Close(context.Background())
 			opts := undo.Options{OnConflict: mode, Progress: g.progress}
-			plan, err := undo.MakePlan(ctx, conn, sel, opts)
-			if err != nil {
-				return g.undoError(plan, err)
-			}
 			if o.sqlFile != "" {
 				return g.writeUndoScript(ctx, conn, sel, opts, o.sqlFile)
+			}
+			// With --yes there is nothing to confirm: plan and apply in one
+			// transaction. Otherwise plan first (changing nothing), show it,
+			// and apply only the plan that was confirmed.
+			var plan *undo.Plan
+			if o.dryRun || !o.yes {
+				plan, err = undo.MakePlan(ctx, conn, sel, opts)
+				if err != nil {
+					return g.undoError(plan, err)
+				}
 			}
 			if o.dryRun {
 				return g.output(plan, func(w io.Writer) error {
@@ -122,11 +128,10 @@ refuses (exit 2). Exit codes: 0 undone (or plan shown), 1 error, 2 bad usage,
 				})
 			}
 			if !o.yes {
+				renderPlan(g.stderr, plan)
 				if !isTerminal(g.stdin) {
-					renderPlan(g.stderr, plan)
 					return usageErr(errors.New("undo needs confirmation: no terminal to ask on, so nothing was changed; add --yes to apply the plan above"))
 				}
-				renderPlan(g.stderr, plan)
 				ok, err := confirm(g.stdin, g.stderr, "apply this undo? [y/N] ")
 				if err != nil {
 					return err

@@ -1,0 +1,320 @@
+package bench_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgundo/pgundo/bench"
+	"github.com/pgundo/pgundo/internal/pgtest"
+	pgsql "github.com/pgundo/pgundo/sql"
+	"github.com/pgundo/pgundo/triggers"
+)
+
+// TestMain runs the package's tests against a throwaway PostgreSQL whose
+// template database has pgundo installed.
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Run(m, func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := pgsql.Migrate(ctx, conn)
+		return err
+	}))
+}
+
+// setup returns a connection to a fresh database with pgundo installed.
+func setup(t *testing.T) *pgx.Conn {
+	t.Helper()
+	return pgtest.Connect(t, pgtest.NewDB(t))
+}
+
+// pgbenchPath is the pgbench next to the test server's binaries; the test
+// fails if there is none (the OLTP phase is part of what is tested).
+func pgbenchPath(t *testing.T) string {
+	t.Helper()
+	dir := pgtest.BinDir()
+	if dir == "" {
+		t.Fatal("no PostgreSQL client binaries found; pgbench is needed for the OLTP phase")
+	}
+	p := filepath.Join(dir, "pgbench")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("pgbench is needed for the OLTP phase: %v", err)
+	}
+	return p
+}
+
+// progress collects progress lines.
+type progress struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (p *progress) add(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lines = append(p.lines, s)
+}
+
+func count(t *testing.T, conn *pgx.Conn, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := conn.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func schemaExists(t *testing.T, conn *pgx.Conn, schema string) bool {
+	t.Helper()
+	return count(t, conn, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema) > 0
+}
+
+// requireBenchGone checks that the bench left no trace: no schema
+// pgundo_bench, nothing of it tracked, pgundo's log empty.
+func requireBenchGone(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	if schemaExists(t, conn, bench.Schema) {
+		t.Fatalf("schema %s must be dropped", bench.Schema)
+	}
+	if !schemaExists(t, conn, "pgundo") {
+		return
+	}
+	for _, q := range []string{
+		"SELECT count(*) FROM pgundo.tracked WHERE schema_name = 'pgundo_bench'",
+		"SELECT count(*) FROM pgundo.stmt",
+		"SELECT count(*) FROM pgundo.change",
+		"SELECT count(*) FROM pgundo.session",
+	} {
+		if n := count(t, conn, q); n != 0 {
+			t.Errorf("%s = %d, want 0", q, n)
+		}
+	}
+}
+
+func checkTiming(t *testing.T, what string, tm bench.Timing, repeat int, logged bool) {
+	t.Helper()
+	if len(tm.Runs) != repeat || tm.Seconds <= 0 || tm.Ratio <= 0 {
+		t.Errorf("%s: want %d runs, seconds > 0, ratio > 0; got %+v", what, repeat, tm)
+	}
+	if logged != (tm.LogBytesPerRow > 0) {
+		t.Errorf("%s: log bytes per row = %v, want %s", what, tm.LogBytesPerRow, map[bool]string{true: "> 0", false: "0"}[logged])
+	}
+}
+
+func checkThroughput(t *testing.T, what string, tp bench.Throughput, repeat int, logged bool) {
+	t.Helper()
+	if len(tp.Runs) != repeat || tp.TPS <= 0 || tp.Ratio <= 0 {
+		t.Errorf("%s: want %d runs, tps > 0, ratio > 0; got %+v", what, repeat, tp)
+	}
+	if logged != (tp.LogBytesPerRow > 0) {
+		t.Errorf("%s: log bytes per row = %v, want %s", what, tp.LogBytesPerRow, map[bool]string{true: "> 0", false: "0"}[logged])
+	}
+}
+
+// TestCapture runs the whole capture bench at a tiny size and checks the
+// result's structure (never its timings) and that it cleaned up.
+func TestCapture(t *testing.T) {
+	t.Parallel()
+	conn := setup(t)
+	var p progress
+	res, err := bench.Capture(context.Background(), conn, bench.CaptureOptions{
+		Rows: 2000, Repeat: 2, OLTPSeconds: 1, Clients: 2, Pgbench: pgbenchPath(t),
+	}, p.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if res.Rows != 2000 || res.Repeat != 2 || res.InstalledPgundo || res.Kept || !res.Checkpoints {
+		t.Errorf("rows/repeat/installed/kept/checkpoints = %d/%d/%v/%v/%v, want 2000/2/false/false/true",
+			res.Rows, res.Repeat, res.InstalledPgundo, res.Kept, res.Checkpoints)
+	}
+	if res.Server.Version == "" || res.Server.Settings["fsync"] == "" || res.Seconds <= 0 {
+		t.Errorf("server or seconds missing: %+v, %v", res.Server, res.Seconds)
+	}
+
+	want := []struct {
+		step string
+		rows int64
+	}{{"update", 2000}, {"delete", 1000}, {"insert", 2000}}
+	if len(res.Steps) != len(want) {
+		t.Fatalf("got %d steps, want %d", len(res.Steps), len(want))
+	}
+	for i, w := range want {
+		s := res.Steps[i]
+		if s.Step != w.step || s.Rows != w.rows || s.SQL == "" || s.Goal <= 0 {
+			t.Errorf("step %d: got %s, %d rows, goal %v, sql %q; want %s, %d rows", i, s.Step, s.Rows, s.Goal, s.SQL, w.step, w.rows)
+		}
+		checkTiming(t, w.step+" untracked", s.Untracked, 2, false)
+		checkTiming(t, w.step+" pgundo", s.Pgundo, 2, true)
+		checkTiming(t, w.step+" rowlevel", s.RowLevel, 2, true)
+		if s.Untracked.Ratio != 1 {
+			t.Errorf("%s: untracked ratio = %v, want 1", w.step, s.Untracked.Ratio)
+		}
+		if s.GoalMet != (s.Pgundo.Ratio <= s.Goal) {
+			t.Errorf("%s: goal_met = %v with ratio %v and goal %v", w.step, s.GoalMet, s.Pgundo.Ratio, s.Goal)
+		}
+	}
+	if res.Steps[0].LogBytesGoal != bench.GoalLogBytes {
+		t.Errorf("update log bytes goal = %v, want %v", res.Steps[0].LogBytesGoal, bench.GoalLogBytes)
+	}
+
+	o := res.OLTP
+	if o == nil {
+		t.Fatal("no OLTP result")
+	}
+	if o.Script != "tpcb-like" || o.Scale != 1 || o.Clients != 2 || o.Jobs != 2 || o.Seconds != 1 || o.Pgbench == "" {
+		t.Errorf("OLTP parameters: %+v", o)
+	}
+	checkThroughput(t, "oltp untracked", o.Untracked, 2, false)
+	checkThroughput(t, "oltp pgundo", o.Pgundo, 2, true)
+	checkThroughput(t, "oltp rowlevel", o.RowLevel, 2, true)
+	if o.GoalMet != (o.Pgundo.Ratio >= o.Goal) {
+		t.Errorf("oltp goal_met = %v with ratio %v and goal %v", o.GoalMet, o.Pgundo.Ratio, o.Goal)
+	}
+
+	// The JSON form carries the figures under stable names.
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"steps":`, `"log_bytes_per_row":`, `"ratio":`, `"oltp":`, `"tps":`, `"rowlevel":`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("JSON lacks %s: %s", key, b)
+		}
+	}
+
+	if len(p.lines) == 0 {
+		t.Error("no progress reported")
+	}
+	requireBenchGone(t, conn)
+	if !schemaExists(t, conn, "pgundo") {
+		t.Error("pgundo was installed before the bench and must stay")
+	}
+}
+
+// TestCaptureRefusesRealLog checks that the bench never wipes a log that
+// holds other tables' changes, unless forced.
+func TestCaptureRefusesRealLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn := setup(t)
+	pgtest.Exec(t, conn, "CREATE TABLE public.orders (id int PRIMARY KEY, total numeric)")
+	if _, err := triggers.Track(ctx, conn, []string{"public.orders"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Tracked but nothing logged yet: still refused (the bench would delete
+	// whatever gets captured while it runs).
+	_, err := bench.Capture(ctx, conn, bench.CaptureOptions{Rows: 100, SkipOLTP: true}, nil)
+	var inUse *bench.LogInUseError
+	if !errors.As(err, &inUse) {
+		t.Fatalf("got %v, want a *LogInUseError", err)
+	}
+	if !slices.Equal(inUse.TrackedTables, []string{"public.orders"}) || len(inUse.LoggedTables) != 0 {
+		t.Errorf("got %+v, want public.orders tracked, nothing logged", inUse)
+	}
+
+	pgtest.Exec(t, conn, "INSERT INTO public.orders VALUES (1, 9.99), (2, 19.99)")
+	const changes = "SELECT count(*) FROM pgundo.change"
+	if n := count(t, conn, changes); n != 2 {
+		t.Fatalf("log holds %d changes, want 2", n)
+	}
+	_, err = bench.Capture(ctx, conn, bench.CaptureOptions{Rows: 100, SkipOLTP: true}, nil)
+	if !errors.As(err, &inUse) {
+		t.Fatalf("got %v, want a *LogInUseError", err)
+	}
+	if !slices.Equal(inUse.LoggedTables, []string{"public.orders"}) {
+		t.Errorf("logged tables = %v, want public.orders", inUse.LoggedTables)
+	}
+	for _, s := range []string{"public.orders", "--force", "nothing was changed"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("message lacks %q: %v", s, err)
+		}
+	}
+	if n := count(t, conn, changes); n != 2 || schemaExists(t, conn, bench.Schema) {
+		t.Errorf("a refused bench must change nothing: %d changes, schema %s exists: %v", n, bench.Schema, schemaExists(t, conn, bench.Schema))
+	}
+
+	res, err := bench.Capture(ctx, conn, bench.CaptureOptions{Rows: 100, SkipOLTP: true, Force: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OLTP != nil || len(res.Steps) != 3 {
+		t.Errorf("got OLTP %v and %d steps, want none and 3", res.OLTP, len(res.Steps))
+	}
+	requireBenchGone(t, conn)
+	if n := count(t, conn, "SELECT count(*) FROM pgundo.tracked WHERE table_name = 'orders'"); n != 1 {
+		t.Error("tables outside the bench must stay tracked")
+	}
+}
+
+// TestCaptureInstallsAndKeeps checks that the bench installs pgundo where it
+// is missing and removes it again, and that Keep leaves everything in place.
+func TestCaptureInstallsAndKeeps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn := setup(t)
+	if err := pgsql.Uninstall(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := bench.Capture(ctx, conn, bench.CaptureOptions{Rows: 50, SkipOLTP: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.InstalledPgundo || schemaExists(t, conn, "pgundo") {
+		t.Errorf("installed_pgundo = %v, pgundo left: %v; want true, false", res.InstalledPgundo, schemaExists(t, conn, "pgundo"))
+	}
+	requireBenchGone(t, conn)
+
+	res, err = bench.Capture(ctx, conn, bench.CaptureOptions{Rows: 50, SkipOLTP: true, Keep: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Kept || !schemaExists(t, conn, "pgundo") || !schemaExists(t, conn, bench.Schema) {
+		t.Errorf("Keep must leave pgundo and %s in place", bench.Schema)
+	}
+
+	// A later run starts over from what Keep left.
+	res, err = bench.Capture(ctx, conn, bench.CaptureOptions{Rows: 50, SkipOLTP: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.InstalledPgundo {
+		t.Error("pgundo was there already")
+	}
+	requireBenchGone(t, conn)
+}
+
+// TestCaptureOptionsChecked checks that bad options are refused before the
+// database is touched.
+func TestCaptureOptionsChecked(t *testing.T) {
+	t.Parallel()
+	conn := setup(t)
+	for _, o := range []bench.CaptureOptions{{Rows: 1}, {Repeat: -1}, {Clients: -2}, {OLTPScale: -1}} {
+		if _, err := bench.Capture(context.Background(), conn, o, nil); err == nil {
+			t.Errorf("options %+v accepted", o)
+		}
+	}
+	if schemaExists(t, conn, bench.Schema) {
+		t.Errorf("schema %s created", bench.Schema)
+	}
+}
+
+// TestFindPgbench checks that the pgbench the tests use can be found
+// without being named.
+func TestFindPgbench(t *testing.T) {
+	p, err := bench.FindPgbench(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(p) != "pgbench" {
+		t.Errorf("got %s", p)
+	}
+}
