@@ -218,6 +218,9 @@ func (c *Cluster) start(ctx context.Context, pgUser *user.User, pickPort bool) e
 	}
 	c.watchdog = wd
 
+	if err := c.checkRunnable(ctx); err != nil {
+		return err
+	}
 	if err := c.initdb(ctx); err != nil {
 		return err
 	}
@@ -312,6 +315,27 @@ func freePort() (int, error) {
 		return 0, fmt.Errorf("pgcluster: pick a free port: %w", err)
 	}
 	return port, nil
+}
+
+// checkRunnable runs `postgres --version` as the user the server will run
+// as, so that a bin directory that user cannot reach, or binaries whose
+// shared libraries are missing, fail with a message saying so instead of an
+// obscure initdb error.
+func (c *Cluster) checkRunnable(ctx context.Context) error {
+	out, err := c.run(ctx, "postgres", "--version")
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("pgcluster: postgres --version: %w", ctx.Err())
+	}
+	who := "the current user"
+	if c.cred != nil {
+		who = "the postgres OS user (PostgreSQL refuses to run as root)"
+	}
+	return fmt.Errorf("pgcluster: %s cannot be run by %s: %v\n%s\n"+
+		"the bin directory and every parent directory must be searchable by that user, and the shared libraries it needs must be present (check with: ldd %s)",
+		filepath.Join(c.binDir, "postgres"), who, err, tail(strings.TrimSpace(out), logTailLines), filepath.Join(c.binDir, "postgres"))
 }
 
 func (c *Cluster) initdb(ctx context.Context) error {

@@ -34,6 +34,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,21 +246,37 @@ func AdminConnString() string {
 }
 
 // BinDir returns a directory holding the PostgreSQL client programs (psql,
-// pgbench, ...) for tests that need to run them: the ephemeral cluster's bin
-// directory, else pgcluster.FindBinDir, else the directory of psql on $PATH,
-// else /usr/bin if /usr/bin/psql exists, else "".
+// pgbench, ...) for tests that need to run them: the first of the ephemeral
+// cluster's bin directory, pgcluster.FindBinDir, the newest
+// /usr/lib/postgresql/*/bin, the directory of psql on $PATH and /usr/bin
+// that holds psql, else "". Server-only bin directories (such as the
+// embedded-postgres builds the version matrix runs on, which ship only
+// initdb, pg_ctl and postgres) are passed over, so the system's clients are
+// used against them.
 func BinDir() string {
+	var cands []string
 	if c := Cluster(); c != nil {
-		return c.BinDir()
+		cands = append(cands, c.BinDir())
 	}
 	if d, err := pgcluster.FindBinDir(); err == nil {
-		return d
+		cands = append(cands, d)
 	}
+	sys, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	major := func(binDir string) int {
+		v := filepath.Base(filepath.Dir(binDir))
+		n, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+		return n
+	}
+	slices.SortStableFunc(sys, func(a, b string) int { return major(b) - major(a) }) // newest first
+	cands = append(cands, sys...)
 	if p, err := exec.LookPath("psql"); err == nil {
-		return filepath.Dir(p)
+		cands = append(cands, filepath.Dir(p))
 	}
-	if _, err := os.Stat("/usr/bin/psql"); err == nil {
-		return "/usr/bin"
+	cands = append(cands, "/usr/bin")
+	for _, d := range cands {
+		if st, err := os.Stat(filepath.Join(d, "psql")); err == nil && st.Mode().IsRegular() {
+			return d
+		}
 	}
 	return ""
 }
