@@ -105,25 +105,27 @@ BEGIN
 END $$;
 
 -- _session returns this connection's session id, registering the session on
--- first use. The id is cached in a transaction-scoped way: set_config is undone
--- with the transaction that registered the session, so cache and table agree.
+-- first use. The id is computed from the backend's pid and start time on every
+-- call (pg_stat_get_activity for one pid costs well under a microsecond), so a
+-- forged setting cannot change it; the setting only remembers that the session
+-- is registered. set_config is undone with the transaction that registered
+-- the session, so the remembered flag and the table agree.
 CREATE FUNCTION pgundo._session() RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    cached text := current_setting('pgundo.session', true);
-    me     int := pg_backend_pid();
-    sid    text;
+    a   record;
+    sid text;
 BEGIN
-    IF cached IS NOT NULL AND cached <> '' AND split_part(cached, '/', 1) = me::text THEN
-        RETURN split_part(cached, '/', 2);
+    SELECT s.pid, s.backend_start, s.client_addr, s.client_port, s.application_name INTO a
+      FROM pg_stat_get_activity(pg_backend_pid()) s;
+    sid := to_hex(floor(extract(epoch FROM a.backend_start))::bigint) || '.' || to_hex(a.pid);
+    IF current_setting('pgundo.session', true) IS NOT DISTINCT FROM sid THEN
+        RETURN sid;
     END IF;
-    INSERT INTO pgundo.session AS s (id, pid, backend_start, session_role, client_addr, client_port, application_name)
-    SELECT to_hex(floor(extract(epoch FROM a.backend_start))::bigint) || '.' || to_hex(a.pid),
-           a.pid, a.backend_start, session_user, a.client_addr, a.client_port, a.application_name
-      FROM pg_stat_get_activity(me) a
-    ON CONFLICT (id) DO UPDATE SET pid = s.pid
-    RETURNING id INTO sid;
-    PERFORM set_config('pgundo.session', me::text || '/' || sid, false);
+    INSERT INTO pgundo.session (id, pid, backend_start, session_role, client_addr, client_port, application_name)
+    VALUES (sid, a.pid, a.backend_start, session_user, a.client_addr, a.client_port, a.application_name)
+    ON CONFLICT (id) DO NOTHING;
+    PERFORM set_config('pgundo.session', sid, false);
     RETURN sid;
 END $$;
 
@@ -149,7 +151,7 @@ DECLARE
     sid bigint := nextval('pgundo.stmt_id_seq');
     n   bigint;
 BEGIN
-    INSERT INTO pgundo.change (stmt_id, new) SELECT sid, r::text FROM pgundo_new r;
+    INSERT INTO pgundo.change (stmt_id, new) SELECT sid, ROW(r.*)::text FROM pgundo_new r;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         PERFORM pgundo._stmt(sid, 'I', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
@@ -166,7 +168,7 @@ DECLARE
     sid bigint := nextval('pgundo.stmt_id_seq');
     n   bigint;
 BEGIN
-    INSERT INTO pgundo.change (stmt_id, old) SELECT sid, r::text FROM pgundo_old r;
+    INSERT INTO pgundo.change (stmt_id, old) SELECT sid, ROW(r.*)::text FROM pgundo_old r;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         PERFORM pgundo._stmt(sid, 'D', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
@@ -177,7 +179,12 @@ END $$;
 -- UPDATE pairs each old row with its new row by position: PostgreSQL appends a
 -- row's old and new versions to the two transition tables together, so the
 -- n-th old row and the n-th new row are one row's update (primary-key changes
--- and cross-partition moves included). work_mem is raised for the pairing join.
+-- and cross-partition moves included). The one exception is a cross-partition
+-- move whose insert a BEFORE INSERT trigger on the destination skipped: its old
+-- row has no new one. Then the counts differ and nothing is paired: every old
+-- row and every new row is logged on its own ("this row out, that row in"),
+-- which undo handles the same way (it nets images as multisets). work_mem is
+-- raised for the pairing join.
 CREATE FUNCTION pgundo.capture_update() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
@@ -186,13 +193,19 @@ SET work_mem = '128MB'
 AS $$
 DECLARE
     sid bigint := nextval('pgundo.stmt_id_seq');
-    n   bigint;
+    n   bigint := (SELECT count(*) FROM pgundo_old);
+    m   bigint := (SELECT count(*) FROM pgundo_new);
 BEGIN
-    INSERT INTO pgundo.change (stmt_id, old, new)
-    SELECT sid, o.img, w.img
-      FROM (SELECT row_number() OVER () AS pos, r::text AS img FROM pgundo_old r) o
-      JOIN (SELECT row_number() OVER () AS pos, r::text AS img FROM pgundo_new r) w USING (pos);
-    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = m THEN
+        INSERT INTO pgundo.change (stmt_id, old, new)
+        SELECT sid, o.img, w.img
+          FROM (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_old r) o
+          JOIN (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_new r) w USING (pos);
+    ELSE
+        INSERT INTO pgundo.change (stmt_id, old) SELECT sid, ROW(r.*)::text FROM pgundo_old r;
+        INSERT INTO pgundo.change (stmt_id, new) SELECT sid, ROW(r.*)::text FROM pgundo_new r;
+        n := greatest(n, m);
+    END IF;
     IF n > 0 THEN
         PERFORM pgundo._stmt(sid, 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
     END IF;
@@ -211,7 +224,7 @@ DECLARE
     sid bigint := nextval('pgundo.stmt_id_seq');
     n   bigint;
 BEGIN
-    EXECUTE format('INSERT INTO pgundo.change (stmt_id, old) SELECT $1, r::text FROM ONLY %s r', TG_RELID::regclass)
+    EXECUTE format('INSERT INTO pgundo.change (stmt_id, old) SELECT $1, ROW(r.*)::text FROM ONLY %s r', TG_RELID::regclass)
       USING sid;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
@@ -305,6 +318,10 @@ BEGIN
     IF c.relpersistence = 't' THEN
         RAISE EXCEPTION '% is a temporary table; only permanent tables can be tracked', rel USING ERRCODE = 'wrong_object_type';
     END IF;
+    IF NOT c.relispartition AND EXISTS (SELECT FROM pg_inherits WHERE inhrelid = rel OR inhparent = rel) AND c.relkind = 'r' THEN
+        RAISE EXCEPTION '% is part of a table inheritance tree (INHERITS); pgundo tracks plain and partitioned tables only: a statement on an inheritance parent also changes its children, which statement-level capture cannot attribute', rel
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
     IF c.relispartition THEN
         RAISE EXCEPTION '% is a partition of %; track the partitioned table instead (it covers every partition)',
             rel, pg_partition_root(rel)
@@ -378,7 +395,7 @@ BEGIN
     CREATE EVENT TRIGGER pgundo_ddl ON ddl_command_end
         WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION pgundo._on_ddl();
     CREATE EVENT TRIGGER pgundo_drop ON sql_drop
-        WHEN TAG IN ('DROP TABLE') EXECUTE FUNCTION pgundo._on_drop();
+        WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED') EXECUTE FUNCTION pgundo._on_drop();
 EXCEPTION WHEN insufficient_privilege THEN
     RAISE WARNING 'pgundo: could not create event triggers (%); partitions created later must be tracked by running pgundo track on their parent again', SQLERRM;
 END $$;

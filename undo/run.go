@@ -259,12 +259,93 @@ type table struct {
 	key       []string // primary-key column names; empty: match whole rows
 	keyShown  []string // the same, quoted only where SQL needs it (for messages)
 	partition []uint32 // the partitions and itself (for trigger checks, log look-ups)
+	cur       string   // alias for the live table in generated SQL: no column has this name
 }
 
 type column struct {
 	name      string
 	typ       string
 	generated bool
+	// identityAlways marks a GENERATED ALWAYS AS IDENTITY column: INSERT
+	// can set it (OVERRIDING SYSTEM VALUE), UPDATE cannot.
+	identityAlways bool
+}
+
+// liveAlias picks the alias under which generated SQL refers to the live
+// table: "cur", unless the table has a column of that name, in which case an
+// unqualified "cur" would mean the column instead of the whole row.
+func liveAlias(cols []column) string {
+	taken := map[string]bool{}
+	for _, c := range cols {
+		taken[c.name] = true
+	}
+	alias := "cur"
+	for i := 1; taken[alias]; i++ {
+		alias = fmt.Sprintf("cur_%d", i)
+	}
+	return alias
+}
+
+// aliased rewrites the whole-row alias "cur" in generated SQL to the table's
+// live alias (see liveAlias). Only a bare token cur outside quoted
+// identifiers, string literals and -- comments is rewritten: not x.cur, cur_img or
+// "cur".
+func (t *table) aliased(sql string) string {
+	if t.cur == "" || t.cur == "cur" {
+		return sql
+	}
+	return replaceToken(sql, "cur", t.cur)
+}
+
+// replaceToken replaces the identifier token old by repl in sql, outside
+// double-quoted identifiers, single-quoted literals and -- comments, where it is not
+// qualified (preceded by a dot) and not part of a longer name.
+func replaceToken(sql, old, repl string) string {
+	var b strings.Builder
+	isWord := func(c byte) bool {
+		return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+	}
+	for i := 0; i < len(sql); {
+		switch c := sql[i]; {
+		case strings.HasPrefix(sql[i:], "--"):
+			j := strings.IndexByte(sql[i:], '\n')
+			if j < 0 {
+				j = len(sql) - i
+			}
+			b.WriteString(sql[i : i+j])
+			i += j
+		case c == '"' || c == '\'':
+			j := i + 1
+			for j < len(sql) {
+				if sql[j] == c {
+					if j+1 < len(sql) && sql[j+1] == c {
+						j += 2
+						continue
+					}
+					break
+				}
+				j++
+			}
+			end := min(j+1, len(sql))
+			b.WriteString(sql[i:end])
+			i = end
+		case strings.HasPrefix(sql[i:], old) && (i == 0 || !isWord(sql[i-1]) && sql[i-1] != '.') &&
+			(i+len(old) == len(sql) || !isWord(sql[i+len(old)])):
+			b.WriteString(repl)
+			i += len(old)
+		case isWord(c):
+			j := i
+			for j < len(sql) && isWord(sql[j]) {
+				j++
+			}
+			b.WriteString(sql[i:j])
+			i = j
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	return b.String()
 }
 
 func (t *table) writable() []column {
@@ -311,18 +392,19 @@ func (r *runner) loadTables(ctx context.Context) ([]*table, error) {
 		}
 		t := &table{oid: h.oid, name: h.name, ident: pgx.Identifier{h.sch, h.rel}.Sanitize()}
 		crow, err := r.tx.Query(ctx, `
-			SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''
+			SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', a.attidentity = 'a'
 			  FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, h.oid)
 		if err != nil {
 			return nil, err
 		}
 		t.columns, err = pgx.CollectRows(crow, func(row pgx.CollectableRow) (column, error) {
 			var c column
-			return c, row.Scan(&c.name, &c.typ, &c.generated)
+			return c, row.Scan(&c.name, &c.typ, &c.generated, &c.identityAlways)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("read columns of %s: %w", t.name, err)
 		}
+		t.cur = liveAlias(t.columns)
 		err = r.tx.QueryRow(ctx, `
 			SELECT coalesce(array_agg(a.attname ORDER BY k.ord), '{}'), coalesce(array_agg(quote_ident(a.attname) ORDER BY k.ord), '{}')
 			  FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k (attnum, ord)

@@ -145,14 +145,14 @@ func (r *runner) writeTableScript(ctx context.Context, w *bufio.Writer, t *table
 			keys[i] = fmt.Sprintf("(coalesce(a_img, b_img)::%s).%s AS pgundo_k%d", t.ident, pgx.Identifier{k}.Sanitize(), i+1)
 		}
 		p("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s, a_img, b_img, a_img::%s AS a, b_img::%s AS b, action FROM %s_raw;\n", c, strings.Join(keys, ", "), t.ident, t.ident, c)
-		p("DO $pgundo$ BEGIN PERFORM FROM %s cur JOIN %s c ON %s FOR UPDATE OF cur; END $pgundo$;\n", t.ident, c, t.keyMatch("cur", "c"))
-		p("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM %s c LEFT JOIN %s cur ON %s\n", c, t.ident, t.keyMatch("cur", "c"))
-		p("  WHERE (c.action IN ('U', 'D') AND cur::text IS DISTINCT FROM c.a_img) OR (c.action = 'I' AND cur.ctid IS NOT NULL)) THEN\n")
+		p("%s", t.aliased(fmt.Sprintf("DO $pgundo$ BEGIN PERFORM FROM %s cur JOIN %s c ON %s FOR UPDATE OF cur; END $pgundo$;\n", t.ident, c, t.keyMatch("cur", "c"))))
+		p("%s", t.aliased(fmt.Sprintf("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM %s c LEFT JOIN %s cur ON %s\n", c, t.ident, t.keyMatch("cur", "c"))))
+		p("%s", t.aliased("  WHERE (c.action IN ('U', 'D') AND cur::text IS DISTINCT FROM c.a_img) OR (c.action = 'I' AND cur.ctid IS NOT NULL)) THEN\n"))
 		p("  RAISE EXCEPTION 'pgundo: rows of %s changed since this script was written; nothing was changed; write the script again'; END IF; END $pgundo$;\n", strings.ReplaceAll(t.name, "'", "''"))
 	} else {
 		p("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE;\n", t.ident)
 		p("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT r.pgundo_img, r.cnt, coalesce(h.n, 0) AS have, r.action FROM %s_raw r\n", c, c)
-		p("  LEFT JOIN (SELECT cur::text AS img, count(*) AS n FROM %s cur GROUP BY 1) h ON h.img = r.pgundo_img;\n", t.ident)
+		p("%s", t.aliased(fmt.Sprintf("  LEFT JOIN (SELECT cur::text AS img, count(*) AS n FROM %s cur GROUP BY 1) h ON h.img = r.pgundo_img;\n", t.ident)))
 		p("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM %s WHERE action = 'D' AND have < cnt) THEN\n", c)
 		p("  RAISE EXCEPTION 'pgundo: rows of %s changed since this script was written; nothing was changed; write the script again'; END IF; END $pgundo$;\n", strings.ReplaceAll(t.name, "'", "''"))
 	}

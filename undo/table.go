@@ -63,7 +63,7 @@ func (t *table) isKey(name string) bool {
 
 // exec runs one generated statement, naming the table on error.
 func (r *runner) exec(ctx context.Context, t *table, what, sql string, args ...any) (int64, error) {
-	tag, err := r.tx.Exec(ctx, sql, args...)
+	tag, err := r.tx.Exec(ctx, t.aliased(sql), args...)
 	if err != nil {
 		return 0, fmt.Errorf("undo %s: %s: %w", t.name, strings.ToLower(what[:1])+what[1:], err)
 	}
@@ -370,14 +370,17 @@ func (t *table) applySQL(c string, mode ConflictMode) []sqlStep {
 		id := pgx.Identifier{col.name}.Sanitize()
 		insCols = append(insCols, id)
 		insVals = append(insVals, "(i.b)."+id)
-		if t.isKey(col.name) {
+		if t.isKey(col.name) || col.identityAlways {
+			// UPDATE cannot set an identity ALWAYS column; its value never
+			// changes under the same key but through SET col = DEFAULT, and
+			// the check before commit catches that case.
 			continue
 		}
 		setCols = append(setCols, fmt.Sprintf("%s = (u.b).%s", id, id))
 		mergeSet = append(mergeSet, fmt.Sprintf("%[1]s = CASE WHEN cur.%[1]s::text IS NOT DISTINCT FROM (u.a).%[1]s::text THEN (u.b).%[1]s ELSE cur.%[1]s END", id))
 	}
 	var stmts []sqlStep
-	add := func(what, sql string) { stmts = append(stmts, sqlStep{what: what, sql: sql, kind: what[0]}) }
+	add := func(what, sql string) { stmts = append(stmts, sqlStep{what: what, sql: t.aliased(sql), kind: what[0]}) }
 	if t.keyed() {
 		// Each write re-checks, on the row version it locks, that the row is
 		// still as the sessions left it; the caller compares the counts.
@@ -475,16 +478,16 @@ func (r *runner) collectKept(ctx context.Context, t *table, c string) error {
 // as it was before the sessions (key, found, expected), or no row.
 func (t *table) verifySQL(c string) string {
 	if t.keyed() {
-		return fmt.Sprintf(`SELECT %s, coalesce(cur::text, '(absent)'), coalesce(c.b_img, '(absent)')
+		return t.aliased(fmt.Sprintf(`SELECT %s, coalesce(cur::text, '(absent)'), coalesce(c.b_img, '(absent)')
   FROM %s c LEFT JOIN %s cur ON %s
  WHERE (c.action IN ('U', 'I') AND NOT coalesce(cur *= c.b OR cur::text = c.b_img, false))
     OR (c.action = 'D' AND cur.ctid IS NOT NULL)
- LIMIT 1`, t.keyText("c."), c, t.ident, t.keyMatch("cur", "c"))
+ LIMIT 1`, t.keyText("c."), c, t.ident, t.keyMatch("cur", "c")))
 	}
-	return fmt.Sprintf(`SELECT ARRAY[c.pgundo_img], coalesce(h.n, 0)::text || ' equal rows', (c.have - c.cnt)::text || ' equal rows'
+	return t.aliased(fmt.Sprintf(`SELECT ARRAY[c.pgundo_img], coalesce(h.n, 0)::text || ' equal rows', (c.have - c.cnt)::text || ' equal rows'
   FROM %s c LEFT JOIN (SELECT cur::text AS img, count(*) AS n FROM %s cur GROUP BY 1) h ON h.img = c.pgundo_img
  WHERE c.action IN ('D', 'I') AND coalesce(h.n, 0) <> c.have - c.cnt
- LIMIT 1`, c, t.ident)
+ LIMIT 1`, c, t.ident))
 }
 
 // verifyTable checks, inside the transaction, that every row the undo
