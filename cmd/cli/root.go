@@ -89,6 +89,7 @@ func NewRootCommand(g *globals) *cobra.Command {
 		newSessionsCommand(g),
 		newShowCommand(g),
 		newUndoCommand(g),
+		newTryCommand(g),
 		newDemoCommand(g),
 		newBenchCommand(g),
 	)

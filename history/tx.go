@@ -1,0 +1,117 @@
+package history
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TxDetail is what one transaction changed in tracked tables: counts per
+// table and operation, then row-level diffs, as Show gives them for a
+// session.
+type TxDetail struct {
+	// Session is the id of the session (connection) that ran the transaction.
+	Session string `json:"session"`
+	// XID is the transaction id (xid8), or "" when the transaction has not
+	// written anything yet (no id was assigned).
+	XID     string       `json:"xid"`
+	Tables  []TableCount `json:"tables"`
+	Changes []Change     `json:"changes"`
+	// More is the number of row changes not listed because of the limit.
+	More int64 `json:"more"`
+}
+
+// CurrentTx returns what the calling transaction has changed in tracked
+// tables so far, cascades and trigger side effects included: the capture
+// triggers write the log in the same transaction, so it can be read back
+// before a rollback (pgundo try). db must be the transaction (or the
+// connection it runs on). It lists up to limit row changes (0: 100) in the
+// order they were logged. It reads only: it assigns no transaction id and
+// registers no session.
+func CurrentTx(ctx context.Context, db DBTX, limit int) (*TxDetail, error) {
+	d := &TxDetail{Tables: []TableCount{}, Changes: []Change{}}
+	var xid *string
+	err := db.QueryRow(ctx, `
+		SELECT to_hex(floor(extract(epoch FROM a.backend_start))::bigint) || '.' || to_hex(a.pid),
+		       pg_current_xact_id_if_assigned()::text
+		  FROM pg_stat_get_activity(pg_backend_pid()) a`).Scan(&d.Session, &xid)
+	if err != nil {
+		return nil, fmt.Errorf("read the current transaction's changes: %w", err)
+	}
+	if xid == nil {
+		return d, nil // nothing was written, so nothing was captured
+	}
+	d.XID = *xid
+	d.Tables, d.Changes, d.More, err = readChanges(ctx, db, "st.session_id = $1 AND st.xid = $2::xid8", []any{d.Session, d.XID}, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read the changes of transaction %s: %w", d.XID, err)
+	}
+	return d, nil
+}
+
+// readChanges reads per-table counts and up to limit (0: 100) row diffs of
+// the pgundo.stmt rows (alias st) that match where, a constant SQL
+// condition over st with its values in args (never user text).
+func readChanges(ctx context.Context, db DBTX, where string, args []any, limit int) ([]TableCount, []Change, int64, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := db.Query(ctx, `
+		SELECT quote_ident(st.schema_name) || '.' || quote_ident(st.table_name),
+		       coalesce(sum(st.rows) FILTER (WHERE st.op = 'I'), 0)::bigint, coalesce(sum(st.rows) FILTER (WHERE st.op = 'U'), 0)::bigint,
+		       coalesce(sum(st.rows) FILTER (WHERE st.op = 'D'), 0)::bigint, coalesce(sum(st.rows) FILTER (WHERE st.op = 'T'), 0)::bigint
+		  FROM pgundo.stmt st WHERE `+where+` GROUP BY 1 ORDER BY 1`, args...)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableCount, error) {
+		var c TableCount
+		return c, r.Scan(&c.Table, &c.Inserts, &c.Updates, &c.Deletes, &c.Truncates)
+	})
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	// Row diffs: each image is read back as its table's row type, then as
+	// JSON key/value pairs; a table whose columns changed since is shown with
+	// raw images only.
+	rows, err = db.Query(ctx, `
+		SELECT st.id, st.xid::text, st.at, st.op::text, quote_ident(st.schema_name) || '.' || quote_ident(st.table_name),
+		       c.old, c.new,
+		       pgundo._diff(st.relid, c.old, c.new, st.op <> 'U')
+		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
+		 WHERE `+where+`
+		 ORDER BY st.id
+		 LIMIT `+fmt.Sprint(limit), args...)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	changes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Change, error) {
+		var c Change
+		var diff []byte
+		if err := r.Scan(&c.StmtID, &c.XID, &c.At, &c.Op, &c.Table, &c.Old, &c.New, &diff); err != nil {
+			return c, err
+		}
+		var cols [][]*string
+		if diff != nil {
+			if err := json.Unmarshal(diff, &cols); err != nil {
+				return c, fmt.Errorf("read diff: %w", err)
+			}
+		}
+		c.Op = opNames[c.Op]
+		c.Columns = []ColumnChange{}
+		for _, col := range cols {
+			c.Columns = append(c.Columns, ColumnChange{Column: *col[0], Old: col[1], New: col[2]})
+		}
+		return c, nil
+	})
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	var total int64
+	for _, t := range tables {
+		total += t.Inserts + t.Updates + t.Deletes + t.Truncates
+	}
+	return tables, changes, total - int64(len(changes)), nil
+}
