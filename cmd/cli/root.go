@@ -90,6 +90,7 @@ func NewRootCommand(g *globals) *cobra.Command {
 		newShowCommand(g),
 		newUndoCommand(g),
 		newTryCommand(g),
+		newRunCommand(g),
 		newDemoCommand(g),
 		newBenchCommand(g),
 	)
