@@ -330,6 +330,9 @@ func (g *globals) try(ctx context.Context, conn *pgx.Conn, name string, stmts []
 	}
 	res.TxDetail = *d
 	for _, u := range res.Untracked {
+		if !g.json {
+			break // the report names them
+		}
 		fmt.Fprintf(g.stderr, "pgundo: warning: the script wrote %s, which is not tracked, so its row changes are not shown (%s); pgundo track %s to see them\n",
 			u.Table, u.describe(), u.Table)
 	}
@@ -453,7 +456,7 @@ func (u UntrackedWrite) describe() string {
 		verb string
 	}{{u.Inserted, "inserted"}, {u.Updated, "updated"}, {u.Deleted, "deleted"}} {
 		if p.n > 0 {
-			parts = append(parts, fmt.Sprintf("%d rows %s", p.n, p.verb))
+			parts = append(parts, fmt.Sprintf("%d %s %s", p.n, plural(p.n, "row", "rows"), p.verb))
 		}
 	}
 	if u.Rewritten {
@@ -464,7 +467,7 @@ func (u UntrackedWrite) describe() string {
 
 // renderTry prints the statements, the counts per table and the row diffs.
 func renderTry(w io.Writer, r *TryResult) {
-	fmt.Fprintf(w, "try %s: %d statements ran in one transaction\n", r.Script, len(r.Statements))
+	fmt.Fprintf(w, "try %s: %d %s ran in one transaction\n", r.Script, len(r.Statements), plural(int64(len(r.Statements)), "statement", "statements"))
 	for _, s := range r.Statements {
 		fmt.Fprintf(w, "  line %d: %s  -> %s\n", s.Line, s.Statement, s.Result)
 	}
@@ -486,7 +489,7 @@ func renderTry(w io.Writer, r *TryResult) {
 	}
 	if len(r.Untracked) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "also written, not tracked (rows not shown):")
+		fmt.Fprintln(w, "warning: also written, but not tracked, so their rows are not shown (pgundo track TABLE to see them):")
 		for _, u := range r.Untracked {
 			fmt.Fprintf(w, "  %s: %s\n", u.Table, u.describe())
 		}
@@ -526,4 +529,11 @@ func renderChanges(w io.Writer, changes []history.Change) {
 			}
 		}
 	}
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
