@@ -93,6 +93,7 @@ func NewRootCommand(g *globals) *cobra.Command {
 		newRunCommand(g),
 		newDemoCommand(g),
 		newBenchCommand(g),
+		newHistoryCommand(g),
 	)
 	return root
 }
