@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgundo/pgundo/cmd/cli"
 	"github.com/pgundo/pgundo/internal/pgtest"
 )
 
@@ -360,4 +361,29 @@ SELECT "commit" FROM (SELECT 1 AS "commit") s;
 	r = run(t, url, "try", writeScript(t, "-- nothing\n"))
 	require.Equal(t, 2, r.code)
 	require.Contains(t, r.stderr, "the script has no statements")
+}
+
+// TestTryStdin: "-" reads the script from stdin; committing from stdin
+// needs --yes, since stdin cannot also answer y/N.
+func TestTryStdin(t *testing.T) {
+	t.Parallel()
+	url, conn := setupShop(t)
+	before := snapshot(t, conn)
+	var out, errb strings.Builder
+	code := cli.Run(context.Background(), []string{"--database-url", url, "try", "-", "--json"},
+		strings.NewReader("UPDATE customers SET note = NULL WHERE id = 3"), &out, &errb)
+	require.Equal(t, 0, code, errb.String())
+	var res tryJSON
+	require.NoError(t, json.Unmarshal([]byte(out.String()), &res))
+	require.Equal(t, "(stdin)", res.Script)
+	require.Equal(t, []string{"UPDATE public.customers id:3>3 note:gate code 1234>NULL"}, res.diffLines())
+	require.Equal(t, before, snapshot(t, conn))
+
+	out.Reset()
+	errb.Reset()
+	code = cli.Run(context.Background(), []string{"--database-url", url, "try", "-", "--commit"},
+		strings.NewReader("UPDATE customers SET note = NULL WHERE id = 3"), &out, &errb)
+	require.Equal(t, 2, code)
+	require.Contains(t, errb.String(), "try - --commit reads the script from stdin, so it cannot ask for confirmation there; nothing was run; add --yes")
+	require.Equal(t, before, snapshot(t, conn))
 }
