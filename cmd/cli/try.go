@@ -157,7 +157,8 @@ The report lists each statement with its result, then per table the rows
 inserted, updated, deleted and truncated, then every row change with the
 columns it changed (old -> new), cascades and trigger side effects included:
 pgundo's capture triggers write the log inside the same transaction, and try
-reads it back before it ends. Tables the script wrote that are not tracked
+reads it back before it ends. Deferred constraints and constraint triggers
+are run at the end of the script, as COMMIT would run them. Tables the script wrote that are not tracked
 are named in a warning (their rows cannot be shown; pgundo track them first).
 
 By default the transaction is rolled back: data and log are exactly as before
@@ -316,6 +317,14 @@ func (g *globals) try(ctx context.Context, conn *pgx.Conn, name string, stmts []
 		res.Statements = append(res.Statements, TryStatement{Line: s.Line, Statement: s.summary(), Result: tag})
 	}
 
+	// Deferred constraints and constraint triggers run now, as COMMIT would
+	// run them: their failures and side effects belong in the rehearsal.
+	if _, err := tx.Exec(ctx, "SET CONSTRAINTS ALL IMMEDIATE"); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("try %s: every statement ran, but a deferred constraint or trigger failed when checked as COMMIT would check it: %s\nrolled back: nothing was changed; fix the script and run try again", name, pgMessage(err))
+	}
 	// Read back as pgundo's caller, whatever role the script switched to.
 	if _, err := tx.Exec(ctx, "SET LOCAL ROLE NONE"); err != nil {
 		return fmt.Errorf("try %s: %w", name, err)

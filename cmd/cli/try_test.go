@@ -291,6 +291,15 @@ func TestTryFailingStatement(t *testing.T) {
 	require.Contains(t, r.stderr, "the statement at line 2 (error at line 3) failed: ERROR: syntax error at or near \"=\" (SQLSTATE 42601)")
 	require.Equal(t, before, snapshot(t, conn))
 
+	// A deferred constraint fails where COMMIT would check it.
+	pgtest.Exec(t, conn, "CREATE TABLE vip (customer_id int REFERENCES customers DEFERRABLE INITIALLY DEFERRED)")
+	path = writeScript(t, "INSERT INTO vip VALUES (42);\nUPDATE customers SET note = 'x' WHERE id = 1;\n")
+	r = run(t, url, "try", path)
+	require.Equal(t, 1, r.code, r.stderr)
+	require.Contains(t, r.stderr, "every statement ran, but a deferred constraint or trigger failed when checked as COMMIT would check it: ERROR: insert or update on table \"vip\" violates foreign key constraint")
+	require.Contains(t, r.stderr, "rolled back: nothing was changed")
+	require.Equal(t, before, snapshot(t, conn))
+
 	// A statement that waits for a lock gives up after --lock-timeout.
 	locker := pgtest.Connect(t, url)
 	pgtest.Exec(t, locker, "BEGIN; SELECT * FROM customers WHERE id = 2 FOR UPDATE")
