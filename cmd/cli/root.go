@@ -94,6 +94,7 @@ func NewRootCommand(g *globals) *cobra.Command {
 		newDemoCommand(g),
 		newBenchCommand(g),
 		newHistoryCommand(g),
+		newLogCommand(g),
 	)
 	return root
 }

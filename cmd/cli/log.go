@@ -1,0 +1,331 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgundo/pgundo/history"
+)
+
+// Output formats of log and asof.
+const (
+	formatTable  = "table"
+	formatJSON   = "json"
+	formatNDJSON = "ndjson"
+	formatCSV    = "csv"
+)
+
+// checkFormat validates --format; --json means json.
+func checkFormat(format string, jsonFlag bool) (string, error) {
+	switch format {
+	case formatTable, formatJSON, formatNDJSON, formatCSV:
+	default:
+		return "", usageErr(fmt.Errorf("unknown --format %q: use table, json, ndjson or csv", format))
+	}
+	if jsonFlag && format == formatTable {
+		return formatJSON, nil
+	}
+	return format, nil
+}
+
+type logOptions struct {
+	table, session, tx string
+	user, app, tag     string
+	ops                []string
+	since, until       string
+	format             string
+	limit              int64
+}
+
+var opLetters = map[string]string{"insert": "I", "update": "U", "delete": "D", "truncate": "T"}
+
+// Validate checks the flag values that need no database.
+func (o logOptions) Validate() error {
+	if o.limit < 0 {
+		return usageErr(errors.New("--limit must be 0 (no limit) or more"))
+	}
+	if o.tx != "" {
+		if _, err := strconv.ParseUint(o.tx, 10, 64); err != nil {
+			return usageErr(fmt.Errorf("--tx %q: give a transaction id as a number (the xid column of pgundo log or pgundo show)", o.tx))
+		}
+	}
+	for _, op := range o.ops {
+		if _, ok := opLetters[strings.ToLower(op)]; !ok {
+			return usageErr(fmt.Errorf("--op %q: use insert, update, delete or truncate", op))
+		}
+	}
+	return nil
+}
+
+func (o logOptions) filter(now time.Time) (history.LogFilter, error) {
+	f := history.LogFilter{Session: o.session, XID: o.tx, User: o.user, App: o.app, Tag: o.tag, Limit: o.limit}
+	for _, op := range o.ops {
+		f.Ops = append(f.Ops, opLetters[strings.ToLower(op)])
+	}
+	for _, p := range []struct {
+		flag, val string
+		dst       **time.Time
+	}{{"--since", o.since, &f.Since}, {"--until", o.until, &f.Until}} {
+		if p.val == "" {
+			continue
+		}
+		t, err := parseTime(p.val, now)
+		if err != nil {
+			return f, usageErr(fmt.Errorf("%s: %w", p.flag, err))
+		}
+		*p.dst = &t
+	}
+	return f, nil
+}
+
+func newLogCommand(g *globals) *cobra.Command {
+	var o logOptions
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "The change stream: every logged row change, filtered, as a table, JSON, NDJSON or CSV",
+		Long: `Stream pgundo's log of row changes, oldest first: for each changed row the
+statement time, transaction, session, login user and effective role,
+application_name, client address, tag, operation, table, primary key, the
+columns that changed (old -> new), and the full row images before and after.
+
+Filters combine (all must match): --table (a partitioned table includes its
+partitions), --session, --tx, --user (login or effective role), --app, --tag,
+--op (repeatable or comma-separated), --since (inclusive) and --until
+(exclusive).
+
+Formats (--format, default table; --json is --format json):
+  table   one line per change, for people
+  json    one JSON array of change objects
+  ndjson  one JSON object per line
+  csv     a header, then one line per change (PostgreSQL's CSV conventions:
+          NULL is an empty field, an empty string is "")
+
+It streams: memory stays constant on logs of millions of entries, and the
+first lines appear at once. Pipe it to head, jq or a file.`,
+		Example: `  pgundo log --since 1h
+  pgundo log --table public.orders --op update,delete --format csv > orders.csv
+  pgundo log --user alice --since 7d --until 1d --format ndjson | jq .key
+  pgundo log --session 6740a1b2.3f1c --limit 20
+  pgundo log --tag ticket-123 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			format, err := checkFormat(o.format, g.json)
+			if err != nil {
+				return err
+			}
+			f, err := o.filter(time.Now())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			conn, err := g.connectInstalled(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			if o.table != "" {
+				t, err := loadTable(ctx, conn, o.table)
+				if err != nil {
+					return err
+				}
+				f.Tables = t.Partitions
+			}
+			w := newChangeWriter(g.stdout, format)
+			if err := w.begin(); err != nil {
+				return err
+			}
+			if err := history.Log(ctx, conn, f, w.write); err != nil {
+				_ = w.flush()
+				return err
+			}
+			return w.end()
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.table, "table", "", "only changes of this table (and its partitions)")
+	fl.StringVar(&o.session, "session", "", "only changes of this session (pgundo sessions lists them)")
+	fl.StringVar(&o.tx, "tx", "", "only changes of this transaction id")
+	fl.StringVar(&o.user, "user", "", "only changes by this login or effective role")
+	fl.StringVar(&o.app, "app", "", "only changes under this application_name")
+	fl.StringVar(&o.tag, "tag", "", "only changes tagged so (SET pgundo.tag = '...')")
+	fl.StringSliceVar(&o.ops, "op", nil, "only these operations: insert, update, delete, truncate (repeat or comma-separate)")
+	fl.StringVar(&o.since, "since", "", "only changes at or after this time (RFC 3339, '2026-11-25 10:00', or 2h / 7d ago)")
+	fl.StringVar(&o.until, "until", "", "only changes before this time (same forms as --since)")
+	fl.StringVar(&o.format, "format", formatTable, "output format: table, json, ndjson or csv")
+	fl.Int64Var(&o.limit, "limit", 0, "stop after this many changes (default 0: all)")
+	return cmd
+}
+
+// changeWriter streams log entries in one format, flushing every few
+// entries so that a reader sees them at once.
+type changeWriter struct {
+	w       *bufio.Writer
+	format  string
+	n       int64
+	pending int
+}
+
+func newChangeWriter(out io.Writer, format string) *changeWriter {
+	return &changeWriter{w: bufio.NewWriterSize(out, 64<<10), format: format}
+}
+
+var logCSVHeader = []string{"stmt_id", "xid", "at", "op", "table", "key", "previous_key", "session", "user", "role",
+	"application_name", "client_addr", "tag", "columns", "old", "new"}
+
+func (cw *changeWriter) begin() error {
+	switch cw.format {
+	case formatJSON:
+		cw.w.WriteString("[")
+	case formatCSV:
+		writeCSVLine(cw.w, strPtrs(logCSVHeader))
+	case formatTable:
+		fmt.Fprintln(cw.w, "AT (UTC)  SESSION  USER  APPLICATION  TAG  OP  TABLE  KEY  CHANGES")
+	}
+	return cw.flush()
+}
+
+func (cw *changeWriter) write(v *history.Version) error {
+	switch cw.format {
+	case formatJSON, formatNDJSON:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if cw.format == formatJSON {
+			if cw.n > 0 {
+				cw.w.WriteString(",")
+			}
+			cw.w.WriteString("\n  ")
+		}
+		cw.w.Write(b)
+		if cw.format == formatNDJSON {
+			cw.w.WriteString("\n")
+		}
+	case formatCSV:
+		cols, err := json.Marshal(v.Columns)
+		if err != nil {
+			return err
+		}
+		colText := string(cols)
+		stmt, at := strconv.FormatInt(v.StmtID, 10), v.At.UTC().Format(time.RFC3339Nano)
+		var client *string // NULL for a Unix-socket connection
+		if v.ClientAddr != "" {
+			client = &v.ClientAddr
+		}
+		writeCSVLine(cw.w, []*string{&stmt, &v.XID, &at, &v.Op, &v.Table, &v.Key, v.PreviousKey, &v.Session, &v.User, &v.Role,
+			&v.ApplicationName, client, v.Tag, &colText, v.Old, v.New})
+	default:
+		fmt.Fprintln(cw.w, logLine(v))
+	}
+	cw.n++
+	cw.pending++
+	if cw.pending >= 100 || cw.n <= 10 {
+		cw.pending = 0
+		return cw.flush()
+	}
+	return nil
+}
+
+func (cw *changeWriter) flush() error { return cw.w.Flush() }
+
+func (cw *changeWriter) end() error {
+	switch cw.format {
+	case formatJSON:
+		if cw.n > 0 {
+			cw.w.WriteString("\n")
+		}
+		cw.w.WriteString("]\n")
+	case formatTable:
+		if cw.n == 0 {
+			fmt.Fprintln(cw.w, "(no changes match)")
+		}
+	}
+	return cw.flush()
+}
+
+// logLine renders one change on one line, for people.
+func logLine(v *history.Version) string {
+	client := v.ClientAddr
+	if client == "" {
+		client = "local"
+	}
+	tag := "-"
+	if v.Tag != nil {
+		tag = *v.Tag
+	}
+	user := v.User
+	if v.Role != "" && v.Role != v.User {
+		user += "/" + v.Role
+	}
+	key := v.Key
+	if key == "" {
+		key = "-"
+	}
+	if v.PreviousKey != nil {
+		key += " (was " + *v.PreviousKey + ")"
+	}
+	var parts []string
+	for _, c := range v.Columns {
+		switch {
+		case v.Old != nil && v.New != nil:
+			parts = append(parts, c.Column+": "+quoteValue(c.Old)+" -> "+quoteValue(c.New))
+		case v.New != nil:
+			parts = append(parts, c.Column+"="+quoteValue(c.New))
+		default:
+			parts = append(parts, c.Column+"="+quoteValue(c.Old))
+		}
+	}
+	changes := strings.Join(parts, ", ")
+	if len(v.Columns) == 0 {
+		changes = "old " + deref(v.Old) + " new " + deref(v.New)
+	}
+	app := v.ApplicationName
+	if app == "" {
+		app = "-"
+	}
+	return fmt.Sprintf("%s  %s  %s  %s  %s  %s  %s  %s  %s", v.At.UTC().Format("2006-01-02 15:04:05.000000"), v.Session, user,
+		app, tag, v.Op, v.Table, key, changes)
+}
+
+func strPtrs(ss []string) []*string {
+	out := make([]*string, len(ss))
+	for i := range ss {
+		out[i] = &ss[i]
+	}
+	return out
+}
+
+// writeCSVLine writes one CSV record as PostgreSQL's COPY ... CSV does: a nil
+// field is empty, an empty string is "", and a field with a comma, a double
+// quote or a line break is quoted with doubled quotes.
+func writeCSVLine(w *bufio.Writer, fields []*string) {
+	for i, f := range fields {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		if f == nil {
+			continue
+		}
+		v := *f
+		if v == "" || strings.ContainsAny(v, ",\"\r\n") || (len(fields) == 1 && v == `\.`) {
+			w.WriteByte('"')
+			w.WriteString(strings.ReplaceAll(v, `"`, `""`))
+			w.WriteByte('"')
+			continue
+		}
+		w.WriteString(v)
+	}
+	w.WriteByte('\n')
+}
