@@ -25,8 +25,12 @@ as ratios against the same work without pgundo, in one run.
 
 They create schema "pgundo_bench" and empty pgundo's log as they go: run them in
 a scratch database, not in production.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usageErr(errors.New("choose a benchmark: pgundo bench capture, or pgundo bench undo (see pgundo bench --help)"))
+		},
 	}
-	cmd.AddCommand(newBenchCaptureCommand(g))
+	cmd.AddCommand(newBenchCaptureCommand(g), newBenchUndoCommand(g))
 	return cmd
 }
 

@@ -1,0 +1,279 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgundo/pgundo/undo"
+)
+
+// DefaultUndoSizes are the session sizes Undo measures by default.
+var DefaultUndoSizes = []int64{100_000, 1_000_000}
+
+// UndoOptions configures Undo. The zero value gives the defaults stated on
+// each field.
+type UndoOptions struct {
+	// Sizes are the table sizes (rows, shaped like pgbench_accounts) to
+	// measure; every row is updated by the session that is undone. Default
+	// DefaultUndoSizes (100,000 and 1,000,000): two sizes show whether the
+	// undo's time and pgundo's own memory grow with the session.
+	Sizes []int64
+	// Repeat is how many times each size is measured; the figures are
+	// medians (memory: the largest). Default 1.
+	Repeat int
+	// Keep leaves schema pgundo_bench, the log and pgundo in place.
+	Keep bool
+	// Force runs where pgundo's log holds other tables' entries (deleting
+	// them). Default false: refuse with a *LogInUseError.
+	Force bool
+}
+
+// UndoResult is what Undo measured.
+type UndoResult struct {
+	Database        string    `json:"database"`
+	Server          Server    `json:"server"`
+	Repeat          int       `json:"repeat"`
+	InstalledPgundo bool      `json:"installed_pgundo"`
+	Sizes           []UndoRun `json:"sizes"`
+	// Seconds is the bench's total wall-clock time.
+	Seconds float64 `json:"seconds"`
+}
+
+// UndoRun is one session size measured.
+type UndoRun struct {
+	// Rows is the number of rows the session updated (and the undo put back).
+	Rows int64 `json:"rows"`
+	// Untracked is the forward UPDATE on the table without capture, Forward
+	// the same UPDATE on the tracked table (the session that is undone), Undo
+	// the undo of that session (plan, apply, check and commit), all medians
+	// in seconds.
+	Untracked float64 `json:"untracked_seconds"`
+	Forward   float64 `json:"forward_seconds"`
+	Undo      float64 `json:"undo_seconds"`
+	// Ratio is Undo ÷ Forward; the goal (PRODUCT.md) is at most 1.
+	Ratio   float64 `json:"ratio"`
+	GoalMet bool    `json:"goal_met"`
+	// PeakHeapBytes is the largest Go heap in use sampled (every 20 ms)
+	// while the undo ran: what pgundo itself holds, which must not grow with
+	// the session.
+	PeakHeapBytes uint64 `json:"peak_heap_bytes"`
+	// Exact is true when the table after the undo equals, row for row, a copy
+	// taken before the session (checked on every run).
+	Exact bool `json:"exact"`
+}
+
+// GoalUndo is the largest acceptable ratio of an undo's time to the tracked
+// forward statement's (PRODUCT.md: no slower than the forward statement).
+const GoalUndo = 1.0
+
+// Undo measures undoing a session that updated every row of a table, for
+// each size in opts.Sizes: the untracked UPDATE, the same UPDATE tracked
+// (the session), and the undo of that session, each on a connection of its
+// own after VACUUM ANALYZE and CHECKPOINT. After every undo the table is
+// compared with a copy taken before the session; any difference is an error.
+// Like Capture it works in schema pgundo_bench and empties pgundo's log.
+func Undo(ctx context.Context, conn *pgx.Conn, opts UndoOptions, progress func(string)) (res *UndoResult, err error) {
+	started := time.Now()
+	if len(opts.Sizes) == 0 {
+		opts.Sizes = DefaultUndoSizes
+	}
+	if opts.Repeat == 0 {
+		opts.Repeat = 1
+	}
+	for _, n := range opts.Sizes {
+		if n < 2 {
+			return nil, fmt.Errorf("sizes must be at least 2 rows, not %d", n)
+		}
+	}
+	if opts.Repeat < 1 {
+		return nil, fmt.Errorf("repeat must be at least 1, not %d", opts.Repeat)
+	}
+	p := orNop(progress)
+	e, srv, err := newEnv(ctx, conn, p)
+	if err != nil {
+		return nil, err
+	}
+	res = &UndoResult{Database: e.cfg.Database, Server: srv, Repeat: opts.Repeat}
+	if err := e.prepare(ctx, opts.Force); err != nil {
+		if e.installed {
+			err = errors.Join(err, e.finish(ctx, opts.Keep))
+		}
+		return nil, err
+	}
+	defer func() {
+		err = errors.Join(err, e.finish(ctx, opts.Keep))
+		if err != nil {
+			res = nil
+		}
+	}()
+	res.InstalledPgundo = e.installed
+	if err := e.createSchema(ctx); err != nil {
+		return nil, err
+	}
+	for _, n := range opts.Sizes {
+		var untracked, forward, undone []float64
+		run := UndoRun{Rows: n, Exact: true}
+		for r := 0; r < opts.Repeat; r++ {
+			u, err := e.timeUntrackedUpdate(ctx, n)
+			if err != nil {
+				return nil, err
+			}
+			f, un, heap, err := e.timeUndo(ctx, n)
+			if err != nil {
+				return nil, err
+			}
+			untracked, forward, undone = append(untracked, u), append(forward, f), append(undone, un)
+			run.PeakHeapBytes = max(run.PeakHeapBytes, heap)
+			p.f("undo %d rows run %d/%d: untracked update %.3f s, tracked update %.3f s, undo %.3f s, peak Go heap %.1f MiB",
+				n, r+1, opts.Repeat, u, f, un, float64(heap)/(1<<20))
+		}
+		run.Untracked, run.Forward, run.Undo = median(untracked), median(forward), median(undone)
+		run.Ratio = ratio(run.Undo, run.Forward)
+		run.GoalMet = run.Ratio <= GoalUndo
+		res.Sizes = append(res.Sizes, run)
+	}
+	res.Seconds = time.Since(started).Seconds()
+	return res, nil
+}
+
+// updateAll is the session's statement: every row of the accounts table.
+var updateAll = "UPDATE " + ident(accounts) + " SET abalance = abalance + 1, filler = 'patched'"
+
+// timeUntrackedUpdate times updateAll on a fresh untracked table of n rows.
+func (e *env) timeUntrackedUpdate(ctx context.Context, n int64) (float64, error) {
+	if err := e.buildAccounts(ctx, true, n); err != nil {
+		return 0, err
+	}
+	if err := e.settle(ctx, accounts); err != nil {
+		return 0, err
+	}
+	return e.timed(ctx, updateAll)
+}
+
+// timed runs sql on a connection of its own and returns its wall time.
+func (e *env) timed(ctx context.Context, sql string) (float64, error) {
+	c, err := e.connect(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	t0 := time.Now()
+	if _, err := c.Exec(ctx, sql); err != nil {
+		return 0, fmt.Errorf("%s: %w", sql, err)
+	}
+	return time.Since(t0).Seconds(), nil
+}
+
+// timeUndo builds a tracked table of n rows, copies it, times updateAll on
+// it (the session), then times the undo of that session and checks the table
+// equals the copy. It returns both times and the peak Go heap seen during
+// the undo.
+func (e *env) timeUndo(ctx context.Context, n int64) (forward, undone float64, peakHeap uint64, err error) {
+	if err := e.buildAccounts(ctx, true, n); err != nil {
+		return 0, 0, 0, err
+	}
+	snap := ident("accounts_before")
+	if _, err := e.conn.Exec(ctx, "DROP TABLE IF EXISTS "+snap+"; CREATE TABLE "+snap+" AS TABLE "+ident(accounts)); err != nil {
+		return 0, 0, 0, fmt.Errorf("copy %s: %w", ident(accounts), err)
+	}
+	if err := e.attach(ctx, Pgundo, accounts); err != nil {
+		return 0, 0, 0, err
+	}
+	defer func() { err = errors.Join(err, e.detach(context.WithoutCancel(ctx), Pgundo, accounts)) }()
+	if err := e.emptyLogs(ctx); err != nil {
+		return 0, 0, 0, err
+	}
+	if err := e.settle(ctx, accounts); err != nil {
+		return 0, 0, 0, err
+	}
+	c, err := e.connect(ctx)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	t0 := time.Now()
+	_, err = c.Exec(ctx, updateAll)
+	forward = time.Since(t0).Seconds()
+	if err != nil {
+		c.Close(context.WithoutCancel(ctx))
+		return 0, 0, 0, fmt.Errorf("%s: %w", updateAll, err)
+	}
+	var sid string
+	err = c.QueryRow(ctx, "SELECT session_id FROM pgundo.stmt ORDER BY id DESC LIMIT 1").Scan(&sid)
+	c.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("find the session to undo: %w", err)
+	}
+	if err := e.settle(ctx, accounts); err != nil {
+		return 0, 0, 0, err
+	}
+	uc, err := e.connect(ctx)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer uc.Close(context.WithoutCancel(ctx))
+	stop := sampleHeap()
+	t0 = time.Now()
+	plan, err := undo.Apply(ctx, uc, undo.Selection{Sessions: []string{sid}}, undo.Options{}, nil)
+	undone = time.Since(t0).Seconds()
+	peakHeap = stop()
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("undo session %s: %w", sid, err)
+	}
+	if got := plan.Tables[0].Restore; got != n {
+		return 0, 0, 0, fmt.Errorf("undo session %s restored %d rows, want %d", sid, got, n)
+	}
+	var diff int64
+	if err := e.conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM (
+		(TABLE %[1]s EXCEPT ALL TABLE %[2]s) UNION ALL (TABLE %[2]s EXCEPT ALL TABLE %[1]s)) d`, ident(accounts), snap)).Scan(&diff); err != nil {
+		return 0, 0, 0, fmt.Errorf("compare %s with its copy: %w", ident(accounts), err)
+	}
+	if diff != 0 {
+		return 0, 0, 0, fmt.Errorf("after the undo, %s differs from its copy taken before the session in %d rows", ident(accounts), diff)
+	}
+	return forward, undone, peakHeap, nil
+}
+
+// sampleHeap samples the Go heap in use every 20 ms until the returned
+// function is called, which returns the largest value seen.
+func sampleHeap() func() uint64 {
+	runtime.GC()
+	var mu sync.Mutex
+	var peak uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	read := func() {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		mu.Lock()
+		peak = max(peak, ms.HeapInuse)
+		mu.Unlock()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				read()
+			}
+		}
+	}()
+	return func() uint64 {
+		read()
+		close(done)
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return peak
+	}
+}

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgundo/pgundo/bench"
+)
+
+type benchUndoOptions struct {
+	sizes  []int64
+	repeat int
+	keep   bool
+	force  bool
+}
+
+// Validate checks the flag values that need no database.
+func (o benchUndoOptions) Validate() error {
+	if len(o.sizes) == 0 {
+		return usageErr(errors.New("--rows needs at least one size"))
+	}
+	for _, n := range o.sizes {
+		if n < 2 || n > 1<<31-1 {
+			return usageErr(fmt.Errorf("--rows: each size must be between 2 and %d, not %d", 1<<31-1, n))
+		}
+	}
+	if o.repeat < 1 {
+		return usageErr(errors.New("--repeat must be at least 1"))
+	}
+	return nil
+}
+
+func newBenchUndoCommand(g *globals) *cobra.Command {
+	var o benchUndoOptions
+	cmd := &cobra.Command{
+		Use:   "undo",
+		Short: "Time the undo of a session that updated every row, against the session itself",
+		Long: `Measure how long pgundo undo takes to put back a session that updated every
+row of a table shaped like pgbench_accounts, for each --rows size:
+
+  untracked  the UPDATE on the table without capture
+  forward    the same UPDATE on the tracked table: the session to undo
+  undo       pgundo undo of that session (plan, re-check, apply, check, commit)
+
+The goal (PRODUCT.md) is undo ÷ forward ≤ 1. "peak heap" is the largest Go
+heap pgundo itself used during the undo, sampled every 20 ms: the undo streams
+everything in the database, so it stays flat as the session grows. After
+every undo the table is compared with a copy taken before the session; any
+difference fails the bench.
+
+Like "bench capture", it installs pgundo if needed (and removes it again), works
+in schema "pgundo_bench", empties pgundo's log, and refuses with exit code 3
+where the log holds other tables' changes unless --force. Progress goes to
+stderr.`,
+		Example: `  createdb pgundo_bench
+  pgundo bench undo --database-url postgres:///pgundo_bench
+  pgundo bench undo --rows 10000,100000 --repeat 3 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			conn, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			res, err := bench.Undo(ctx, conn, bench.UndoOptions{Sizes: o.sizes, Repeat: o.repeat, Keep: o.keep, Force: o.force}, func(msg string) {
+				fmt.Fprintf(g.stderr, "pgundo bench: %s\n", msg)
+			})
+			if err != nil {
+				var inUse *bench.LogInUseError
+				if errors.As(err, &inUse) {
+					return refusedErr(err)
+				}
+				return fmt.Errorf("bench undo: %w", err)
+			}
+			return g.output(res, func(w io.Writer) error { return renderBenchUndo(w, res) })
+		},
+	}
+	f := cmd.Flags()
+	f.Int64SliceVar(&o.sizes, "rows", bench.DefaultUndoSizes, "session sizes to measure: rows updated, comma-separated")
+	f.IntVar(&o.repeat, "repeat", 1, "measure each size this many times and report the medians")
+	f.BoolVar(&o.keep, "keep", false, "keep schema pgundo_bench, the log, and pgundo itself at the end")
+	f.BoolVar(&o.force, "force", false, "run even where pgundo's log holds other tables' changes, deleting them")
+	return cmd
+}
+
+func renderBenchUndo(w io.Writer, res *bench.UndoResult) error {
+	fmt.Fprintf(w, "pgundo bench undo: database %s, PostgreSQL %s\n", res.Database, res.Server.Version)
+	runs := "1 run"
+	if res.Repeat > 1 {
+		runs = fmt.Sprintf("median of %d runs", res.Repeat)
+	}
+	fmt.Fprintf(w, "a session updates every row; %s per figure\n\n", runs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "ROWS\tUNTRACKED\tFORWARD\tUNDO\tUNDO÷FORWARD\tGOAL\t\tPEAK HEAP\tEXACT\t")
+	met := 0
+	for _, r := range res.Sizes {
+		verdict := "MISSED"
+		if r.GoalMet {
+			verdict = "ok"
+			met++
+		}
+		fmt.Fprintf(tw, "%d\t%.3f s\t%.3f s\t%.3f s\t%.2f\t≤ %.2f\t%s\t%.1f MiB\t%v\t\n",
+			r.Rows, r.Untracked, r.Forward, r.Undo, r.Ratio, bench.GoalUndo, verdict, float64(r.PeakHeapBytes)/(1<<20), r.Exact)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\ngoals met: %d of %d; took %.0f s\n", met, len(res.Sizes), res.Seconds)
+	return nil
+}
