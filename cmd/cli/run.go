@@ -104,8 +104,13 @@ func (g *globals) runTagged(tag string, args []string) (int, error) {
 	c.Stdin, c.Stdout, c.Stderr = g.stdin, g.stdout, g.stderr
 	c.Env = runEnv(os.Environ(), tag)
 
+	// While the command runs, its signals are its own business: Reset drops
+	// every earlier handler (SignalContext's would exit pgundo on a second
+	// Ctrl-C, orphaning an interactive console), and only ours is left.
+	forwarded := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	signal.Reset(forwarded...)
+	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
 	if err := c.Start(); err != nil {
 		code := 126
