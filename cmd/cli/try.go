@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -211,6 +212,7 @@ func newTryCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return usageErr(fmt.Errorf("try: cannot read the script: %w", err))
 			}
+			src = bytes.TrimPrefix(src, []byte("\xef\xbb\xbf")) // a UTF-8 byte order mark
 			stmts, err := checkScript(name, string(src), true)
 			if err != nil {
 				return err

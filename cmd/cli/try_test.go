@@ -380,7 +380,7 @@ func TestTryStdin(t *testing.T) {
 	before := snapshot(t, conn)
 	var out, errb strings.Builder
 	code := cli.Run(context.Background(), []string{"--database-url", url, "try", "-", "--json"},
-		strings.NewReader("UPDATE customers SET note = NULL WHERE id = 3"), &out, &errb)
+		strings.NewReader("\ufeffUPDATE customers SET note = NULL WHERE id = 3"), &out, &errb)
 	require.Equal(t, 0, code, errb.String())
 	var res tryJSON
 	require.NoError(t, json.Unmarshal([]byte(out.String()), &res))
