@@ -188,7 +188,8 @@ func tableRowsTB(tb testing.TB, conn *pgx.Conn, table string) []string {
 
 // valueColumns are the columns of FuzzValueRoundTrip's table; each value is
 // made by the first of its candidate expressions PostgreSQL accepts for the
-// input (see fuzzValues). A nil input gives NULL, an empty one ” or '{}'.
+// input (see fuzzValues). A nil input gives NULL, an empty one an empty
+// string or array.
 var valueColumns = []struct{ name, typ string }{
 	{"t", "text"}, {"n", "numeric"}, {"f8", "float8"}, {"f4", "float4"}, {"by", "bytea"},
 	{"ts", "timestamp"}, {"tstz", "timestamptz"}, {"d", "date"}, {"iv", "interval"},
