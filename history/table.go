@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -49,7 +50,7 @@ type Table struct {
 	Partitions []uint32 `json:"-"`
 	Tracked    bool     `json:"-"`
 	// TrackedAt is when tracking started (nil when untracked).
-	TrackedAt *string `json:"-"`
+	TrackedAt *time.Time `json:"-"`
 	ident     string
 }
 
@@ -62,7 +63,7 @@ func LoadTable(ctx context.Context, db DBTX, oid uint32) (*Table, error) {
 		SELECT r.oid, quote_ident(n.nspname) || '.' || quote_ident(r.relname), n.nspname, r.relname,
 		       (SELECT array_agg(p.relid::oid) FROM pg_partition_tree(r.oid) p),
 		       EXISTS (SELECT FROM pgundo.tracked tr WHERE tr.relid = r.oid),
-		       (SELECT tr.tracked_at::text FROM pgundo.tracked tr WHERE tr.relid = r.oid)
+		       (SELECT tr.tracked_at FROM pgundo.tracked tr WHERE tr.relid = r.oid)
 		  FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace
 		 WHERE r.oid = coalesce(pg_partition_root($1::oid), $1::oid)`, oid).
 		Scan(&t.OID, &t.Name, &schema, &name, &t.Partitions, &t.Tracked, &t.TrackedAt)

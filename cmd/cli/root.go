@@ -95,6 +95,7 @@ func NewRootCommand(g *globals) *cobra.Command {
 		newBenchCommand(g),
 		newHistoryCommand(g),
 		newLogCommand(g),
+		newAsofCommand(g),
 	)
 	return root
 }

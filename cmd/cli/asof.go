@@ -1,0 +1,258 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgundo/pgundo/history"
+)
+
+type asofOptions struct {
+	at     string
+	format string
+}
+
+// Validate checks the flag values and arguments that need no database.
+func (o asofOptions) Validate(args []string) error {
+	if len(args) < 1 {
+		return usageErr(errors.New("name a table, e.g. pgundo asof public.orders --at '2026-11-25 09:00'"))
+	}
+	if o.at == "" {
+		return usageErr(fmt.Errorf("say when: pgundo asof %s --at TIME (RFC 3339, '2026-11-25 10:00', or 2h / 7d ago)", args[0]))
+	}
+	return nil
+}
+
+func newAsofCommand(g *globals) *cobra.Command {
+	var o asofOptions
+	cmd := &cobra.Command{
+		Use:   "asof TABLE --at TIME [KEY...]",
+		Short: "A table's rows (or one row) as they were at a past time",
+		Long: `Show the rows of a tracked table as they were at --at, rebuilt from the table
+now and pgundo's log: the rows now, with every change logged after that time
+taken back (old images in, new images out). With a key (the primary-key
+value alone, or col=value pairs), just that row; a row found through its key
+at that time, even if its key changed since.
+
+"At TIME" means after every statement that started before TIME. Column
+changes (ALTER TABLE) are not rewound: a table whose columns changed since
+TIME is refused, as is a time before the table was tracked. When the log
+does not account for the rows now (capture was off for a while between
+changes logged after TIME), asof fails with exit code 1 and says so.
+
+Formats (--format, default table; --json is --format json): table, json (an
+array of objects, column -> value as PostgreSQL prints it, null for NULL),
+ndjson (one object per line), csv (a header, then PostgreSQL's CSV: the same
+bytes COPY (SELECT ...) TO STDOUT WITH (FORMAT csv, HEADER) would write with
+pgundo's pinned settings, such as TimeZone UTC). Rows come in primary-key
+order and stream: the client's memory stays constant.
+
+Exit codes: 0 shown; 1 error, or the log does not account for the rows now;
+2 unknown or untracked table, a time before tracking, columns changed since,
+a bad key.`,
+		Example: `  pgundo asof public.orders --at '2026-11-25 09:00'
+  pgundo asof orders --at 2h 42
+  pgundo asof orders --at 2026-11-25T09:00:00Z --format csv > orders-0900.csv
+  pgundo asof film_actor --at 1d actor_id=1 film_id=23 --json`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Validate(args); err != nil {
+				return err
+			}
+			format, err := checkFormat(o.format, g.json)
+			if err != nil {
+				return err
+			}
+			at, err := parseTime(o.at, time.Now())
+			if err != nil {
+				return usageErr(fmt.Errorf("--at: %w", err))
+			}
+			ctx := cmd.Context()
+			conn, err := g.connectInstalled(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			t, err := loadTable(ctx, conn, args[0])
+			if err != nil {
+				return err
+			}
+			cols := make([]string, len(t.Columns))
+			for i, c := range t.Columns {
+				cols[i] = c.Name
+			}
+			w := newRowWriter(g.stdout, format, cols)
+			var re *history.RequestError
+			if len(args) > 1 {
+				k, err := t.ParseKey(args[1:])
+				if err != nil {
+					return usageErr(err)
+				}
+				img, err := history.AsOfRow(ctx, conn, t, k, at)
+				if errors.As(err, &re) {
+					return usageErr(err)
+				}
+				if err != nil {
+					return err
+				}
+				if img == nil && format == formatTable {
+					fmt.Fprintf(g.stdout, "%s had no row with %s at %s\n", t.Name, k, at.UTC().Format("2006-01-02 15:04:05.000000 UTC"))
+					return nil
+				}
+				w.vertical = true
+				if err := w.begin(); err != nil {
+					return err
+				}
+				if img != nil {
+					f, err := history.ParseImage(*img)
+					if err != nil || len(f) != len(cols) {
+						return fmt.Errorf("read row %s of %s: unexpected image %s", k, t.Name, *img)
+					}
+					if err := w.write(*img, f); err != nil {
+						return err
+					}
+				}
+				return w.end()
+			}
+			if err := w.begin(); err != nil {
+				return err
+			}
+			err = history.AsOf(ctx, conn, t, at, w.write)
+			if errors.As(err, &re) {
+				return usageErr(err)
+			}
+			if err != nil {
+				_ = w.flush()
+				return err
+			}
+			return w.end()
+		},
+	}
+	cmd.Flags().StringVar(&o.at, "at", "", "the time (RFC 3339, '2026-11-25 10:00' local, a date, or 2h / 7d ago)")
+	cmd.Flags().StringVar(&o.format, "format", formatTable, "output format: table, json, ndjson or csv")
+	return cmd
+}
+
+// rowWriter streams table rows in one format.
+type rowWriter struct {
+	w        *bufio.Writer
+	tw       *tabwriter.Writer
+	format   string
+	cols     []string
+	keys     [][]byte // JSON-encoded column names
+	n        int64
+	vertical bool // table format: one "column: value" line each (one row)
+}
+
+func newRowWriter(out io.Writer, format string, cols []string) *rowWriter {
+	rw := &rowWriter{w: bufio.NewWriterSize(out, 64<<10), format: format, cols: cols}
+	for _, c := range cols {
+		b, _ := json.Marshal(c)
+		rw.keys = append(rw.keys, b)
+	}
+	return rw
+}
+
+func (rw *rowWriter) begin() error {
+	switch rw.format {
+	case formatJSON:
+		rw.w.WriteString("[")
+	case formatCSV:
+		writeCSVLine(rw.w, strPtrs(rw.cols))
+	case formatTable:
+		if !rw.vertical {
+			rw.tw = tabwriter.NewWriter(rw.w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(rw.tw, strings.Join(rw.cols, "\t"))
+		}
+	}
+	return rw.flush()
+}
+
+func (rw *rowWriter) write(_ string, fields []*string) error {
+	switch rw.format {
+	case formatJSON, formatNDJSON:
+		if rw.format == formatJSON {
+			if rw.n > 0 {
+				rw.w.WriteString(",")
+			}
+			rw.w.WriteString("\n  ")
+		}
+		rw.w.WriteByte('{')
+		for i, f := range fields {
+			if i > 0 {
+				rw.w.WriteByte(',')
+			}
+			rw.w.Write(rw.keys[i])
+			rw.w.WriteByte(':')
+			if f == nil {
+				rw.w.WriteString("null")
+			} else {
+				b, err := json.Marshal(*f)
+				if err != nil {
+					return err
+				}
+				rw.w.Write(b)
+			}
+		}
+		rw.w.WriteByte('}')
+		if rw.format == formatNDJSON {
+			rw.w.WriteByte('\n')
+		}
+	case formatCSV:
+		writeCSVLine(rw.w, fields)
+	default:
+		if rw.vertical {
+			for i, f := range fields {
+				fmt.Fprintf(rw.w, "%s: %s\n", rw.cols[i], quoteValue(f))
+			}
+			break
+		}
+		vals := make([]string, len(fields))
+		for i, f := range fields {
+			vals[i] = strings.NewReplacer("\t", `\t`, "\n", `\n`).Replace(quoteValue(f))
+		}
+		fmt.Fprintln(rw.tw, strings.Join(vals, "\t"))
+	}
+	rw.n++
+	if rw.n%500 == 0 || rw.n <= 10 {
+		return rw.flush()
+	}
+	return nil
+}
+
+func (rw *rowWriter) flush() error {
+	if rw.tw != nil {
+		if err := rw.tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return rw.w.Flush()
+}
+
+func (rw *rowWriter) end() error {
+	switch rw.format {
+	case formatJSON:
+		if rw.n > 0 {
+			rw.w.WriteString("\n")
+		}
+		rw.w.WriteString("]\n")
+	case formatTable:
+		if rw.tw != nil {
+			if err := rw.tw.Flush(); err != nil {
+				return err
+			}
+		}
+		if !rw.vertical {
+			fmt.Fprintf(rw.w, "(%d rows)\n", rw.n)
+		}
+	}
+	return rw.flush()
+}
