@@ -271,8 +271,7 @@ SELECT h.relid,
        st.id AS stmt_id,
        st.xid,
        st.at,
-       CASE WHEN st.op = 'U' AND h.side = 'n' THEN 'UPDATE'
-            WHEN st.op = 'I' THEN 'INSERT' WHEN st.op = 'U' THEN 'UPDATE' WHEN st.op = 'D' THEN 'DELETE' WHEN st.op = 'T' THEN 'TRUNCATE' END AS op,
+       CASE st.op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' WHEN 'T' THEN 'TRUNCATE' END AS op,
        st.session_id,
        s.session_role AS login_user,
        st.role,
@@ -291,7 +290,29 @@ SELECT h.relid,
   LEFT JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace;
 COMMENT ON VIEW pgundo.row_history IS 'Every change of every row of tables with a primary key, by table and key (the key column''s text form, or ROW(k1, k2)::text). previous_key: the row had that key before this change; next_key: it has that key after it. Covers the log up to the last SELECT pgundo.refresh_history() (pgundo history runs it).';
 
+CREATE VIEW pgundo.sessions AS
+SELECT s.id,
+       s.session_role AS login_user,
+       s.application_name,
+       s.client_addr,
+       s.client_port,
+       s.pid,
+       s.backend_start,
+       min(st.at) AS first_change_at,
+       max(st.at) AS last_change_at,
+       coalesce(sum(st.rows), 0)::bigint AS changes,
+       count(DISTINCT st.xid) AS transactions,
+       array_agg(DISTINCT quote_ident(st.schema_name) || '.' || quote_ident(st.table_name)) FILTER (WHERE st.id IS NOT NULL) AS tables,
+       array_agg(DISTINCT st.role) FILTER (WHERE st.id IS NOT NULL) AS roles,
+       array_agg(DISTINCT st.tag) FILTER (WHERE st.tag IS NOT NULL) AS tags,
+       (SELECT min(u.undone_session) FROM pgundo.undo u WHERE u.undo_session = s.id) AS undo_of,
+       (SELECT min(u.undo_session) FROM pgundo.undo u WHERE u.undone_session = s.id) AS undone_by
+  FROM pgundo.session s
+  LEFT JOIN pgundo.stmt st ON st.session_id = s.id
+ GROUP BY s.id;
+COMMENT ON VIEW pgundo.sessions IS 'One row per recorded session (connection): who, from where, when, how many row changes in which tables, and undo links.';
+
 REVOKE ALL ON pgundo.hist_key, pgundo.hist_stmt, pgundo.hist_state, pgundo.hist_mark, pgundo.hist_skipped,
-              pgundo.changes, pgundo.row_history FROM PUBLIC;
+              pgundo.changes, pgundo.row_history, pgundo.sessions FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgundo._hist_key_expr(oid, text), pgundo._hist_entries(oid, bigint[]), pgundo._hist_index(oid, bigint[]),
                        pgundo.refresh_history(), pgundo._hist_forget(bigint), pgundo._image_jsonb(oid, text) FROM PUBLIC;

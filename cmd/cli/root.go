@@ -96,6 +96,7 @@ func NewRootCommand(g *globals) *cobra.Command {
 		newHistoryCommand(g),
 		newLogCommand(g),
 		newAsofCommand(g),
+		newGrantCommand(g),
 	)
 	return root
 }
