@@ -118,6 +118,18 @@ DECLARE
 BEGIN
     SELECT s.pid, s.backend_start, s.client_addr, s.client_port, s.application_name INTO a
       FROM pg_stat_get_activity(pg_backend_pid()) s;
+    IF a.backend_start IS NULL THEN
+        -- pgundo's owner may not read this connection's start time (it
+        -- lacks pg_read_all_stats; pgundo install checks for it). Never
+        -- fail the application's write for it: fall back to the time of the
+        -- connection's first captured change, remembered for the connection.
+        sid := current_setting('pgundo.session', true);
+        IF sid LIKE '%.' || to_hex(pg_backend_pid()) THEN
+            RETURN sid;
+        END IF;
+        a.pid := pg_backend_pid();
+        a.backend_start := statement_timestamp();
+    END IF;
     sid := to_hex(floor(extract(epoch FROM a.backend_start))::bigint) || '.' || to_hex(a.pid);
     IF current_setting('pgundo.session', true) IS NOT DISTINCT FROM sid THEN
         RETURN sid;

@@ -71,12 +71,17 @@ func Latest() int32 {
 	return int32(len(names))
 }
 
-// Migrate creates schema pgundo, or upgrades it to the newest version. It is
+// Migrate creates schema pgundo, or upgrades it to the newest version. The
+// installing role must be a superuser or have the privileges of
+// pg_read_all_stats (else a *StatsPrivilegeError, and nothing is created). It is
 // idempotent: on an up-to-date schema it changes nothing. Each migration runs
 // in its own transaction under tern's advisory lock, so concurrent installs
 // are safe.
 func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
 	var res Result
+	if err := checkStatsPrivilege(ctx, conn); err != nil {
+		return res, err
+	}
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{Schema}.Sanitize()); err != nil {
 		return res, fmt.Errorf("create schema %s: %w", Schema, err)
 	}
@@ -94,6 +99,35 @@ func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
 		return res, fmt.Errorf("read schema version: %w", err)
 	}
 	return res, nil
+}
+
+// StatsPrivilegeError is returned by Migrate when the installing role cannot
+// read other connections' start times: capture runs with the owner's rights
+// and derives each session's id from its connection's start time.
+type StatsPrivilegeError struct {
+	// Role is the installing role, quoted as quote_ident does.
+	Role string
+}
+
+func (e *StatsPrivilegeError) Error() string {
+	return fmt.Sprintf("role %s cannot see when other roles' connections started, which pgundo's capture (running with its installer's rights) needs to tell sessions apart; nothing was installed; have an administrator run: GRANT pg_read_all_stats TO %s, then run pgundo install again (or install as a superuser)",
+		e.Role, e.Role)
+}
+
+// checkStatsPrivilege refuses an installing role that is neither superuser
+// nor has the privileges of pg_read_all_stats.
+func checkStatsPrivilege(ctx context.Context, conn *pgx.Conn) error {
+	var role string
+	var ok bool
+	err := conn.QueryRow(ctx, `SELECT quote_ident(current_user),
+		(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')`).Scan(&role, &ok)
+	if err != nil {
+		return fmt.Errorf("check the installing role's privileges: %w", err)
+	}
+	if !ok {
+		return &StatsPrivilegeError{Role: role}
+	}
+	return nil
 }
 
 // Querier is what CheckInstalled needs: a connection, pool or transaction.

@@ -21,6 +21,9 @@ var outputSettings = [][2]string{
 	{"lc_monetary", "C"},
 	{"xmloption", "content"},
 	{"timezone", "UTC"},
+	// Capture runs with this search_path, so regclass, regtype and the like
+	// print schema-qualified; the undo must print them alike to compare.
+	{"search_path", "pg_catalog, pg_temp"},
 }
 
 // Plan makes the undo's plan without changing anything: it runs the same
@@ -85,10 +88,9 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply
 	if err != nil {
 		return nil, err
 	}
-	if apply {
-		if err := r.keepTriggersQuiet(ctx, tables); err != nil {
-			return nil, err
-		}
+	// Checked in a dry run too, so the plan shown is the one that can run.
+	if err := r.keepTriggersQuiet(ctx, tables); err != nil {
+		return nil, err
 	}
 	for _, t := range tables {
 		if err := r.planTable(ctx, t); err != nil {
@@ -115,6 +117,9 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply
 		if err := r.verifyTable(ctx, t); err != nil {
 			return nil, err
 		}
+	}
+	if err := r.checkForeignKeys(ctx, tables); err != nil {
+		return nil, err
 	}
 	if err := tx.QueryRow(ctx, `SELECT pgundo._session()`).Scan(&r.plan.UndoSession); err != nil {
 		return nil, fmt.Errorf("record the undo: %w", err)
@@ -447,7 +452,7 @@ func (r *runner) checkShapes(ctx context.Context, t *table) error {
 		}
 		if msg := shapeDiff(cols, typs, t.columns); msg != "" {
 			return &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf(
-				"table %s cannot be put back as captured: %s since the changes were captured (in %s); nothing was changed; restore the column, or undo table by table after pgundo untrack",
+				"table %s cannot be put back as captured: %s since the changes were captured (in %s); nothing was changed; put the column back as it was to undo these changes",
 				t.name, msg, pgx.Identifier{sch, rel}.Sanitize())}
 		}
 	}
@@ -497,10 +502,31 @@ func (r *runner) keepTriggersQuiet(ctx context.Context, tables []*table) error {
 	if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_srr"); err != nil {
 		return err
 	}
+	var oids []uint32
+	for _, t := range tables {
+		oids = append(oids, t.partition...)
+	}
 	_, err := r.tx.Exec(ctx, "SET LOCAL session_replication_role = replica")
 	if err == nil {
-		_, err = r.tx.Exec(ctx, "RELEASE SAVEPOINT pgundo_srr")
-		return err
+		if _, err = r.tx.Exec(ctx, "RELEASE SAVEPOINT pgundo_srr"); err != nil {
+			return err
+		}
+		// Triggers set to fire ALWAYS or on REPLICA still fire: they would
+		// rewrite restored values or write to other tables.
+		var always []string
+		if err := r.tx.QueryRow(ctx, `
+			SELECT coalesce(array_agg(DISTINCT tgrelid::regclass::text || ' (' || quote_ident(tgname) || ', ENABLE ' ||
+			                CASE tgenabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END || ')'), '{}')
+			  FROM pg_trigger WHERE tgrelid = ANY ($1) AND tgname NOT LIKE 'pgundo\_capture\_%' AND NOT tgisinternal
+			   AND tgenabled IN ('A', 'R')`, oids).Scan(&always); err != nil {
+			return fmt.Errorf("check triggers: %w", err)
+		}
+		if len(always) > 0 {
+			return &RefusedError{Kind: ErrAlwaysTriggers, Detail: fmt.Sprintf(
+				"undo refused: these application triggers fire even while the undo keeps triggers quiet, and would rewrite restored values or write elsewhere: %s; nothing was changed; set them to ENABLE (ALTER TABLE ... ENABLE TRIGGER name) for the undo, or disable them, then run the undo again",
+				strings.Join(always, ", "))}
+		}
+		return nil
 	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
@@ -508,10 +534,6 @@ func (r *runner) keepTriggersQuiet(ctx context.Context, tables []*table) error {
 	}
 	if _, err := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_srr"); err != nil {
 		return err
-	}
-	var oids []uint32
-	for _, t := range tables {
-		oids = append(oids, t.partition...)
 	}
 	var others []string
 	err = r.tx.QueryRow(ctx, `

@@ -58,6 +58,13 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 		r.explainConflicts(ctx, tables)
 		return r.plan, &ConflictError{Plan: r.plan}
 	}
+	if err := r.keepTriggersQuiet(ctx, tables); err != nil {
+		return nil, err
+	}
+	fks, err := r.foreignKeyChecks(ctx, tables)
+	if err != nil {
+		return nil, err
+	}
 	var stmtIDs []int64
 	rows, err := tx.Query(ctx, `SELECT id FROM pgundo_sel ORDER BY id`)
 	if err != nil {
@@ -92,6 +99,11 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 		if err := r.writeTableScript(ctx, bw, t); err != nil {
 			return nil, err
 		}
+	}
+	p("\n-- Foreign keys: PostgreSQL does not check them under session_replication_role = replica.\n")
+	for _, c := range fks {
+		p("DO $pgundo$ BEGIN IF EXISTS (%s) THEN\n", c.sql)
+		p("  RAISE EXCEPTION 'pgundo: the undo would break foreign key %s; nothing was changed'; END IF; END $pgundo$;\n", strings.ReplaceAll(c.fk.name, "'", "''"))
 	}
 	p("\n-- Record the undo as this session's, like pgundo undo does.\n")
 	p("INSERT INTO pgundo.undone (stmt_id, undo_session) SELECT id, pgundo._session() FROM pgundo_sel;\n")

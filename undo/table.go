@@ -266,8 +266,8 @@ func (r *runner) collectConflicts(ctx context.Context, t *table) error {
 		}
 		q = fmt.Sprintf(`
 			SELECT x.k, x.reason, x.action,
-			       CASE WHEN x.cur IS NOT NULL AND x.a IS NOT NULL THEN array_remove(ARRAY[%s], NULL) ELSE '{}' END
-			  FROM (SELECT %s AS k, reason, action, cur_img::%s AS cur, a
+			       CASE WHEN x.cur_img IS NOT NULL AND x.a_img IS NOT NULL THEN array_remove(ARRAY[%s], NULL) ELSE '{}' END
+			  FROM (SELECT %s AS k, reason, action, cur_img::%s AS cur, a, cur_img, a_img
 			          FROM pgundo_c WHERE action IN ('C', 'S', 'M') OFFSET 0) x
 			 ORDER BY x.k`, strings.Join(diffs, ", "), t.keyText(""), t.ident)
 		args = []any{names}

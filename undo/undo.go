@@ -213,6 +213,14 @@ var (
 	ErrPlanChanged = errors.New("the data changed since the plan was made")
 	// ErrReplicaRole: the role may not set session_replication_role.
 	ErrReplicaRole = errors.New("cannot keep application triggers from firing")
+	// ErrAlwaysTriggers: an application trigger on an affected table fires
+	// even under session_replication_role = replica (ENABLE ALWAYS or
+	// ENABLE REPLICA), so it would rewrite restored values or write
+	// elsewhere.
+	ErrAlwaysTriggers = errors.New("application triggers fire during the undo")
+	// ErrForeignKey: the undo would leave rows that reference rows it
+	// removes, or restore rows whose referenced rows are gone.
+	ErrForeignKey = errors.New("the undo would break a foreign key")
 )
 
 // RefusedError wraps a refusal on purpose (already undone, schema changed,

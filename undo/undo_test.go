@@ -166,7 +166,9 @@ func TestUndoConcurrentWriterIsRechecked(t *testing.T) {
 // true; it fails early if done delivers (the undo finished first).
 func waitFor(t *testing.T, w *world, cond string, done <-chan error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	// Generous: a loaded CI machine may take long to get there; this bounds
+	// a hang, it does not time anything.
+	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		if queryOne[bool](t, w.Conn, cond) {
 			return

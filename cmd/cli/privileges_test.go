@@ -1,0 +1,126 @@
+package cli_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgundo/pgundo/cmd/cli"
+	"github.com/pgundo/pgundo/internal/pgtest"
+)
+
+// asRole returns connString (URL or keyword/value) logging in as role.
+func asRole(t *testing.T, connString, role string) string {
+	t.Helper()
+	if strings.HasPrefix(connString, "postgres://") || strings.HasPrefix(connString, "postgresql://") {
+		u, err := url.Parse(connString)
+		require.NoError(t, err)
+		u.User = url.User(role)
+		return u.String()
+	}
+	return connString + " user=" + role
+}
+
+// newRoles creates login roles with unique names (roles are cluster-wide)
+// and drops them, with what they own in the test database, when the test
+// ends.
+func newRoles(t *testing.T, conn *pgx.Conn, prefixes ...string) []string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	var names []string
+	for _, p := range prefixes {
+		n := p + "_" + hex.EncodeToString(b)
+		pgtest.Exec(t, conn, "CREATE ROLE "+n+" LOGIN")
+		names = append(names, n)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		list := strings.Join(names, ", ")
+		_, _ = conn.Exec(ctx, "REASSIGN OWNED BY "+list+" TO CURRENT_USER")
+		_, _ = conn.Exec(ctx, "DROP OWNED BY "+list)
+		_, _ = conn.Exec(ctx, "DROP ROLE "+list)
+	})
+	return names
+}
+
+// TestInstallAsNonSuperuser: a database owner without pg_read_all_stats is
+// refused at install with the grant to run (capture derives session ids from
+// connection start times it could not read); with the grant, another role's
+// writes are captured under that role's real session id; and if the grant is
+// revoked later, capture falls back to an id of its own rather than failing
+// the application's writes.
+func TestInstallAsNonSuperuser(t *testing.T) {
+	t.Parallel()
+	url, admin := setup(t, "")
+	roles := newRoles(t, admin, "app", "clerk")
+	app, clerk := roles[0], roles[1]
+	pgtest.Exec(t, admin, fmt.Sprintf(`GRANT CREATE ON DATABASE %s TO %s`,
+		pgx.Identifier{admin.Config().Database}.Sanitize(), app))
+	appURL, clerkURL := asRole(t, url, app), asRole(t, url, clerk)
+
+	r := run(t, appURL, "install")
+	require.Equal(t, cli.ExitError, r.code, r.stderr)
+	require.Contains(t, r.stderr, "GRANT pg_read_all_stats TO "+app)
+	require.Contains(t, r.stderr, "nothing was installed")
+	require.False(t, privScalar[bool](t, admin, `SELECT to_regnamespace('pgundo') IS NOT NULL`), "schema pgundo after a refused install")
+
+	pgtest.Exec(t, admin, "GRANT pg_read_all_stats TO "+app)
+	r = run(t, appURL, "install")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	appConn := pgtest.Connect(t, appURL)
+	pgtest.Exec(t, appConn, fmt.Sprintf(`CREATE SCHEMA s; CREATE TABLE s.doc (id int PRIMARY KEY, body text);
+		INSERT INTO s.doc VALUES (1, 'a'), (2, 'b');
+		GRANT USAGE ON SCHEMA s TO %[1]s; GRANT SELECT, UPDATE ON s.doc TO %[1]s`, clerk))
+	r = run(t, appURL, "track", "s.doc")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+
+	clerkConn := pgtest.Connect(t, clerkURL)
+	pgtest.Exec(t, clerkConn, `UPDATE s.doc SET body = 'A' WHERE id = 1`)
+	own := privScalar[string](t, clerkConn, `SELECT to_hex(floor(extract(epoch FROM backend_start))::bigint) || '.' || to_hex(pid) FROM pg_stat_activity WHERE pid = pg_backend_pid()`)
+	require.Equal(t, []string{own + " " + clerk}, privStrings(t, admin, `SELECT session_id || ' ' || role FROM pgundo.stmt`))
+
+	// The clerk cannot write the log, nor call the functions that do.
+	for _, q := range []string{
+		`INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role) VALUES (1, 'x', '1', now(), 'I', 1, 's', 't', 1, 'x')`,
+		`DELETE FROM pgundo.change`,
+		`SELECT pgundo._session()`,
+	} {
+		_, err := clerkConn.Exec(context.Background(), q)
+		require.ErrorContains(t, err, "permission denied", q)
+	}
+
+	pgtest.Exec(t, admin, "REVOKE pg_read_all_stats FROM "+app)
+	clerk2 := pgtest.Connect(t, clerkURL)
+	pgtest.Exec(t, clerk2, `UPDATE s.doc SET body = 'B' WHERE id = 2`)
+	pgtest.Exec(t, clerk2, `UPDATE s.doc SET body = 'BB' WHERE id = 2`)
+	pid := privScalar[string](t, clerk2, `SELECT to_hex(pg_backend_pid())`)
+	ids := privStrings(t, admin, `SELECT DISTINCT session_id FROM pgundo.stmt WHERE session_id <> $1`, own)
+	require.Len(t, ids, 1, "one fallback session id for the second connection's two statements")
+	require.True(t, strings.HasSuffix(ids[0], "."+pid), "fallback id %s ends with the pid", ids[0])
+	require.Equal(t, []string{"(1,A)", "(2,BB)"}, tableText(t, admin, "s.doc"))
+}
+
+func privScalar[T any](t *testing.T, conn *pgx.Conn, sql string, args ...any) T {
+	t.Helper()
+	var v T
+	require.NoError(t, conn.QueryRow(context.Background(), sql, args...).Scan(&v), sql)
+	return v
+}
+
+func privStrings(t *testing.T, conn *pgx.Conn, sql string, args ...any) []string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), sql, args...)
+	require.NoError(t, err, sql)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err, sql)
+	return out
+}
