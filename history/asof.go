@@ -41,17 +41,28 @@ func checkAsOf(ctx context.Context, tx pgx.Tx, t *Table, at time.Time) error {
 	}
 	var changedAt *int64
 	var odd *string
+	var reshaped bool
 	err := tx.QueryRow(ctx, `
-		SELECT (SELECT min(sh.since_stmt) FROM pgundo.shape sh
-		         WHERE sh.relid = ANY ($1::oid[])
-		           AND sh.since_stmt >= (SELECT min(st.id) FROM pgundo.stmt st WHERE st.relid = ANY ($1::oid[]) AND st.at > $2)
-		           AND EXISTS (SELECT FROM pgundo.shape e WHERE e.relid = sh.relid AND e.since_stmt < sh.since_stmt)),
+		SELECT EXISTS (SELECT FROM pgundo.shape sh WHERE sh.relid = ANY ($1::oid[])
+		                  AND EXISTS (SELECT FROM pgundo.shape e WHERE e.relid = sh.relid AND e.since_stmt < sh.since_stmt)),
 		       (SELECT min(p::regclass::text) FROM unnest($1::oid[]) p
 		         WHERE (SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute WHERE attrelid = p AND attnum > 0 AND NOT attisdropped)
-		            <> (SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute WHERE attrelid = $3 AND attnum > 0 AND NOT attisdropped))`,
-		t.Partitions, at, t.OID).Scan(&changedAt, &odd)
+		            <> (SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute WHERE attrelid = $2 AND attnum > 0 AND NOT attisdropped))`,
+		t.Partitions, t.OID).Scan(&reshaped, &odd)
 	if err != nil {
 		return fmt.Errorf("check %s: %w", t.Name, err)
+	}
+	if reshaped {
+		// Columns changed at some point: did they change after at?
+		err = tx.QueryRow(ctx, `
+			SELECT min(sh.since_stmt) FROM pgundo.shape sh
+			 WHERE sh.relid = ANY ($1::oid[])
+			   AND sh.since_stmt >= (SELECT min(st.id) FROM pgundo.stmt st WHERE st.relid = ANY ($1::oid[]) AND st.at > $2)
+			   AND EXISTS (SELECT FROM pgundo.shape e WHERE e.relid = sh.relid AND e.since_stmt < sh.since_stmt)`,
+			t.Partitions, at).Scan(&changedAt)
+		if err != nil {
+			return fmt.Errorf("check %s: %w", t.Name, err)
+		}
 	}
 	if changedAt != nil {
 		return requestErr("the columns of %s changed after %s (after statement %d); asof rebuilds rows across data changes, not column changes", t.Name,

@@ -62,7 +62,7 @@ CREATE TABLE pgundo.hist_skipped (
 COMMENT ON TABLE pgundo.hist_skipped IS 'Statements whose images could not be read as their table''s row type when indexed (columns changed since capture).';
 
 -- _hist_key_expr returns the SQL expression for the primary-key value of the
--- row in composite variable v of table rel: the column's text form for a
+-- row in composite expression v of table root: the column's text form for a
 -- one-column key, ROW(...)::text for more. NULL when root has no primary key.
 CREATE FUNCTION pgundo._hist_key_expr(root oid, v text) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -83,6 +83,9 @@ $$;
 CREATE FUNCTION pgundo._hist_entries(rel oid, ids bigint[])
 RETURNS TABLE (relid oid, key text, stmt_id bigint, part oid, loc tid, side "char", other_key text)
 LANGUAGE plpgsql STABLE
+-- The statement ids are new, so the planner's estimates for their range of
+-- pgundo.change are stale; a nested loop over them would be quadratic.
+SET enable_nestloop = off
 SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
 SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
 AS $$
@@ -97,26 +100,25 @@ BEGIN
     root := coalesce(pg_partition_root(rel), rel);
     -- The root's primary key; a partitioned table without one is keyed by
     -- its partitions' own primary keys.
-    ok := coalesce(pgundo._hist_key_expr(root, 'x.o'), pgundo._hist_key_expr(rel, 'x.o'));
-    nk := coalesce(pgundo._hist_key_expr(root, 'x.n'), pgundo._hist_key_expr(rel, 'x.n'));
+    ok := coalesce(pgundo._hist_key_expr(root, format('c.old::%s', rel::regclass)), pgundo._hist_key_expr(rel, format('c.old::%s', rel::regclass)));
+    nk := coalesce(pgundo._hist_key_expr(root, format('c.new::%s', rel::regclass)), pgundo._hist_key_expr(rel, format('c.new::%s', rel::regclass)));
     IF ok IS NULL THEN
         RETURN;
     END IF;
     RETURN QUERY EXECUTE format($q$
         WITH c AS MATERIALIZED (
             SELECT c.stmt_id, c.tableoid AS part, c.ctid AS loc,
-                   CASE WHEN c.old IS NOT NULL THEN %2$s END AS ok,
-                   CASE WHEN c.new IS NOT NULL THEN %3$s END AS nk
+                   CASE WHEN c.old IS NOT NULL THEN %1$s END AS ok,
+                   CASE WHEN c.new IS NOT NULL THEN %2$s END AS nk
               FROM pgundo.change c
-              JOIN (SELECT DISTINCT u FROM unnest($1::bigint[]) u) i ON i.u = c.stmt_id
-             CROSS JOIN LATERAL (SELECT c.old::%1$s AS o, c.new::%1$s AS n OFFSET 0) x
-             WHERE c.stmt_id BETWEEN $2 AND $3)
+             WHERE c.stmt_id BETWEEN $2 AND $3
+               AND c.stmt_id IN (SELECT u FROM unnest($1::bigint[]) u))
         SELECT $4::oid, ok, stmt_id, part, loc, (CASE WHEN ok = nk THEN 'b' ELSE 'o' END)::"char", CASE WHEN ok <> nk THEN nk END
           FROM c WHERE ok IS NOT NULL
         UNION ALL
         SELECT $4::oid, nk, stmt_id, part, loc, 'n'::"char", ok
           FROM c WHERE nk IS NOT NULL AND nk IS DISTINCT FROM ok$q$,
-        rel::regclass, ok, nk) USING ids, (SELECT min(u) FROM unnest(ids) u), (SELECT max(u) FROM unnest(ids) u), root;
+        ok, nk) USING ids, (SELECT min(u) FROM unnest(ids) u), (SELECT max(u) FROM unnest(ids) u), root;
 END $$;
 
 -- _hist_index indexes the given statements of one table and marks them

@@ -30,7 +30,7 @@ a scratch database, not in production.`,
 			return usageErr(errors.New("choose a benchmark: pgundo bench capture, or pgundo bench undo (see pgundo bench --help)"))
 		},
 	}
-	cmd.AddCommand(newBenchCaptureCommand(g), newBenchUndoCommand(g))
+	cmd.AddCommand(newBenchCaptureCommand(g), newBenchUndoCommand(g), newBenchHistoryCommand(g))
 	return cmd
 }
 
