@@ -71,7 +71,7 @@ a bad key.`,
 			if err != nil {
 				return err
 			}
-			at, err := parseTime(o.at, time.Now())
+			at, err := parseTimeAlso(o.at, time.Now())
 			if err != nil {
 				return usageErr(fmt.Errorf("--at: %w", err))
 			}
@@ -222,8 +222,11 @@ func (rw *rowWriter) write(_ string, fields []*string) error {
 		fmt.Fprintln(rw.tw, strings.Join(vals, "\t"))
 	}
 	rw.n++
-	if rw.n%500 == 0 || rw.n <= 10 {
-		return rw.flush()
+	switch {
+	case rw.n%500 == 0:
+		return rw.flush() // a table realigns every 500 rows
+	case rw.n <= 10 && rw.tw == nil:
+		return rw.w.Flush()
 	}
 	return nil
 }
@@ -255,4 +258,18 @@ func (rw *rowWriter) end() error {
 		}
 	}
 	return rw.flush()
+}
+
+// parseTimeAlso reads a time as parseTime does, and also as pgundo history
+// and log print it ("2026-11-25 09:41:07.123456 UTC") and as psql prints a
+// timestamptz ("2026-11-25 09:41:07.123456+00"), so times can be pasted.
+func parseTimeAlso(s string, now time.Time) (time.Time, error) {
+	v := strings.TrimSpace(s)
+	for _, layout := range []string{"2006-01-02 15:04:05.999999999 MST", "2006-01-02 15:04:05.999999999Z07", "2006-01-02 15:04:05.999999999Z07:00",
+		"2006-01-02 15:04:05.999999999Z07:00:00"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
+	}
+	return parseTime(s, now)
 }

@@ -95,6 +95,15 @@ func TestAsofAgainstSavedCopies(t *testing.T) {
 		require.Equal(t, 0, r.code, r.stderr)
 		require.Len(t, ndjsonLines(t, r.stdout), n)
 	}
+	// Times as history and log print them, and as psql prints them, work too.
+	at1Time, err := time.Parse(time.RFC3339Nano, at1)
+	require.NoError(t, err)
+	for _, form := range []string{at1Time.Format("2006-01-02 15:04:05.999999 UTC"), at1Time.Format("2006-01-02 15:04:05.999999-07")} {
+		r := run(t, url, "asof", "t", "--at", form, "--format", "csv")
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Equal(t, copyCSV(t, conn, "SELECT * FROM t_at1 ORDER BY id"), r.stdout, form)
+	}
+
 	// The values are PostgreSQL's text forms (json kept as written).
 	r := run(t, url, "asof", "t", "--at", at1, "--json", "id=3")
 	require.Equal(t, 0, r.code, r.stderr)

@@ -78,7 +78,7 @@ func (o logOptions) filter(now time.Time) (history.LogFilter, error) {
 		if p.val == "" {
 			continue
 		}
-		t, err := parseTime(p.val, now)
+		t, err := parseTimeAlso(p.val, now)
 		if err != nil {
 			return f, usageErr(fmt.Errorf("%s: %w", p.flag, err))
 		}
