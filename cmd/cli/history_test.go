@@ -279,3 +279,55 @@ func itoa(i int) string {
 	b, _ := json.Marshal(i)
 	return string(b)
 }
+
+// TestHistoryPartitionedAndRewritten follows a row that moved between
+// partitions (its key includes the partition key), then checks that a
+// rewritten log is detected and --reindex repairs the index, and that
+// statements whose images no longer read as the table's row type are
+// counted, not silently dropped.
+func TestHistoryPartitionedAndRewritten(t *testing.T) {
+	t.Parallel()
+	url, conn := setup(t, `CREATE TABLE p (region text, id int, v text, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+		CREATE TABLE p_eu PARTITION OF p FOR VALUES IN ('eu'); CREATE TABLE p_us PARTITION OF p FOR VALUES IN ('us');
+		CREATE TABLE w (id int PRIMARY KEY, v text, gone text)`)
+	r0 := run(t, url, "install")
+	require.Equal(t, 0, r0.code, r0.stderr)
+	require.Equal(t, 0, run(t, url, "track", "p", "w").code)
+	pgtest.Exec(t, conn, "INSERT INTO p VALUES ('us', 3, 'a'), ('us', 4, 'b')")
+	pgtest.Exec(t, conn, "UPDATE p SET region = 'eu' WHERE id = 3")
+	pgtest.Exec(t, conn, "UPDATE p SET v = 'c' WHERE id = 3")
+	h := historyJSON(t, url, "p", "region=eu", "id=3")
+	var got []string
+	for _, v := range h["versions"].([]any) {
+		m := v.(map[string]any)
+		prev, _ := m["previous_key"].(string)
+		got = append(got, m["op"].(string)+" "+m["table"].(string)+" "+m["key"].(string)+" <"+prev+">")
+	}
+	require.Equal(t, []string{"INSERT public.p region=us id=3 <>", "UPDATE public.p region=eu id=3 <region=us id=3>", "UPDATE public.p region=eu id=3 <>"}, got)
+
+	// Prune-like deletion of the first statement's rows, then VACUUM FULL:
+	// change rows move, and the index says so.
+	pgtest.Exec(t, conn, "DELETE FROM pgundo.change WHERE stmt_id = (SELECT min(id) FROM pgundo.stmt); DELETE FROM pgundo.stmt WHERE id = (SELECT min(id) FROM pgundo.stmt)")
+	pgtest.Exec(t, conn, "VACUUM FULL pgundo.change")
+	r := run(t, url, "history", "p", "region=eu", "id=3")
+	require.Equal(t, 1, r.code, r.stderr)
+	require.Contains(t, r.stderr, "the row-history index is out of step with pgundo.change")
+	require.Contains(t, r.stderr, "run pgundo history --reindex")
+	r = run(t, url, "history", "--reindex", "p", "region=eu", "id=3", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stderr, "row-history index rebuilt")
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &h))
+	require.Len(t, h["versions"], 2, "the pruned INSERT is gone, the rest is found again")
+
+	// A column dropped without pgundo being able to read the old images as
+	// the new row type: those statements are counted as unreadable.
+	pgtest.Exec(t, conn, "INSERT INTO w VALUES (1, 'x', 'y')")
+	pgtest.Exec(t, conn, "UPDATE w SET v = 'z'")
+	pgtest.Exec(t, conn, "ALTER TABLE w DROP COLUMN gone")
+	pgtest.Exec(t, conn, "UPDATE w SET v = 'after'")
+	h = historyJSON(t, url, "w", "1")
+	require.EqualValues(t, 2, h["unreadable_statements"])
+	require.Len(t, h["versions"], 1)
+	r = run(t, url, "history", "w", "1")
+	require.Contains(t, r.stdout, "note: 2 logged statements of public.w could not be read")
+}
