@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgundo/pgundo/cmd/cli"
 	"github.com/pgundo/pgundo/internal/pgtest"
 )
 
@@ -330,4 +331,14 @@ func TestHistoryPartitionedAndRewritten(t *testing.T) {
 	require.Len(t, h["versions"], 1)
 	r = run(t, url, "history", "w", "1")
 	require.Contains(t, r.stdout, "note: 2 logged statements of public.w could not be read")
+}
+
+func TestHistoryLogAsofGrantHelp(t *testing.T) {
+	t.Parallel()
+	for _, c := range [][]string{{"history"}, {"log"}, {"asof"}, {"grant"}, {"bench", "history"}} {
+		var out bytes.Buffer
+		code := cli.Run(context.Background(), append(c, "--help"), strings.NewReader(""), &out, &out)
+		require.Equal(t, 0, code, c)
+		require.Contains(t, out.String(), "Examples:", c)
+	}
 }
