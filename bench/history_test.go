@@ -19,6 +19,9 @@ import (
 func TestHistoryBench(t *testing.T) {
 	t.Parallel()
 	conn := setup(t)
+	// Index the log in bulk (without the index, built afterwards), as the
+	// first refresh of a big log does.
+	pgtest.Exec(t, conn, "SET pgundo.bulk_index_rows = 100")
 	var p progress
 	res, err := bench.History(context.Background(), conn, bench.HistoryOptions{Entries: 2000, Runs: 2, NewChanges: 5, Keep: true}, p.add)
 	require.NoError(t, err)

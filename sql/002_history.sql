@@ -142,7 +142,7 @@ END $$;
 -- dropped or retyped since capture) is recorded in hist_skipped instead.
 CREATE FUNCTION pgundo.refresh_history() RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp SET maintenance_work_mem = '256MB'
 AS $$
 DECLARE
     lo     bigint;
@@ -154,11 +154,23 @@ DECLARE
     after  bigint;
     total  bigint := 0;
     mark_l bigint;
+    bulk   boolean;
 BEGIN
     SELECT done_below INTO lo FROM pgundo.hist_state FOR UPDATE;
     -- The sequence value is read before the snapshots of the statements below.
     SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO seqv FROM pgundo.stmt_id_seq;
     snap := pg_current_snapshot();
+    -- A backlog larger than the index (the first refresh of a big log) is
+    -- loaded without the index and the index built afterwards: one sort
+    -- instead of millions of random B-tree inserts. Readers wait meanwhile.
+    -- The threshold (1,000,000 change rows) can be set: pgundo.bulk_index_rows.
+    SELECT coalesce(sum(st.rows), 0) > greatest(coalesce(nullif(current_setting('pgundo.bulk_index_rows', true), '')::bigint, 1000000),
+                                                (SELECT reltuples FROM pg_class WHERE oid = 'pgundo.hist_key'::regclass))
+      INTO bulk
+      FROM pgundo.stmt st WHERE st.id > lo AND NOT EXISTS (SELECT FROM pgundo.hist_stmt h WHERE h.stmt_id = st.id);
+    IF bulk THEN
+        DROP INDEX pgundo.hist_key_idx;
+    END IF;
     FOR r IN SELECT DISTINCT st.relid FROM pgundo.stmt st
               WHERE st.id > lo AND NOT EXISTS (SELECT FROM pgundo.hist_stmt h WHERE h.stmt_id = st.id) LOOP
         after := lo;
@@ -190,6 +202,9 @@ BEGIN
             END;
         END LOOP;
     END LOOP;
+    IF bulk THEN
+        CREATE INDEX hist_key_idx ON pgundo.hist_key (relid, key, stmt_id);
+    END IF;
     -- Advance the watermark to the newest earlier mark whose xmax is at or
     -- below the oldest transaction running when this refresh started: every
     -- statement id at or below that mark's sequence value belongs to a
