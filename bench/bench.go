@@ -305,7 +305,7 @@ func (e *env) logBytes(ctx context.Context, v Variant) (int64, error) {
 	var sql string
 	switch v {
 	case Pgundo:
-		sql = "SELECT pg_total_relation_size('pgundo.change') + pg_total_relation_size('pgundo.stmt')"
+		sql = "SELECT pgundo._log_bytes()"
 	case RowLevel:
 		sql = "SELECT pg_total_relation_size('" + RowLevelLog + "')"
 	default:

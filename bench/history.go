@@ -165,8 +165,7 @@ func History(ctx context.Context, conn *pgx.Conn, opts HistoryOptions, progress 
 		return nil, err
 	}
 	res.BuildSeconds = time.Since(t0).Seconds()
-	if err := e.conn.QueryRow(ctx, `SELECT pg_total_relation_size('pgundo.change') + pg_total_relation_size('pgundo.stmt')
-		+ pg_total_relation_size('pgundo.session')`).Scan(&res.LogBytes); err != nil {
+	if err := e.conn.QueryRow(ctx, `SELECT pgundo._log_bytes() + pg_total_relation_size('pgundo.session')`).Scan(&res.LogBytes); err != nil {
 		return nil, err
 	}
 	p.f("log built in %.1f s (%d statements, %.0f MB); indexing it", res.BuildSeconds, res.Statements, float64(res.LogBytes)/1e6)

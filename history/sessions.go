@@ -163,9 +163,9 @@ type LogStats struct {
 func Stats(ctx context.Context, db DBTX) (LogStats, error) {
 	var s LogStats
 	err := db.QueryRow(ctx, `
-		SELECT pg_total_relation_size('pgundo.change') + pg_total_relation_size('pgundo.stmt') + pg_total_relation_size('pgundo.session'),
+		SELECT pgundo._log_bytes() + pg_total_relation_size('pgundo.session'),
 		       (SELECT count(*) FROM pgundo.session), (SELECT count(*) FROM pgundo.stmt),
-		       greatest((SELECT reltuples FROM pg_class WHERE oid = 'pgundo.change'::regclass), 0)::bigint,
+		       pgundo._change_rows(),
 		       (SELECT at FROM pgundo.stmt ORDER BY id LIMIT 1), (SELECT at FROM pgundo.stmt ORDER BY id DESC LIMIT 1)`).
 		Scan(&s.Bytes, &s.Sessions, &s.Statements, &s.Changes, &s.Oldest, &s.Newest)
 	if err != nil {

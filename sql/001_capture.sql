@@ -27,14 +27,20 @@ CREATE TABLE pgundo.session (
     client_addr      inet,
     client_port      int,
     application_name text,
-    first_change_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+    first_change_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    pruned_at        timestamptz
 );
-COMMENT ON TABLE pgundo.session IS 'One row per database connection that changed a tracked table; id is PostgreSQL''s own session id (log_line_prefix %c): hex backend start epoch, dot, hex pid.';
+COMMENT ON TABLE pgundo.session IS 'One row per database connection that changed a tracked table; id is PostgreSQL''s own session id (log_line_prefix %c): hex backend start epoch, dot, hex pid. pruned_at: when pgundo prune removed some of its changes (it can no longer be undone).';
 
 CREATE SEQUENCE pgundo.stmt_id_seq;
 
+-- The log is partitioned into chunks of statement ids, so that retention
+-- (pgundo prune) drops whole chunks instead of deleting rows. Chunk k holds
+-- statement ids [k * 2^40, (k + 1) * 2^40); pgundo.rotate() closes the
+-- current chunk by moving the id sequence to the start of the next one, so a
+-- chunk spans the time between two rotations (prune rotates first).
 CREATE TABLE pgundo.stmt (
-    id               bigint PRIMARY KEY,
+    id               bigint NOT NULL,
     session_id       text NOT NULL,
     xid              xid8 NOT NULL,
     at               timestamptz NOT NULL,
@@ -45,8 +51,9 @@ CREATE TABLE pgundo.stmt (
     rows             bigint NOT NULL,
     role             name NOT NULL,
     application_name text,
-    tag              text
-);
+    tag              text,
+    PRIMARY KEY (id)
+) PARTITION BY RANGE (id);
 CREATE INDEX stmt_session_idx ON pgundo.stmt (session_id);
 CREATE INDEX stmt_at_idx ON pgundo.stmt USING brin (at);
 COMMENT ON TABLE pgundo.stmt IS 'One row per statement and table that changed rows, numbered as their capture triggers fired.';
@@ -55,9 +62,79 @@ CREATE TABLE pgundo.change (
     stmt_id bigint NOT NULL,
     old     text,
     new     text
-);
+) PARTITION BY RANGE (stmt_id);
 CREATE INDEX change_stmt_idx ON pgundo.change USING brin (stmt_id);
 COMMENT ON TABLE pgundo.change IS 'One row per changed row: old is the row before the statement (NULL for INSERT), new after it (NULL for DELETE and TRUNCATE), both as the row''s text form.';
+
+-- _chunk_size is the number of statement ids per log chunk (2^40: a chunk
+-- cannot fill up between rotations).
+CREATE FUNCTION pgundo._chunk_size() RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT 1099511627776::bigint';
+
+-- _ensure_chunk creates chunk k's partitions of stmt and change if missing.
+-- Each is created on its own with a CHECK constraint matching its range and
+-- then attached, which takes only a SHARE UPDATE EXCLUSIVE lock on the log
+-- tables: capture (ROW EXCLUSIVE) goes on meanwhile.
+CREATE FUNCTION pgundo._ensure_chunk(k bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    lo bigint := k * pgundo._chunk_size();
+    hi bigint := (k + 1) * pgundo._chunk_size();
+    t  text;
+    c  text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['stmt', 'change'] LOOP
+        IF to_regclass(format('pgundo.%I', t || '_c' || k)) IS NOT NULL THEN
+            CONTINUE;
+        END IF;
+        c := CASE t WHEN 'stmt' THEN 'id' ELSE 'stmt_id' END;
+        EXECUTE format('CREATE TABLE pgundo.%I (LIKE pgundo.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', t || '_c' || k, t);
+        EXECUTE format('ALTER TABLE pgundo.%I ADD CONSTRAINT %I CHECK (%I >= %s AND %I < %s)', t || '_c' || k, t || '_c' || k || '_range', c, lo, c, hi);
+        EXECUTE format('ALTER TABLE pgundo.%I ATTACH PARTITION pgundo.%I FOR VALUES FROM (%s) TO (%s)', t, t || '_c' || k, lo, hi);
+        EXECUTE format('REVOKE ALL ON pgundo.%I FROM PUBLIC', t || '_c' || k);
+    END LOOP;
+END $$;
+
+SELECT pgundo._ensure_chunk(0);
+SELECT pgundo._ensure_chunk(1);
+
+-- _log_bytes is the on-disk size of pgundo.stmt and pgundo.change with all
+-- their chunks, indexes and TOAST (pg_total_relation_size of a partitioned
+-- table alone is 0). _change_rows is the planner's estimate of change rows.
+CREATE FUNCTION pgundo._log_bytes() RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(sum(pg_total_relation_size(p.relid)), 0)::bigint
+      FROM (SELECT relid FROM pg_partition_tree('pgundo.change') UNION ALL SELECT relid FROM pg_partition_tree('pgundo.stmt')) p
+$$;
+
+CREATE FUNCTION pgundo._change_rows() RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint
+      FROM pg_partition_tree('pgundo.change') p JOIN pg_class c ON c.oid = p.relid WHERE p.isleaf
+$$;
+
+-- rotate closes the current chunk: the id sequence moves to the start of the
+-- next chunk, and the chunk after it is created, so capture always has a
+-- chunk ahead. Statements already numbered still land in the chunk they were
+-- numbered in. setval is not transactional: the sequence only moves into a
+-- chunk that already existed when this transaction started (a rotation
+-- rolled back must not leave capture pointing at a chunk that is gone); if
+-- the next chunk is missing, rotate creates it and moves nothing (returns
+-- NULL). Returns the first id of the new chunk.
+CREATE FUNCTION pgundo.rotate() RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cur bigint := (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM pgundo.stmt_id_seq);
+    k   bigint := cur / pgundo._chunk_size() + 1;
+BEGIN
+    IF to_regclass(format('pgundo.%I', 'stmt_c' || k)) IS NULL OR to_regclass(format('pgundo.%I', 'change_c' || k)) IS NULL THEN
+        PERFORM pgundo._ensure_chunk(k);
+        PERFORM pgundo._ensure_chunk(k + 1);
+        RETURN NULL;
+    END IF;
+    PERFORM pgundo._ensure_chunk(k + 1);
+    PERFORM setval('pgundo.stmt_id_seq', k * pgundo._chunk_size(), false);
+    RETURN k * pgundo._chunk_size();
+END $$;
 
 CREATE TABLE pgundo.undo (
     undo_session   text NOT NULL,
@@ -141,6 +218,12 @@ BEGIN
     RETURN sid;
 END $$;
 
+-- Every capture function takes the lock its INSERT into pgundo.change takes
+-- anyway before it numbers its statement: so any transaction holding a
+-- statement id up to the sequence's value shows in pg_locks, which is how
+-- pgundo.seal knows, without waiting for unrelated transactions, when every
+-- statement up to a value is final.
+
 -- _stmt records one captured statement.
 CREATE FUNCTION pgundo._stmt(stmt_id bigint, op "char", relid oid, schema_name name, table_name name, nrows bigint)
 RETURNS void
@@ -160,9 +243,11 @@ SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalsty
 SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
 AS $$
 DECLARE
-    sid bigint := nextval('pgundo.stmt_id_seq');
+    sid bigint;
     n   bigint;
 BEGIN
+    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
+    sid := nextval('pgundo.stmt_id_seq');
     INSERT INTO pgundo.change (stmt_id, new) SELECT sid, ROW(r.*)::text FROM pgundo_new r;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
@@ -177,9 +262,11 @@ SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalsty
 SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
 AS $$
 DECLARE
-    sid bigint := nextval('pgundo.stmt_id_seq');
+    sid bigint;
     n   bigint;
 BEGIN
+    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
+    sid := nextval('pgundo.stmt_id_seq');
     INSERT INTO pgundo.change (stmt_id, old) SELECT sid, ROW(r.*)::text FROM pgundo_old r;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
@@ -204,10 +291,12 @@ SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xm
 SET work_mem = '128MB'
 AS $$
 DECLARE
-    sid bigint := nextval('pgundo.stmt_id_seq');
+    sid bigint;
     n   bigint := (SELECT count(*) FROM pgundo_old);
     m   bigint := (SELECT count(*) FROM pgundo_new);
 BEGIN
+    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
+    sid := nextval('pgundo.stmt_id_seq');
     IF n = m THEN
         INSERT INTO pgundo.change (stmt_id, old, new)
         SELECT sid, o.img, w.img
@@ -233,9 +322,14 @@ SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalsty
 SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
 AS $$
 DECLARE
-    sid bigint := nextval('pgundo.stmt_id_seq');
+    sid bigint;
     n   bigint;
 BEGIN
+    -- A TRUNCATE may not have a transaction id yet: take it before the
+    -- statement id, as every other capture does (pgundo.seal relies on it).
+    PERFORM pg_current_xact_id();
+    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
+    sid := nextval('pgundo.stmt_id_seq');
     EXECUTE format('INSERT INTO pgundo.change (stmt_id, old) SELECT $1, ROW(r.*)::text FROM ONLY %s r', TG_RELID::regclass)
       USING sid;
     GET DIAGNOSTICS n = ROW_COUNT;

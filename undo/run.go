@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -184,6 +185,18 @@ func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
 		return &NotFoundError{What: "changes for " + describeSelection(sel)}
 	}
 	r.plan.Sessions, r.minStmt, r.maxStmt = ids, *minID, *maxID
+	var prunedSession string
+	var prunedAt time.Time
+	err = tx.QueryRow(ctx, `SELECT s.id, s.pruned_at FROM pgundo.session s
+		 WHERE s.id IN (SELECT session_id FROM pgundo_sel) AND s.pruned_at IS NOT NULL ORDER BY s.id LIMIT 1`).Scan(&prunedSession, &prunedAt)
+	switch {
+	case err == nil:
+		return &RefusedError{Kind: ErrPruned, Detail: fmt.Sprintf(
+			"session %s was partly removed from the log by pgundo prune at %s (its older changes are gone), so it can no longer be undone exactly; nothing was changed",
+			prunedSession, prunedAt.UTC().Format(time.RFC3339))}
+	case !errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("check for pruned sessions: %w", err)
+	}
 	var undoneBy, undoneSession string
 	err = tx.QueryRow(ctx, `SELECT u.undo_session, s.session_id FROM pgundo_sel s JOIN pgundo.undone u ON u.stmt_id = s.id LIMIT 1`).Scan(&undoneBy, &undoneSession)
 	switch {

@@ -218,6 +218,8 @@ var (
 	// ENABLE REPLICA), so it would rewrite restored values or write
 	// elsewhere.
 	ErrAlwaysTriggers = errors.New("application triggers fire during the undo")
+	// ErrPruned: a selected session lost some of its changes to pgundo prune.
+	ErrPruned = errors.New("partly pruned")
 	// ErrForeignKey: the undo would leave rows that reference rows it
 	// removes, or restore rows whose referenced rows are gone.
 	ErrForeignKey = errors.New("the undo would break a foreign key")

@@ -56,7 +56,33 @@ func (g *globals) connect(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, connectError(cfg, err)
 	}
+	g.mu.Lock()
+	g.conns = append(g.conns, conn)
+	g.mu.Unlock()
 	return conn, nil
+}
+
+// waitCleanup waits (up to 5 s) until every connection the command opened
+// has been cleaned up. After Ctrl-C, pgx cancels the running statement and
+// closes the connection from a goroutine: exiting before it is done would
+// leave the statement running on the server, holding its locks, while we
+// say it was rolled back.
+func (g *globals) waitCleanup() {
+	g.mu.Lock()
+	conns := g.conns
+	g.conns = nil
+	g.mu.Unlock()
+	deadline := time.After(5 * time.Second)
+	for _, c := range conns {
+		if !c.IsClosed() {
+			c.Close(context.Background())
+		}
+		select {
+		case <-c.PgConn().CleanupDone():
+		case <-deadline:
+			return
+		}
+	}
 }
 
 // connectInstalled connects and checks that pgundo's schema is installed and

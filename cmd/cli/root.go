@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 )
 
@@ -42,6 +44,8 @@ func refusedErr(err error) error { return &exitError{code: ExitRefused, err: err
 
 // globals are the flags every command shares.
 type globals struct {
+	mu          sync.Mutex
+	conns       []*pgx.Conn // opened by connect, cleaned up before Run returns
 	databaseURL string
 	json        bool
 	stdin       io.Reader
@@ -89,6 +93,8 @@ func NewRootCommand(g *globals) *cobra.Command {
 		newSessionsCommand(g),
 		newShowCommand(g),
 		newUndoCommand(g),
+		newPruneCommand(g),
+		newVerifyCommand(g),
 		newTryCommand(g),
 		newRunCommand(g),
 		newDemoCommand(g),
@@ -110,6 +116,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	g.waitCleanup()
 	if err == nil {
 		return ExitOK
 	}

@@ -41,7 +41,7 @@ recovered afterwards: without --yes, uninstall only says what it would remove.`,
 			defer conn.Close(context.Background())
 			var res uninstallResult
 			err = conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgundo.tracked),
-				pg_total_relation_size('pgundo.change') + pg_total_relation_size('pgundo.stmt') + pg_total_relation_size('pgundo.session')`).
+				pgundo._log_bytes() + pg_total_relation_size('pgundo.session')`).
 				Scan(&res.TrackedTables, &res.LogBytes)
 			if err != nil {
 				if errors.Is(pgsql.CheckInstalled(ctx, conn), pgsql.ErrNotInstalled) {
