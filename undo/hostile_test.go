@@ -220,3 +220,39 @@ func TestUndoLargeValues(t *testing.T) {
 	require.Equal(t, counts{Restore: 2, Reinsert: 1}, countsOf(tablePlan(t, plan, "public.blob")))
 	require.Equal(t, before, fingerprint(), "after the undo")
 }
+
+// TestTrackOverlongNames: names longer than PostgreSQL's 63 bytes are
+// truncated by PostgreSQL itself (at a character boundary), in CREATE TABLE
+// and wherever the name is read again: given the long name, track finds the
+// same table psql would, the log names it as stored, and the undo is exact.
+func TestTrackOverlongNames(t *testing.T) {
+	t.Parallel()
+	cfg := newDB(t)
+	conn := connect(t, cfg, "pgundo-test-admin")
+	schema, table, col := strings.Repeat("ß", 40), strings.Repeat("t", 70), strings.Repeat("日本", 20)
+	q := pgx.Identifier{schema, table}.Sanitize()
+	pgtest := func(sql string, args ...any) {
+		t.Helper()
+		_, err := conn.Exec(ctxT(t), sql, args...)
+		require.NoError(t, err, sql)
+	}
+	pgtest(`CREATE SCHEMA ` + pgx.Identifier{schema}.Sanitize())
+	pgtest(`CREATE TABLE ` + q + ` (id int PRIMARY KEY, ` + pgx.Identifier{col}.Sanitize() + ` text)`)
+	pgtest(`INSERT INTO ` + q + ` VALUES (1, 'a'), (2, 'b')`)
+	tracked, err := triggers.Track(ctxT(t), conn, []string{q})
+	require.NoError(t, err)
+	require.Len(t, tracked, 1)
+	stored := queryStrings(t, conn, `SELECT n.nspname || '|' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass`, q)
+	require.Len(t, stored, 1)
+	require.LessOrEqual(t, len(stored[0]), 63+1+63)
+	before := tableRows(t, conn, q)
+
+	w := connect(t, cfg, "pgundo-test-long")
+	sid := queryOne[string](t, w, sessionIDQuery)
+	_, err = w.Exec(ctxT(t), `UPDATE `+q+` SET `+pgx.Identifier{col}.Sanitize()+` = 'changed'; DELETE FROM `+q+` WHERE id = 2`)
+	require.NoError(t, err)
+	require.Equal(t, stored, queryStrings(t, conn, `SELECT DISTINCT schema_name || '|' || table_name FROM pgundo.stmt WHERE session_id = $1`, sid), "the log names the table as stored")
+	_, err = undo.Apply(ctxT(t), connect(t, cfg, "pgundo-test-undo"), undo.Selection{Sessions: []string{sid}}, undo.Options{}, nil)
+	require.NoError(t, err)
+	require.Equal(t, before, tableRows(t, conn, q))
+}
