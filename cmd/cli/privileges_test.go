@@ -88,15 +88,37 @@ func TestInstallAsNonSuperuser(t *testing.T) {
 	own := privScalar[string](t, clerkConn, `SELECT to_hex(floor(extract(epoch FROM backend_start))::bigint) || '.' || to_hex(pid) FROM pg_stat_activity WHERE pid = pg_backend_pid()`)
 	require.Equal(t, []string{own + " " + clerk}, privStrings(t, admin, `SELECT session_id || ' ' || role FROM pgundo.stmt`))
 
-	// The clerk cannot write the log, nor call the functions that do.
+	// The clerk, who writes tracked tables, cannot read or write the log,
+	// nor call the functions that write it, nor forge entries with a trigger
+	// of its own calling pgundo's capture function.
+	pgtest.Exec(t, admin, fmt.Sprintf(`GRANT CREATE ON SCHEMA s TO %s`, clerk))
+	pgtest.Exec(t, clerkConn, `CREATE TABLE s.mine (id int)`)
 	for _, q := range []string{
 		`INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role) VALUES (1, 'x', '1', now(), 'I', 1, 's', 't', 1, 'x')`,
+		`INSERT INTO pgundo.change (stmt_id, new) VALUES (1, '(1,x)')`,
+		`UPDATE pgundo.change SET new = NULL`,
 		`DELETE FROM pgundo.change`,
+		`TRUNCATE pgundo.change`,
+		`TRUNCATE pgundo.stmt_c0`,
+		`SELECT count(*) FROM pgundo.change`,
+		`SELECT count(*) FROM pgundo.session`,
 		`SELECT pgundo._session()`,
+		`SELECT pgundo._stmt(1, 'I', 1, 's', 't', 1)`,
+		`SELECT pgundo.seal()`,
+		`SELECT * FROM pgundo.prune(now())`,
+		`SELECT pgundo.rotate()`,
+		`CREATE TRIGGER forge AFTER INSERT ON s.mine REFERENCING NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_insert()`,
 	} {
 		_, err := clerkConn.Exec(context.Background(), q)
 		require.ErrorContains(t, err, "permission denied", q)
 	}
+
+	// Granted as an auditor, a role reads the views and still writes nothing.
+	r = run(t, appURL, "grant", "auditor", clerk)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Equal(t, "1", privScalar[string](t, clerkConn, `SELECT count(*)::text FROM pgundo.changes`))
+	_, err := clerkConn.Exec(context.Background(), `DELETE FROM pgundo.change`)
+	require.ErrorContains(t, err, "permission denied")
 
 	pgtest.Exec(t, admin, "REVOKE pg_read_all_stats FROM "+app)
 	clerk2 := pgtest.Connect(t, clerkURL)
