@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/pgundo/pgundo/bench"
@@ -32,6 +33,25 @@ a scratch database, not in production.`,
 	}
 	cmd.AddCommand(newBenchCaptureCommand(g), newBenchUndoCommand(g), newBenchHistoryCommand(g))
 	return cmd
+}
+
+// runBench connects, runs one benchmark with its progress lines on stderr,
+// and prints its result; a *bench.LogInUseError is a refusal (exit 3).
+func runBench[R any](ctx context.Context, g *globals, name string, run func(context.Context, *pgx.Conn, func(string)) (R, error), render func(io.Writer, R) error) error {
+	conn, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	res, err := run(ctx, conn, func(msg string) { fmt.Fprintf(g.stderr, "pgundo bench: %s\n", msg) })
+	if err != nil {
+		var inUse *bench.LogInUseError
+		if errors.As(err, &inUse) {
+			return refusedErr(err)
+		}
+		return fmt.Errorf("bench %s: %w", name, err)
+	}
+	return g.output(res, func(w io.Writer) error { return render(w, res) })
 }
 
 type benchCaptureOptions struct {
@@ -117,23 +137,9 @@ unless --force. Progress goes to stderr.`,
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			conn, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer conn.Close(context.Background())
-			res, err := bench.Capture(ctx, conn, o.captureOptions(), func(msg string) {
-				fmt.Fprintf(g.stderr, "pgundo bench: %s\n", msg)
-			})
-			if err != nil {
-				var inUse *bench.LogInUseError
-				if errors.As(err, &inUse) {
-					return refusedErr(err)
-				}
-				return fmt.Errorf("bench capture: %w", err)
-			}
-			return g.output(res, func(w io.Writer) error { return renderBenchCapture(w, res) })
+			return runBench(cmd.Context(), g, "capture", func(ctx context.Context, conn *pgx.Conn, progress func(string)) (*bench.CaptureResult, error) {
+				return bench.Capture(ctx, conn, o.captureOptions(), progress)
+			}, renderBenchCapture)
 		},
 	}
 	f := cmd.Flags()

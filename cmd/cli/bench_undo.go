@@ -7,6 +7,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/pgundo/pgundo/bench"
@@ -65,23 +66,9 @@ stderr.`,
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			conn, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer conn.Close(context.Background())
-			res, err := bench.Undo(ctx, conn, bench.UndoOptions{Sizes: o.sizes, Repeat: o.repeat, Keep: o.keep, Force: o.force}, func(msg string) {
-				fmt.Fprintf(g.stderr, "pgundo bench: %s\n", msg)
-			})
-			if err != nil {
-				var inUse *bench.LogInUseError
-				if errors.As(err, &inUse) {
-					return refusedErr(err)
-				}
-				return fmt.Errorf("bench undo: %w", err)
-			}
-			return g.output(res, func(w io.Writer) error { return renderBenchUndo(w, res) })
+			return runBench(cmd.Context(), g, "undo", func(ctx context.Context, conn *pgx.Conn, progress func(string)) (*bench.UndoResult, error) {
+				return bench.Undo(ctx, conn, bench.UndoOptions{Sizes: o.sizes, Repeat: o.repeat, Keep: o.keep, Force: o.force}, progress)
+			}, renderBenchUndo)
 		},
 	}
 	f := cmd.Flags()
