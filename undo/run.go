@@ -238,10 +238,10 @@ func describeSelection(sel Selection) string {
 		parts = append(parts, fmt.Sprintf("user %q", sel.User))
 	}
 	if sel.Since != nil {
-		parts = append(parts, "since "+sel.Since.Format("2006-01-02 15:04:05"))
+		parts = append(parts, "since "+sel.Since.Format("2006-01-02 15:04:05 MST"))
 	}
 	if sel.Until != nil {
-		parts = append(parts, "until "+sel.Until.Format("2006-01-02 15:04:05"))
+		parts = append(parts, "until "+sel.Until.Format("2006-01-02 15:04:05 MST"))
 	}
 	return strings.Join(parts, ", ")
 }

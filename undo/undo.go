@@ -195,7 +195,7 @@ func (c Conflict) String() string {
 	if c.ChangedBy != nil {
 		s += " by session " + *c.ChangedBy
 		if c.ChangedAt != nil {
-			s += " at " + c.ChangedAt.Local().Format("2006-01-02 15:04:05")
+			s += " at " + c.ChangedAt.Local().Format("2006-01-02 15:04:05 MST")
 		}
 	}
 	return s

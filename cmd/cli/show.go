@@ -68,7 +68,7 @@ func renderShow(w io.Writer, d *history.SessionDetail) error {
 		client = "local socket"
 	}
 	fmt.Fprintf(w, "session %s: user %s, application %q, from %s, pid %d\n", s.ID, s.User, s.ApplicationName, client, s.PID)
-	fmt.Fprintf(w, "connected %s; changes %s .. %s in %d transactions\n", s.StartedAt.Local().Format("2006-01-02 15:04:05"),
+	fmt.Fprintf(w, "connected %s; changes %s .. %s in %d transactions\n", s.StartedAt.Local().Format("2006-01-02 15:04:05 MST"),
 		s.FirstChangeAt.Local().Format("2006-01-02 15:04:05"), s.LastChangeAt.Local().Format("2006-01-02 15:04:05"), s.Transactions)
 	if len(s.Roles) > 0 {
 		fmt.Fprintf(w, "wrote as roles: %s\n", joinOr(s.Roles, ", "))
