@@ -132,13 +132,19 @@ type entry struct {
 // pending computes the index entries of the table's logged statements that
 // the index does not hold yet (committed since the last refresh), by key.
 func pending(ctx context.Context, tx pgx.Tx, t *Table) (map[string][]entry, error) {
+	// The watermark as a value, not a subquery: the planner then sees how
+	// few statements lie above it.
+	var done int64
+	if err := tx.QueryRow(ctx, "SELECT done_below FROM pgundo.hist_state").Scan(&done); err != nil {
+		return nil, fmt.Errorf("read the row-history index state: %w", err)
+	}
 	rows, err := tx.Query(ctx, `
 		SELECT e.key, e.stmt_id, e.part, e.loc, e.side::text, e.other_key
 		  FROM (SELECT st.relid, array_agg(st.id) AS ids FROM pgundo.stmt st
-		         WHERE st.id > (SELECT done_below FROM pgundo.hist_state) AND st.relid = ANY ($1::oid[])
+		         WHERE st.id > $2 AND st.relid = ANY ($1::oid[])
 		           AND NOT EXISTS (SELECT FROM pgundo.hist_stmt h WHERE h.stmt_id = st.id)
 		         GROUP BY st.relid) p
-		 CROSS JOIN LATERAL pgundo._hist_entries(p.relid, p.ids) e`, t.Partitions)
+		 CROSS JOIN LATERAL pgundo._hist_entries(p.relid, p.ids) e`, t.Partitions, done)
 	if err != nil {
 		return nil, fmt.Errorf("read the changes of %s not yet indexed: %w", t.Name, err)
 	}

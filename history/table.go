@@ -26,9 +26,12 @@ func requestErr(format string, args ...any) error {
 
 // pinnedSettings are the output settings capture writes row images with;
 // reads that render rows as text (current rows, key values) use them too, so
-// that their text equals the log's.
+// that their text equals the log's. JIT is off: these are short queries
+// whose cost estimates over a big log would otherwise buy tens of
+// milliseconds of compilation.
 const pinnedSettings = `SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL intervalstyle = 'postgres'; SET LOCAL extra_float_digits = 3;
-	SET LOCAL bytea_output = 'hex'; SET LOCAL lc_monetary = 'C'; SET LOCAL xmloption = 'content'; SET LOCAL timezone = 'UTC'`
+	SET LOCAL bytea_output = 'hex'; SET LOCAL lc_monetary = 'C'; SET LOCAL xmloption = 'content'; SET LOCAL timezone = 'UTC';
+	SET LOCAL jit = off`
 
 // Column is one column of a table.
 type Column struct {

@@ -142,7 +142,7 @@ END $$;
 -- dropped or retyped since capture) is recorded in hist_skipped instead.
 CREATE FUNCTION pgundo.refresh_history() RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET maintenance_work_mem = '256MB'
+SET search_path = pg_catalog, pg_temp SET maintenance_work_mem = '256MB' SET jit = off
 AS $$
 DECLARE
     lo     bigint;

@@ -135,6 +135,10 @@ first lines appear at once. Pipe it to head, jq or a file.`,
 				return err
 			}
 			defer conn.Close(context.Background())
+			// Many short queries: JIT compilation would only delay them.
+			if _, err := conn.Exec(ctx, "SET jit = off"); err != nil {
+				return err
+			}
 			if o.table != "" {
 				t, err := loadTable(ctx, conn, o.table)
 				if err != nil {
