@@ -23,8 +23,15 @@ import (
 // write -> undo, and must come back exactly (or be refused with a message
 // naming what is wrong). The seed corpus runs in the normal suite; fuzz with
 //
-//	go test -run '^$' -fuzz FuzzIdentifiers -fuzztime 60s ./undo/
-//	go test -run '^$' -fuzz FuzzValueRoundTrip -fuzztime 60s ./undo/
+//	go test -run '^$' -fuzz FuzzIdentifiers -fuzztime 500x -fuzzminimizetime 10x ./undo/
+//	go test -run '^$' -fuzz FuzzValueRoundTrip -fuzztime 500x -fuzzminimizetime 10x ./undo/
+//
+// An input takes a fraction of a second (several round trips and an undo),
+// so budgets are counts: with a duration, Go 1.26's coordinator can report
+// a bare "context deadline exceeded" at the end of the window on a busy
+// machine, with no failing input (golang/go#75804, fixed in Go 1.27), and
+// minimizing an interesting input with the default 60s budget stalls the
+// count for a minute.
 //
 // Each fuzz process (every fuzzing worker runs TestMain, so has its own
 // cluster) uses one database for all its iterations, since cloning one per
