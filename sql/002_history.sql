@@ -50,7 +50,8 @@ COMMENT ON TABLE pgundo.hist_state IS 'Every statement with id <= done_below is 
 
 CREATE TABLE pgundo.hist_mark (
     seq_value bigint NOT NULL,
-    snap_xmax xid8 NOT NULL
+    snap_xmax xid8 NOT NULL,
+    vxids     text[] NOT NULL DEFAULT '{}'  -- transactions writing the log when the mark was made
 );
 COMMENT ON TABLE pgundo.hist_mark IS 'refresh_history() runs: the statement sequence value read before a snapshot with this xmax.';
 
@@ -160,6 +161,17 @@ BEGIN
     -- The sequence value is read before the snapshots of the statements below.
     SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO seqv FROM pgundo.stmt_id_seq;
     snap := pg_current_snapshot();
+    -- The newest earlier mark whose transactions have all ended by now,
+    -- before the snapshots that index: its xmax is at or below the oldest
+    -- transaction running, and none of the transactions that were writing
+    -- the log when it was made is still alive (capture locks pgundo.change
+    -- before it numbers a statement, so this also covers a transaction that
+    -- holds a statement id but no xid yet, such as a TRUNCATE that is its
+    -- first write). Every statement id at or below it then belongs to a
+    -- finished transaction, visible to the indexing below.
+    SELECT max(m.seq_value) INTO mark_l FROM pgundo.hist_mark m
+     WHERE m.snap_xmax <= pg_snapshot_xmin(snap)
+       AND NOT EXISTS (SELECT FROM pg_locks l WHERE l.locktype = 'virtualxid' AND l.virtualxid = ANY (m.vxids));
     -- A backlog larger than the index (the first refresh of a big log) is
     -- loaded without the index and the index built afterwards: one sort
     -- instead of millions of random B-tree inserts. Readers wait meanwhile.
@@ -205,11 +217,7 @@ BEGIN
     IF bulk THEN
         CREATE INDEX hist_key_idx ON pgundo.hist_key (relid, key, stmt_id);
     END IF;
-    -- Advance the watermark to the newest earlier mark whose xmax is at or
-    -- below the oldest transaction running when this refresh started: every
-    -- statement id at or below that mark's sequence value belongs to a
-    -- finished transaction, and all of those are indexed now.
-    SELECT max(seq_value) INTO mark_l FROM pgundo.hist_mark WHERE snap_xmax <= pg_snapshot_xmin(snap);
+    -- Advance the watermark to the mark found usable before indexing.
     IF mark_l IS NOT NULL AND mark_l > lo THEN
         lo := mark_l;
         DELETE FROM pgundo.hist_mark WHERE seq_value <= lo;
@@ -217,7 +225,11 @@ BEGIN
     END IF;
     -- Under REPEATABLE READ the snapshot predates the sequence read: no mark.
     IF current_setting('transaction_isolation') = 'read committed' THEN
-        INSERT INTO pgundo.hist_mark (seq_value, snap_xmax) VALUES (seqv, pg_snapshot_xmax(snap));
+        INSERT INTO pgundo.hist_mark (seq_value, snap_xmax, vxids)
+        SELECT seqv, pg_snapshot_xmax(snap), coalesce(array_agg(l.virtualtransaction), '{}')
+          FROM pg_locks l
+         WHERE l.locktype = 'relation' AND l.relation = 'pgundo.change'::regclass AND l.mode = 'RowExclusiveLock'
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
     END IF;
     UPDATE pgundo.hist_state SET done_below = lo, refreshed = clock_timestamp();
     RETURN total;

@@ -342,3 +342,44 @@ func TestHistoryLogAsofGrantHelp(t *testing.T) {
 		require.Contains(t, out.String(), "Examples:", c)
 	}
 }
+
+// TestHistoryStatementNumberedBeforeXID reproduces a TRUNCATE that is its
+// transaction's first write: capture numbers the statement (holding its lock
+// on pgundo.change) before the transaction has an xid. Refreshes in between
+// must not move the watermark past it.
+func TestHistoryStatementNumberedBeforeXID(t *testing.T) {
+	t.Parallel()
+	url, conn := setup(t, "CREATE TABLE a (id int PRIMARY KEY, v text)")
+	r0 := run(t, url, "install")
+	require.Equal(t, 0, r0.code, r0.stderr)
+	require.Equal(t, 0, run(t, url, "track", "a").code)
+	ctx := context.Background()
+	pgtest.Exec(t, conn, "INSERT INTO a VALUES (1, 'x')")
+	slow := pgtest.Connect(t, url)
+	tx, err := slow.Begin(ctx)
+	require.NoError(t, err)
+	var sid int64
+	_, err = tx.Exec(ctx, "LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE")
+	require.NoError(t, err)
+	require.NoError(t, tx.QueryRow(ctx, "SELECT nextval('pgundo.stmt_id_seq')").Scan(&sid))
+	// Other work and refreshes while it has a number but no xid.
+	for i := 2; i <= 4; i++ {
+		pgtest.Exec(t, conn, "INSERT INTO a VALUES ($1, 'y')", i)
+		require.Len(t, historyJSON(t, url, "a", "1")["versions"], 1)
+	}
+	// Now it writes (and gets an xid), then more refreshes, then it commits.
+	_, err = tx.Exec(ctx, `INSERT INTO pgundo.change (stmt_id, old) VALUES ($1, '(1,x)')`, sid)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role)
+		VALUES ($1, pgundo._session(), pg_current_xact_id(), statement_timestamp(), 'T', 'a'::regclass, 'public', 'a', 1, current_user)`, sid)
+	require.NoError(t, err)
+	for i := 0; i < 3; i++ {
+		require.Len(t, historyJSON(t, url, "a", "1")["versions"], 1)
+	}
+	require.NoError(t, tx.Commit(ctx))
+	for i := 0; i < 3; i++ {
+		h := historyJSON(t, url, "a", "1")
+		require.Len(t, h["versions"], 2, "run %d", i)
+		require.Equal(t, "TRUNCATE", h["versions"].([]any)[1].(map[string]any)["op"])
+	}
+}
