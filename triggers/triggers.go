@@ -116,6 +116,24 @@ func resolve(ctx context.Context, db DBTX, name string) (oid uint32, reason stri
 		return 0, "", err
 	}
 	if got == nil {
+		// From PostgreSQL 16 on, to_regclass returns NULL for a malformed
+		// name instead of raising; parse_ident still raises.
+		if _, err := db.Exec(ctx, "SAVEPOINT pgundo_resolve"); err != nil {
+			return 0, "", err
+		}
+		if _, err := db.Exec(ctx, "SELECT parse_ident($1)", name); err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) {
+				return 0, "", err
+			}
+			if _, rbErr := db.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_resolve"); rbErr != nil {
+				return 0, "", rbErr
+			}
+			return 0, "not a valid table name (" + pgErr.Message + "); quote parts as psql does, e.g. '\"My Schema\".\"My Table\"'", nil
+		}
+		if _, err := db.Exec(ctx, "RELEASE SAVEPOINT pgundo_resolve"); err != nil {
+			return 0, "", err
+		}
 		var path string
 		if err := db.QueryRow(ctx, "SELECT array_to_string(current_schemas(false), ', ')").Scan(&path); err != nil {
 			return 0, "", err

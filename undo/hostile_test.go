@@ -82,7 +82,7 @@ func TestUndoHostileTags(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{"change", "session", "stmt", "t"}, queryStrings(t, admin,
-		`SELECT relname::text FROM pg_class WHERE relname IN ('t', 'change', 'stmt', 'session') AND relkind = 'r' ORDER BY 1`))
+		`SELECT relname::text FROM pg_class WHERE relname IN ('t', 'change', 'stmt', 'session') AND relkind IN ('r', 'p') ORDER BY 1`))
 }
 
 // cut returns at most n bytes of s, cut at a character boundary.

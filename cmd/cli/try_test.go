@@ -341,17 +341,23 @@ func TestTryRefusesTransactionControl(t *testing.T) {
 	require.Equal(t, before, snapshot(t, conn))
 
 	// Not refused: the same words in strings, comments, identifiers and
-	// routine bodies.
-	ok := `-- BEGIN; COMMIT;
-UPDATE customers SET note = 'COMMIT; ROLLBACK;' WHERE id = 2;
-/* VACUUM; /* nested; */ BEGIN; */
-CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE plpgsql AS $body$ BEGIN ROLLBACK; RETURN 1; END $body$;
-CREATE FUNCTION pg_temp.g(x int) RETURNS int LANGUAGE sql
+	// routine bodies (BEGIN ATOMIC bodies exist from PostgreSQL 14 on).
+	atomic := `CREATE FUNCTION pg_temp.g(x int) RETURNS int LANGUAGE sql
 BEGIN ATOMIC
   SELECT CASE WHEN x > 0 THEN 1 ELSE 0 END;
   SELECT x;
 END;
-SELECT "commit" FROM (SELECT 1 AS "commit") s;
+`
+	var version int
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT current_setting('server_version_num')::int`).Scan(&version))
+	if version < 140000 {
+		atomic = "CREATE FUNCTION pg_temp.g(x int) RETURNS int LANGUAGE sql AS 'SELECT x';\n"
+	}
+	ok := `-- BEGIN; COMMIT;
+UPDATE customers SET note = 'COMMIT; ROLLBACK;' WHERE id = 2;
+/* VACUUM; /* nested; */ BEGIN; */
+CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE plpgsql AS $body$ BEGIN ROLLBACK; RETURN 1; END $body$;
+` + atomic + `SELECT "commit" FROM (SELECT 1 AS "commit") s;
 `
 	r := run(t, url, "try", writeScript(t, ok), "--json")
 	require.Equal(t, 0, r.code, r.stderr)
