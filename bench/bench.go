@@ -290,9 +290,18 @@ func (e *env) dropSchema(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
+// logTables are pgundo's log and what is derived from it (row-history
+// index, seals, undo records): the bench empties them together, so that
+// nothing derived points at entries that are gone.
+const logTables = "pgundo.change, pgundo.stmt, pgundo.session, pgundo.undo, pgundo.undone, " +
+	"pgundo.hist_key, pgundo.hist_stmt, pgundo.hist_mark, pgundo.hist_skipped, pgundo.seal, pgundo.seal_stmt, pgundo.seal_mark"
+
+// resetHistory moves the row-history watermark back with the emptied log.
+const resetHistory = "UPDATE pgundo.hist_state SET done_below = 0, refreshed = NULL"
+
 // emptyLogs empties pgundo's log and the row-level baseline's log.
 func (e *env) emptyLogs(ctx context.Context) error {
-	if _, err := e.conn.Exec(ctx, "TRUNCATE pgundo.change, pgundo.stmt, pgundo.session, "+RowLevelLog); err != nil {
+	if _, err := e.conn.Exec(ctx, "TRUNCATE "+logTables+", "+RowLevelLog+"; "+resetHistory); err != nil {
 		return fmt.Errorf("empty the logs: %w", err)
 	}
 	return nil
@@ -396,7 +405,7 @@ func (e *env) finish(ctx context.Context, keep bool) error {
 	if err := e.dropSchema(ctx, conn); err != nil {
 		return fmt.Errorf("clean up: %w", err)
 	}
-	if _, err := conn.Exec(ctx, "TRUNCATE pgundo.change, pgundo.stmt, pgundo.session"); err != nil {
+	if _, err := conn.Exec(ctx, "TRUNCATE "+logTables+"; "+resetHistory); err != nil {
 		return fmt.Errorf("clean up: empty pgundo's log: %w", err)
 	}
 	if e.installed {

@@ -41,7 +41,8 @@ recovered afterwards: without --yes, uninstall only says what it would remove.`,
 			defer conn.Close(context.Background())
 			var res uninstallResult
 			err = conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgundo.tracked),
-				pgundo._log_bytes() + pg_total_relation_size('pgundo.session')`).
+				(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+				  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgundo' AND c.relkind IN ('r', 'm'))`).
 				Scan(&res.TrackedTables, &res.LogBytes)
 			if err != nil {
 				if errors.Is(pgsql.CheckInstalled(ctx, conn), pgsql.ErrNotInstalled) {
