@@ -22,6 +22,7 @@ import (
 // DBTX is what the package needs: a connection or pool.
 type DBTX interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
@@ -61,7 +62,7 @@ type PruneResult struct {
 // while the chunks are dropped.
 func Prune(ctx context.Context, db DBTX, before time.Time) (*PruneResult, error) {
 	res := &PruneResult{Before: before, Removed: []Chunk{}}
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT chunk, first_stmt, last_stmt, stmts, changes, bytes, newest FROM pgundo.prune($1)`, before)
 		if err != nil {
 			return err

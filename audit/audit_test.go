@@ -229,3 +229,56 @@ func TestPrune(t *testing.T) {
 	require.True(t, v.OK, "after prune: %+v", v.Problems)
 	require.Equal(t, int64(1), v.Sealed)
 }
+
+// TestRotateTwiceRolledBack: a transaction that rotates twice (with a
+// tracked write in between) and rolls back must not leave the statement
+// sequence pointing at a chunk that is gone; capture keeps working.
+func TestRotateTwiceRolledBack(t *testing.T) {
+	t.Parallel()
+	url, conn := setup(t)
+	c := pgtest.Connect(t, url)
+	pgtest.Exec(t, c, `BEGIN`)
+	pgtest.Exec(t, c, `SELECT pgundo.rotate()`)
+	pgtest.Exec(t, c, `UPDATE doc SET body = 'in between' WHERE id = 1`)
+	pgtest.Exec(t, c, `SELECT pgundo.rotate()`)
+	pgtest.Exec(t, c, `ROLLBACK`)
+	pgtest.Exec(t, conn, `UPDATE doc SET body = 'after' WHERE id = 2`)
+	pgtest.Exec(t, conn, `SELECT pgundo.rotate()`)
+	pgtest.Exec(t, conn, `UPDATE doc SET body = 'after rotate' WHERE id = 3`)
+	require.Equal(t, int64(2), one[int64](t, conn, `SELECT count(*) FROM pgundo.stmt`))
+}
+
+// TestPruneNeedsReadCommitted: prune's re-check under lock must see what
+// committed while it waited; under REPEATABLE READ it refuses.
+func TestPruneNeedsReadCommitted(t *testing.T) {
+	t.Parallel()
+	_, conn := setup(t)
+	tx, err := conn.BeginTx(t.Context(), pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	require.NoError(t, err)
+	defer tx.Rollback(t.Context()) //nolint:errcheck
+	_, err = tx.Exec(t.Context(), `SELECT * FROM pgundo.prune(now())`)
+	require.ErrorContains(t, err, "pgundo.prune must run in a READ COMMITTED transaction")
+}
+
+// TestUndoByTagAfterPrune: after a prune took part of a long-lived
+// connection's changes, a later transaction of that connection can still be
+// undone by tag (it is whole); the session as a whole cannot.
+func TestUndoByTagAfterPrune(t *testing.T) {
+	t.Parallel()
+	url, conn := setup(t)
+	pooled := pgtest.Connect(t, url)
+	pgtest.Exec(t, pooled, `UPDATE doc SET body = 'old work' WHERE id = 1`)
+	sid := one[string](t, conn, `SELECT session_id FROM pgundo.stmt ORDER BY id DESC LIMIT 1`)
+	time.Sleep(20 * time.Millisecond)
+	res, err := audit.Prune(t.Context(), conn, one[time.Time](t, conn, `SELECT clock_timestamp()`))
+	require.NoError(t, err)
+	require.Len(t, res.Removed, 1)
+	pgtest.Exec(t, pooled, `BEGIN; SET LOCAL pgundo.tag = 'ticket-9'; UPDATE doc SET body = 'tagged' WHERE id = 2; COMMIT`)
+	_, err = undo.Apply(t.Context(), pgtest.Connect(t, url), undo.Selection{Sessions: []string{sid}}, undo.Options{}, nil)
+	require.ErrorIs(t, err, undo.ErrPruned)
+	plan, err := undo.Apply(t.Context(), pgtest.Connect(t, url), undo.Selection{Tag: "ticket-9"}, undo.Options{}, nil)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), plan.RowsChanged)
+	require.Equal(t, "v2", one[string](t, conn, `SELECT body FROM doc WHERE id = 2`))
+	require.Equal(t, "old work", one[string](t, conn, `SELECT body FROM doc WHERE id = 1`))
+}

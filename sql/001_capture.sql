@@ -126,12 +126,22 @@ DECLARE
     cur bigint := (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM pgundo.stmt_id_seq);
     k   bigint := cur / pgundo._chunk_size() + 1;
 BEGIN
+    -- The current chunk must exist (it does, unless a rotation was rolled
+    -- back after moving the sequence); and the sequence moves at most once
+    -- per transaction: a second move could go into a chunk this transaction
+    -- created, gone if it rolls back.
+    PERFORM pgundo._ensure_chunk(cur / pgundo._chunk_size());
+    IF current_setting('pgundo.rotated', true) = 'on' THEN
+        PERFORM pgundo._ensure_chunk(k);
+        RETURN NULL;
+    END IF;
     IF to_regclass(format('pgundo.%I', 'stmt_c' || k)) IS NULL OR to_regclass(format('pgundo.%I', 'change_c' || k)) IS NULL THEN
         PERFORM pgundo._ensure_chunk(k);
         PERFORM pgundo._ensure_chunk(k + 1);
         RETURN NULL;
     END IF;
     PERFORM pgundo._ensure_chunk(k + 1);
+    PERFORM set_config('pgundo.rotated', 'on', true);
     PERFORM setval('pgundo.stmt_id_seq', k * pgundo._chunk_size(), false);
     RETURN k * pgundo._chunk_size();
 END $$;

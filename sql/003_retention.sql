@@ -23,7 +23,8 @@ CREATE TABLE pgundo.pruned (
     stmts      bigint NOT NULL,
     changes    bigint NOT NULL,
     bytes      bigint NOT NULL,
-    newest     timestamptz
+    newest     timestamptz,
+    max_xid    xid8         -- the newest transaction with a statement in the chunk
 );
 COMMENT ON TABLE pgundo.pruned IS 'Log chunks removed by pgundo prune: statement id range, counts, and the newest statement time they held.';
 
@@ -42,6 +43,12 @@ DECLARE
     newest  timestamptz;
     kept    bigint;
 BEGIN
+    -- The re-check under lock below must see transactions that committed
+    -- while prune waited for the lock: only READ COMMITTED does.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'pgundo.prune must run in a READ COMMITTED transaction, not %', current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
     PERFORM pgundo.rotate();
     cur := (SELECT last_value FROM pgundo.stmt_id_seq) / pgundo._chunk_size();
     -- First, without locks: the closed chunks old enough, with their counts.
@@ -72,7 +79,7 @@ BEGIN
     LOCK TABLE pgundo.change, pgundo.stmt IN ACCESS EXCLUSIVE MODE;
     FOREACH r IN ARRAY cands LOOP
         k := r.chunk;
-        EXECUTE format('SELECT max(at) FROM pgundo.%I', 'stmt_c' || k) INTO newest;
+        EXECUTE format('SELECT max(at), max(xid) FROM pgundo.%I', 'stmt_c' || k) INTO newest, r.max_xid;
         EXIT WHEN newest >= before;
         EXECUTE format('UPDATE pgundo.session SET pruned_at = now() WHERE pruned_at IS NULL AND id IN (SELECT session_id FROM pgundo.%I)', 'stmt_c' || k);
         EXECUTE format('DROP TABLE pgundo.%I, pgundo.%I', 'change_c' || k, 'stmt_c' || k);
@@ -86,7 +93,7 @@ BEGIN
     -- changes left stay marked.
     DELETE FROM pgundo.session s WHERE s.pruned_at IS NOT NULL
        AND NOT EXISTS (SELECT FROM pgundo.stmt st WHERE st.session_id = s.id)
-       AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = s.pid AND a.backend_start = s.backend_start);
+       AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = s.pid);
     kept := (SELECT min(id) FROM pgundo.stmt);
     IF to_regprocedure('pgundo._hist_forget(bigint)') IS NOT NULL THEN
         EXECUTE 'SELECT pgundo._hist_forget($1)' USING coalesce(kept, (SELECT last_value FROM pgundo.stmt_id_seq));

@@ -187,8 +187,17 @@ func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
 	r.plan.Sessions, r.minStmt, r.maxStmt = ids, *minID, *maxID
 	var prunedSession string
 	var prunedAt time.Time
+	// A session selected by id lost changes if prune took any of its
+	// statements. A selection by transaction, tag, application or user
+	// takes whole transactions: it lost changes only if a selected
+	// transaction may have had statements in a pruned chunk (its xid is not
+	// newer than the newest one pruned).
 	err = tx.QueryRow(ctx, `SELECT s.id, s.pruned_at FROM pgundo.session s
-		 WHERE s.id IN (SELECT session_id FROM pgundo_sel) AND s.pruned_at IS NOT NULL ORDER BY s.id LIMIT 1`).Scan(&prunedSession, &prunedAt)
+		 WHERE s.id IN (SELECT session_id FROM pgundo_sel) AND s.pruned_at IS NOT NULL
+		   AND (cardinality($1::text[]) > 0
+		        OR EXISTS (SELECT FROM pgundo_sel x JOIN pgundo.stmt st ON st.id = x.id
+		                    WHERE st.session_id = s.id AND st.xid <= (SELECT max(p.max_xid) FROM pgundo.pruned p)))
+		 ORDER BY s.id LIMIT 1`, sessions).Scan(&prunedSession, &prunedAt)
 	switch {
 	case err == nil:
 		return &RefusedError{Kind: ErrPruned, Detail: fmt.Sprintf(
