@@ -29,8 +29,12 @@ type fkey struct {
 // fkCheck is one set-based query that returns the referencing values of the
 // first row that would break a foreign key, and the refusal for it.
 type fkCheck struct {
-	table   *table
-	fk      fkey
+	table *table
+	fk    fkey
+	// lock, when set, runs first: it takes FOR KEY SHARE on the parent rows
+	// the restored rows reference, as PostgreSQL's own check would, so that
+	// no concurrent transaction can delete them between check and commit.
+	lock    string
 	sql     string
 	refusal func(vals []string) error
 }
@@ -87,6 +91,11 @@ func (r *runner) checkForeignKeys(ctx context.Context, tables []*table) error {
 		return err
 	}
 	for _, c := range checks {
+		if c.lock != "" {
+			if _, err := r.tx.Exec(ctx, c.lock); err != nil {
+				return fmt.Errorf("undo %s: lock the rows foreign key %s references: %w", c.table.name, c.fk.name, err)
+			}
+		}
 		var vals []string
 		err := r.tx.QueryRow(ctx, c.sql).Scan(&vals)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -143,7 +152,9 @@ func childSide(t *table, f fkey) fkCheck {
 	q := t.aliased(fmt.Sprintf(`SELECT %s FROM (%s OFFSET 0) s WHERE %s AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
 		textArray(f.childCols, col("(s.x).")), src, notNull(f.childCols, col("(s.x).")), f.parentNm,
 		refMatch(f.parentCol, f.childCols, col("p."), col("(s.x)."))))
-	return fkCheck{table: t, fk: f, sql: q, refusal: func(vals []string) error {
+	lock := t.aliased(fmt.Sprintf(`SELECT FROM %s p WHERE EXISTS (SELECT FROM (%s OFFSET 0) s WHERE %s) FOR KEY SHARE OF p`,
+		f.parentNm, src, refMatch(f.parentCol, f.childCols, col("p."), col("(s.x)."))))
+	return fkCheck{table: t, fk: f, lock: lock, sql: q, refusal: func(vals []string) error {
 		return &RefusedError{Kind: ErrForeignKey, Detail: fmt.Sprintf(
 			"undo refused: it would put back a row of %s whose %s no longer exists in %s (foreign key %s); nothing was changed; undo the session that deleted it first, or restore that row",
 			f.childName, formatKey(quoteAll(f.childCols), vals), f.parentNm, quoteAll([]string{f.name})[0])}

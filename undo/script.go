@@ -102,6 +102,9 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 	}
 	p("\n-- Foreign keys: PostgreSQL does not check them under session_replication_role = replica.\n")
 	for _, c := range fks {
+		if c.lock != "" {
+			p("DO $pgundo$ BEGIN PERFORM FROM (%s) l; END $pgundo$;\n", c.lock)
+		}
 		p("DO $pgundo$ BEGIN IF EXISTS (%s) THEN\n", c.sql)
 		p("  RAISE EXCEPTION 'pgundo: the undo would break foreign key %s; nothing was changed'; END IF; END $pgundo$;\n", strings.ReplaceAll(c.fk.name, "'", "''"))
 	}
