@@ -79,7 +79,8 @@ BEGIN
     LOCK TABLE pgundo.change, pgundo.stmt IN ACCESS EXCLUSIVE MODE;
     FOREACH r IN ARRAY cands LOOP
         k := r.chunk;
-        EXECUTE format('SELECT max(at), max(xid) FROM pgundo.%I', 'stmt_c' || k) INTO newest, r.max_xid;
+        -- max(xid8) exists from PostgreSQL 14 on: go through bigint.
+        EXECUTE format('SELECT max(at), max(xid::text::bigint)::text::xid8 FROM pgundo.%I', 'stmt_c' || k) INTO newest, r.max_xid;
         EXIT WHEN newest >= before;
         EXECUTE format('UPDATE pgundo.session SET pruned_at = now() WHERE pruned_at IS NULL AND id IN (SELECT session_id FROM pgundo.%I)', 'stmt_c' || k);
         EXECUTE format('DROP TABLE pgundo.%I, pgundo.%I', 'change_c' || k, 'stmt_c' || k);

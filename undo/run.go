@@ -196,7 +196,7 @@ func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
 		 WHERE s.id IN (SELECT session_id FROM pgundo_sel) AND s.pruned_at IS NOT NULL
 		   AND (cardinality($1::text[]) > 0
 		        OR EXISTS (SELECT FROM pgundo_sel x JOIN pgundo.stmt st ON st.id = x.id
-		                    WHERE st.session_id = s.id AND st.xid <= (SELECT max(p.max_xid) FROM pgundo.pruned p)))
+		                    WHERE st.session_id = s.id AND st.xid::text::bigint <= (SELECT max(p.max_xid::text::bigint) FROM pgundo.pruned p)))
 		 ORDER BY s.id LIMIT 1`, sessions).Scan(&prunedSession, &prunedAt)
 	switch {
 	case err == nil:
