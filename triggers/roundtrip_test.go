@@ -181,9 +181,15 @@ func TestRoundTripEveryType(t *testing.T) {
 	ver := queryOne[int](t, check, `SELECT current_setting('server_version_num')::int`)
 	cases, missing := casesFor(ver)
 	for _, c := range missing {
-		t.Run(c.name, func(t *testing.T) {
-			t.Skipf("column %s (%s) needs server_version_num >= %d, this server has %d: left out of the table", c.name, c.typ, c.minVersion, ver)
-		})
+		// Not skipped silently: the type must really be missing here.
+		t.Logf("column %s (%s) needs server_version_num >= %d, this server has %d: left out of the table", c.name, c.typ, c.minVersion, ver)
+		failed := false
+		for _, v := range c.vals {
+			if _, err := check.Exec(ctxT(t), fmt.Sprintf("SELECT (%s)::%s", v, c.typ)); err != nil {
+				failed = true
+			}
+		}
+		require.True(t, failed, "every value of column %s reads as %s on this server: test it", c.name, c.typ)
 	}
 	execAll(t, check, roundTripTypes...)
 	var cols []string
