@@ -39,10 +39,10 @@ func faultWorld(t *testing.T) (w *world, pre, before map[string][]string) {
 }
 
 // startUndo runs undo.Apply of session 0 on conn in a goroutine.
-func startUndo(ctx context.Context, w *world, conn *pgx.Conn) <-chan error {
+func startUndo(ctx context.Context, w *world, conn *pgx.Conn, opts undo.Options) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		_, err := undo.Apply(ctx, conn, undo.Selection{Sessions: w.IDs[:1]}, undo.Options{}, nil)
+		_, err := undo.Apply(ctx, conn, undo.Selection{Sessions: w.IDs[:1]}, opts, nil)
 		done <- err
 	}()
 	return done
@@ -61,10 +61,11 @@ func waitErr(t *testing.T, done <-chan error) error {
 }
 
 // victimWriting is true while the victim's undo is inside its UPDATE or
-// INSERT of big, sleeping in the CHECK constraint.
+// INSERT of big (the fast path's in a WITH), sleeping in the CHECK
+// constraint.
 const victimWriting = `SELECT EXISTS (SELECT FROM pg_stat_activity
 	WHERE application_name = 'pgundo-test-victim' AND state = 'active' AND wait_event = 'PgSleep'
-	  AND query ~* '^\s*(UPDATE|INSERT INTO)\s+"public"\."big"')`
+	  AND query ~* '^\s*(WITH \w+ AS \(\s*)?(UPDATE|INSERT INTO)\s+"public"\."big"')`
 
 // waitGone waits until no backend of the database has application_name app.
 func waitGone(t *testing.T, w *world, app string) {
@@ -83,14 +84,29 @@ func waitGone(t *testing.T, w *world, app string) {
 // twice: once while it writes the 200k-row table, once after all its data
 // writes, while its own capture waits to append to the log. Both times the
 // undo returns an error and data and log are exactly as before; a third
-// run succeeds and puts back the state before the session.
+// run succeeds and puts back the state before the session. Both ways an
+// undo writes are killed: the fast path (straight from the log) and the
+// planned path.
 func TestUndoKilled(t *testing.T) {
 	t.Parallel()
+	for _, opts := range []undo.Options{{}, {AlwaysPlan: true}} {
+		name := "fast"
+		if opts.AlwaysPlan {
+			name = "planned"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testUndoKilled(t, opts)
+		})
+	}
+}
+
+func testUndoKilled(t *testing.T, opts undo.Options) {
 	w, pre, before := faultWorld(t)
 
 	// Killed in the middle of writing big.
 	victim := connect(t, w.cfg, "pgundo-test-victim")
-	done := startUndo(context.Background(), w, victim)
+	done := startUndo(context.Background(), w, victim, opts)
 	waitFor(t, w, victimWriting, done)
 	require.True(t, queryOne[bool](t, w.Conn, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgundo-test-victim'`))
 	require.Error(t, waitErr(t, done))
@@ -103,7 +119,7 @@ func TestUndoKilled(t *testing.T) {
 	_, err := locker.Exec(ctxT(t), `BEGIN; LOCK TABLE pgundo.stmt IN EXCLUSIVE MODE`)
 	require.NoError(t, err)
 	blocked := connect(t, w.cfg, "pgundo-test-blocked")
-	done = startUndo(context.Background(), w, blocked)
+	done = startUndo(context.Background(), w, blocked, opts)
 	waitFor(t, w, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pgundo-test-blocked' AND wait_event_type = 'Lock')`, done)
 	require.True(t, queryOne[bool](t, w.Conn, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgundo-test-blocked'`))
 	require.Error(t, waitErr(t, done))
@@ -112,7 +128,7 @@ func TestUndoKilled(t *testing.T) {
 	waitGone(t, w, "pgundo-test-blocked")
 	requireSameTables(t, before, w.all(), "after the undo was killed while logging")
 
-	plan, err := undo.Apply(ctxT(t), w.undoConn(), undo.Selection{Sessions: w.IDs[:1]}, undo.Options{}, nil)
+	plan, err := undo.Apply(ctxT(t), w.undoConn(), undo.Selection{Sessions: w.IDs[:1]}, opts, nil)
 	require.NoError(t, err)
 	require.Equal(t, counts{Restore: 200000}, countsOf(tablePlan(t, plan, "public.big")))
 	requireSameTables(t, pre, w.tables(), "after the undo run again")
@@ -130,7 +146,7 @@ func TestUndoCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	victim := connect(t, w.cfg, "pgundo-test-victim")
-	done := startUndo(ctx, w, victim)
+	done := startUndo(ctx, w, victim, undo.Options{})
 	waitFor(t, w, victimWriting, done)
 	cancel()
 	canceledAt := time.Now()

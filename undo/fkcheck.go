@@ -144,9 +144,13 @@ func col(prefix string) func(string) string {
 func childSide(t *table, f fkey) fkCheck {
 	c := fmt.Sprintf("pgundo_c_%d", t.oid)
 	var src string
-	if t.keyed() {
+	switch {
+	case t.fast:
+		// The fast path checked that these rows now read as logged.
+		src = fmt.Sprintf(`SELECT x.o AS x FROM %s`, t.fastSource("x", "ch.old IS NOT NULL AND ch.old IS DISTINCT FROM ch.new", true, false))
+	case t.keyed():
 		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur JOIN %s c ON %s WHERE c.action IN ('U', 'I', 'M')`, t.ident, c, t.keyMatch("cur", "c"))
-	} else {
+	default:
 		src = fmt.Sprintf(`SELECT pgundo_img::%s AS x FROM %s WHERE action = 'I'`, t.ident, c)
 	}
 	q := t.aliased(fmt.Sprintf(`SELECT %s FROM (%s OFFSET 0) s WHERE %s AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
@@ -166,9 +170,12 @@ func childSide(t *table, f fkey) fkCheck {
 func parentSide(t *table, f fkey) fkCheck {
 	c := fmt.Sprintf("pgundo_c_%d", t.oid)
 	var src string
-	if t.keyed() {
+	switch {
+	case t.fast:
+		src = fmt.Sprintf(`SELECT x.n AS x FROM %s`, t.fastSource("x", "ch.new IS NOT NULL AND ch.old IS DISTINCT FROM ch.new", false, true))
+	case t.keyed():
 		src = fmt.Sprintf(`SELECT a AS x FROM %s WHERE action IN ('D', 'U', 'M')`, c)
-	} else {
+	default:
 		src = fmt.Sprintf(`SELECT pgundo_img::%s AS x FROM %s WHERE action = 'D'`, t.ident, c)
 	}
 	q := fmt.Sprintf(`SELECT %s FROM (%s OFFSET 0) s WHERE %s

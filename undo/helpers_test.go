@@ -215,14 +215,19 @@ func checkUndo(t *testing.T, sc scenario) result {
 	t.Helper()
 	a := newWorld(t, sc, nil)
 	a.run(sc.Steps, nil)
+	post := a.tables()
 	sel := undo.Selection{Sessions: []string{a.IDs[sc.Target]}}
 	if sc.Select != nil {
 		sel = sc.Select(a)
 	}
+	dry, err := undo.MakePlan(ctxT(t), a.undoConn(), sel, sc.Opts)
+	require.NoError(t, err, "plan the undo of %+v", sel)
 	plan, err := undo.Apply(ctxT(t), a.undoConn(), sel, sc.Opts, nil)
 	require.NoError(t, err, "undo %+v", sel)
 	require.True(t, plan.Applied)
 	require.NotEmpty(t, plan.UndoSession)
+	// Apply may take the fast path; what it did must be what the plan said.
+	require.Equal(t, dry.Tables, plan.Tables, "the undo's plan vs the dry run's")
 	// The undo's own capture logs exactly the rows it wrote: an application
 	// trigger or FK action firing during the undo would log more.
 	logged := queryOne[int64](t, a.Conn, `SELECT coalesce(sum(rows), 0)::bigint FROM pgundo.stmt WHERE session_id = $1`, plan.UndoSession)
@@ -235,6 +240,20 @@ func checkUndo(t *testing.T, sc scenario) result {
 	}
 	b.run(sc.Steps, leaveOut)
 	requireSameTables(t, b.tables(), a.tables(), "A (all sessions, target undone) vs B (target never ran)")
+
+	// Redo: undoing the undo, on the planned path, checks the undo's log
+	// row by row (each row must be as the undo logged it left it) and must
+	// bring back the tables as the sessions left them. Undoing the redo in
+	// turn (fast path where it applies) checks the redo's log and leaves A
+	// undone again for the caller.
+	if len(plan.Conflicts) == 0 {
+		redo, err := undo.Apply(ctxT(t), a.undoConn(), undo.Selection{Sessions: []string{plan.UndoSession}}, undo.Options{AlwaysPlan: true}, nil)
+		require.NoError(t, err, "redo: undo of the undo %s", plan.UndoSession)
+		requireSameTables(t, post, a.tables(), "after the redo (undo of the undo) vs after the sessions")
+		_, err = undo.Apply(ctxT(t), a.undoConn(), undo.Selection{Sessions: []string{redo.UndoSession}}, undo.Options{}, nil)
+		require.NoError(t, err, "undo of the redo %s", redo.UndoSession)
+		requireSameTables(t, b.tables(), a.tables(), "after undoing the redo vs B (target never ran)")
+	}
 	return result{Plan: plan, A: a, B: b}
 }
 

@@ -82,10 +82,19 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply
 	if err := r.selectStatements(ctx, sel); err != nil {
 		return nil, err
 	}
+	if apply && !opts.AlwaysPlan {
+		_, done, err := r.tryFast(ctx, approved)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			return r.record(ctx)
+		}
+	}
 	if err := r.buildNet(ctx); err != nil {
 		return nil, err
 	}
-	tables, err := r.loadTables(ctx)
+	tables, err := r.loadTables(ctx, netTables)
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +131,13 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply
 	if err := r.checkForeignKeys(ctx, tables); err != nil {
 		return nil, err
 	}
+	return r.record(ctx)
+}
+
+// record marks the selected statements undone by this transaction's
+// session, and commits.
+func (r *runner) record(ctx context.Context) (*Plan, error) {
+	tx := r.tx
 	if err := tx.QueryRow(ctx, `SELECT pgundo._session()`).Scan(&r.plan.UndoSession); err != nil {
 		return nil, fmt.Errorf("record the undo: %w", err)
 	}
@@ -161,7 +177,8 @@ func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
 	}
 	_, err := tx.Exec(ctx, `
 		CREATE TEMP TABLE pgundo_sel ON COMMIT DROP AS
-		SELECT st.id, st.relid, st.session_id, st.schema_name, st.table_name
+		SELECT st.id, st.relid, coalesce(pg_partition_root(st.relid)::oid, st.relid) AS root,
+		       st.session_id, st.schema_name, st.table_name, st.rows
 		  FROM pgundo.stmt st
 		 WHERE (cardinality($1::text[]) = 0 OR st.session_id = ANY ($1))
 		   AND (cardinality($2::text[]) = 0 OR st.xid = ANY ($2::xid8[]))
@@ -177,7 +194,7 @@ func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
 	var n int64
 	var ids []string
 	var minID, maxID *int64
-	err = tx.QueryRow(ctx, `SELECT count(*), coalesce(array_agg(DISTINCT session_id ORDER BY session_id), '{}'), min(id), max(id) FROM pgundo_sel`).Scan(&n, &ids, &minID, &maxID)
+	err = tx.QueryRow(ctx, `SELECT count(*), coalesce(array_agg(DISTINCT session_id ORDER BY session_id), '{}'), min(id), max(id), coalesce(sum(rows), 0) FROM pgundo_sel`).Scan(&n, &ids, &minID, &maxID, &r.plan.Changes)
 	if err != nil {
 		return fmt.Errorf("select the changes to undo: %w", err)
 	}
@@ -270,9 +287,6 @@ func (r *runner) buildNet(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read the sessions' changes from the log: %w", err)
 	}
-	if err := r.tx.QueryRow(ctx, `SELECT coalesce(sum(rows), 0) FROM pgundo.stmt WHERE id IN (SELECT id FROM pgundo_sel)`).Scan(&r.plan.Changes); err != nil {
-		return err
-	}
 	_, err = r.tx.Exec(ctx, `ANALYZE pgundo_net`)
 	return err
 }
@@ -280,13 +294,16 @@ func (r *runner) buildNet(ctx context.Context) error {
 // table is what the undo needs to know about one root table.
 type table struct {
 	oid       uint32
-	name      string   // quote_ident-qualified, for messages
-	ident     string   // sanitized for SQL
+	name      string // quote_ident-qualified, for messages
+	ident     string // sanitized for SQL
+	schema    string // schema and table name as in the catalog
+	rel       string
 	columns   []column // in attnum order
 	key       []string // primary-key column names; empty: match whole rows
 	keyShown  []string // the same, quoted only where SQL needs it (for messages)
 	partition []uint32 // the partitions and itself (for trigger checks, log look-ups)
 	cur       string   // alias for the live table in generated SQL: no column has this name
+	fast      bool     // undone by the fast path: no plan table pgundo_c_OID
 }
 
 type column struct {
@@ -385,13 +402,22 @@ func (t *table) writable() []column {
 	return out
 }
 
+// Where loadTables finds the affected root tables: those with changes left
+// after netting (the planned undo), or every table the selected statements
+// wrote (the fast path, which does not net).
+const (
+	netTables      = `SELECT DISTINCT relid FROM pgundo_net`
+	selectedTables = `SELECT DISTINCT root AS relid FROM pgundo_sel`
+)
+
 // loadTables reads each affected table's columns and key, and refuses when a
 // table is gone or its columns changed since the changes were captured.
-func (r *runner) loadTables(ctx context.Context) ([]*table, error) {
+// from is netTables or selectedTables.
+func (r *runner) loadTables(ctx context.Context, from string) ([]*table, error) {
 	rows, err := r.tx.Query(ctx, `
 		SELECT n.relid, c.oid IS NOT NULL,
 		       coalesce(quote_ident(ns.nspname) || '.' || quote_ident(c.relname), ''), coalesce(ns.nspname, ''), coalesce(c.relname, '')
-		  FROM (SELECT DISTINCT relid FROM pgundo_net) n
+		  FROM (`+from+`) n
 		  LEFT JOIN pg_class c ON c.oid = n.relid
 		  LEFT JOIN pg_namespace ns ON ns.oid = c.relnamespace
 		 ORDER BY 3`)
@@ -417,7 +443,7 @@ func (r *runner) loadTables(ctx context.Context) ([]*table, error) {
 			_ = r.tx.QueryRow(ctx, `SELECT schema_name, table_name FROM pgundo_sel WHERE relid = $1 LIMIT 1`, h.oid).Scan(&sch, &rel)
 			return nil, &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf("table %s (oid %d) was dropped since its changes were captured; nothing was changed", pgx.Identifier{sch, rel}.Sanitize(), h.oid)}
 		}
-		t := &table{oid: h.oid, name: h.name, ident: pgx.Identifier{h.sch, h.rel}.Sanitize()}
+		t := &table{oid: h.oid, name: h.name, schema: h.sch, rel: h.rel, ident: pgx.Identifier{h.sch, h.rel}.Sanitize()}
 		crow, err := r.tx.Query(ctx, `
 			SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', a.attidentity = 'a'
 			  FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, h.oid)
@@ -461,7 +487,7 @@ func (r *runner) checkShapes(ctx context.Context, t *table) error {
 		  JOIN LATERAL (SELECT columns, types FROM pgundo.shape sh
 		                 WHERE sh.relid = s.relid AND sh.since_stmt < s.id
 		                 ORDER BY sh.since_stmt DESC LIMIT 1) sh ON true
-		 WHERE coalesce(pg_partition_root(s.relid)::oid, s.relid) = $1`, t.oid)
+		 WHERE s.root = $1`, t.oid)
 	if err != nil {
 		return fmt.Errorf("read captured columns of %s: %w", t.name, err)
 	}

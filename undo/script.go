@@ -45,7 +45,7 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 	if err := r.buildNet(ctx); err != nil {
 		return nil, err
 	}
-	tables, err := r.loadTables(ctx)
+	tables, err := r.loadTables(ctx, netTables)
 	if err != nil {
 		return nil, err
 	}

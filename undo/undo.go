@@ -90,6 +90,11 @@ type Options struct {
 	// Progress, when set, receives one line per step (table planned,
 	// table applied). It is called from the goroutine running the undo.
 	Progress func(msg string)
+	// AlwaysPlan makes Apply plan every row (net the images, classify,
+	// write, check) even where the fast path would undo the sessions
+	// straight from the log (see fast.go). The result is the same; default
+	// false. For comparisons and tests.
+	AlwaysPlan bool
 }
 
 // TablePlan is what the undo does to one table.

@@ -1,0 +1,352 @@
+package undo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The fast path. Most sessions worth undoing touch each row once: one
+// UPDATE of many rows, a DELETE, an INSERT. Then a row's before-image is its
+// change's old image and its after-image the change's new one, and the
+// planned path's work (netting every image as a multiset, grouping by key,
+// a classified copy of every row, a separate check pass) is not needed:
+// each kind of change is undone by one statement that reads the log
+// directly, joins the live rows by primary key, re-checks each row under its
+// lock (the statement's WHERE) and checks the result (its RETURNING).
+//
+// The fast path never decides anything the planned path would decide
+// differently. It runs in a savepoint; when any statement writes a different
+// number of rows than the log holds changes of its kind (a row changed
+// twice, changed since, deleted and re-inserted, a key changed, a value
+// that does not read back), or a table has no primary key, it rolls back to
+// the savepoint and the planned path runs from the start, which then plans,
+// reports conflicts, or refuses exactly as before. Why counts are enough:
+// each statement can write a live row at most once and only the row with
+// its change's key, so it writes as many rows as there are changes only if
+// every change found its own row, as the sessions left it.
+
+// errFastMismatch is the fast path's "not this way": fall back to the plan.
+var errFastMismatch = errors.New("fast path does not apply")
+
+// changeRows is the log's changes of the selected statements on t, as a
+// FROM item with columns old and new. The id range lets the scan prune
+// chunks and use the BRIN index.
+func (t *table) changeRows() string {
+	return fmt.Sprintf(`(SELECT c.old, c.new FROM pgundo.change c
+		 WHERE c.stmt_id IN (SELECT id FROM pgundo_sel WHERE root = %[1]d)
+		   AND c.stmt_id BETWEEN (SELECT min(id) FROM pgundo_sel WHERE root = %[1]d) AND (SELECT max(id) FROM pgundo_sel WHERE root = %[1]d))`, t.oid)
+}
+
+// fastSource returns a FROM item named alias over t's changes matching
+// where, with the images parsed once per row into o (old) and n (new) as
+// needed.
+func (t *table) fastSource(alias, where string, old, new bool) string {
+	var parsed []string
+	if old {
+		parsed = append(parsed, fmt.Sprintf("ch.old::%s AS o", t.ident))
+	}
+	if new {
+		parsed = append(parsed, fmt.Sprintf("ch.new::%s AS n", t.ident))
+	}
+	return fmt.Sprintf(`(SELECT ch.old, ch.new, p.* FROM %s ch CROSS JOIN LATERAL (SELECT %s OFFSET 0) p WHERE %s) %s`,
+		t.changeRows(), strings.Join(parsed, ", "), where, alias)
+}
+
+// The three kinds of change, as filters on change rows. An update that left
+// the row as it was (old = new) changes nothing and is left out, as netting
+// leaves it out of the plan.
+const (
+	createdRows = `ch.old IS NULL`
+	deletedRows = `ch.new IS NULL`
+	updatedRows = `ch.old IS NOT NULL AND ch.new IS NOT NULL AND ch.old IS DISTINCT FROM ch.new`
+)
+
+// keyOf is "(x.n).k1, (x.n).k2" for image field f of alias x.
+func (t *table) keyOf(x, f string) string {
+	parts := make([]string, len(t.key))
+	for i, k := range t.key {
+		parts[i] = fmt.Sprintf("(%s.%s).%s", x, f, pgx.Identifier{k}.Sanitize())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// tryFast undoes the selection by the fast path inside a savepoint. It
+// returns the tables it undid and true when it did; false (and no error)
+// when the planned path must run, with everything it did rolled back.
+func (r *runner) tryFast(ctx context.Context, approved *Plan) ([]*table, bool, error) {
+	if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_fast"); err != nil {
+		return nil, false, err
+	}
+	tables, err := r.fast(ctx, approved)
+	if err == nil {
+		_, err = r.tx.Exec(ctx, "RELEASE SAVEPOINT pgundo_fast")
+		return tables, err == nil, err
+	}
+	if !fallBack(ctx, err) {
+		return nil, false, err
+	}
+	if _, rerr := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_fast"); rerr != nil {
+		return nil, false, errors.Join(err, rerr)
+	}
+	r.plan.Tables, r.plan.RowsChanged = []TablePlan{}, 0
+	r.progress("rows were changed more than once or since; planning row by row")
+	return nil, false, nil
+}
+
+// fallBack tells whether the planned path should run after the fast path
+// failed with err: yes for anything about the data (the plan will say what),
+// no for a cancel, a lost connection, a lock or resource problem.
+func fallBack(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var final *finalError
+	if errors.As(err, &final) {
+		return false
+	}
+	var refused *RefusedError
+	if errors.Is(err, errFastMismatch) || errors.As(err, &refused) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23", "0A", "42", "P0":
+		return true
+	}
+	// ON CONFLICT cannot use a deferrable unique constraint: the planned
+	// path finds rows re-created since without it.
+	return pgErr.Code == "55000"
+}
+
+func (r *runner) fast(ctx context.Context, approved *Plan) ([]*table, error) {
+	tables, err := r.loadTables(ctx, selectedTables)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		if !t.keyed() {
+			return nil, errFastMismatch
+		}
+	}
+	if err := r.keepTriggersQuiet(ctx, tables); err != nil {
+		return nil, err
+	}
+	// The undo logs its own statements (see sql/004_undo_log.sql).
+	if _, err := r.tx.Exec(ctx, `INSERT INTO pgundo.quiet (xid) VALUES (pg_current_xact_id())`); err != nil {
+		return nil, fmt.Errorf("undo: %w", err)
+	}
+	for _, t := range tables {
+		if err := r.fastTable(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := r.tx.Exec(ctx, `DELETE FROM pgundo.quiet WHERE xid = pg_current_xact_id()`); err != nil {
+		return nil, fmt.Errorf("undo: %w", err)
+	}
+	if approved != nil && !samePlan(approved, r.plan) {
+		return nil, errFastMismatch
+	}
+	for _, t := range tables {
+		t.fast = true
+	}
+	// A foreign-key refusal here is the planned path's too: the rows
+	// written are the same. It is final.
+	if err := r.checkForeignKeys(ctx, tables); err != nil {
+		var refused *RefusedError
+		if errors.As(err, &refused) {
+			return nil, &finalError{err}
+		}
+		return nil, err
+	}
+	return tables, nil
+}
+
+// finalError carries a refusal that the planned path would repeat, so the
+// fast path does not fall back on it.
+type finalError struct{ err error }
+
+func (e *finalError) Error() string { return e.err.Error() }
+func (e *finalError) Unwrap() error { return e.err }
+
+// fastTable undoes one table: rows the sessions created are deleted, rows
+// they updated are put back, rows they deleted are inserted again, in that
+// order (the order the planned path writes in), one statement each.
+//
+// It logs the undo first, as capture would have logged these three
+// statements: one INSERT into pgundo.change that swaps each change's images
+// (what the undo leaves is what the change found), and counts the changes
+// of each kind. Each write must then write exactly that many rows, else the
+// whole fast path is rolled back, log rows included.
+func (r *runner) fastTable(ctx context.Context, t *table) error {
+	if _, err := r.tx.Exec(ctx, `LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE`); err != nil { // before numbering: see pgundo.seal
+		return fmt.Errorf("undo %s: log: %w", t.name, err)
+	}
+	var ids [3]int64 // delete, update, insert: the order the statements run in
+	if err := r.tx.QueryRow(ctx, `SELECT nextval('pgundo.stmt_id_seq'), nextval('pgundo.stmt_id_seq'), nextval('pgundo.stmt_id_seq')`).Scan(&ids[0], &ids[1], &ids[2]); err != nil {
+		return fmt.Errorf("undo %s: log: %w", t.name, err)
+	}
+	var created, updated, deleted int64
+	err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH l AS (
+		INSERT INTO pgundo.change (stmt_id, old, new)
+		SELECT CASE WHEN ch.old IS NULL THEN $1::bigint WHEN ch.new IS NULL THEN $3 ELSE $2 END, ch.new, ch.old
+		  FROM %s ch WHERE ch.old IS DISTINCT FROM ch.new
+		RETURNING stmt_id)
+		SELECT count(*) FILTER (WHERE stmt_id = $1), count(*) FILTER (WHERE stmt_id = $2), count(*) FILTER (WHERE stmt_id = $3) FROM l`,
+		t.changeRows()), ids[0], ids[1], ids[2]).Scan(&created, &updated, &deleted)
+	if err != nil {
+		return fmt.Errorf("undo %s: log: %w", t.name, err)
+	}
+	if created > 0 && deleted > 0 {
+		// A key deleted and inserted again by the sessions would pass
+		// the count checks below; netting makes it one restore.
+		var both bool
+		err := r.tx.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT FROM %s JOIN %s ON (%s) = (%s))`,
+			t.fastSource("x", createdRows, false, true), t.fastSource("y", deletedRows, true, false),
+			t.keyOf("x", "n"), t.keyOf("y", "o"))).Scan(&both)
+		if err != nil {
+			return err
+		}
+		if both {
+			return errFastMismatch
+		}
+	}
+	check := func(what string, got, want int64) error {
+		if got != want {
+			return fmt.Errorf("%w: %s %s: %d of %d", errFastMismatch, t.name, what, got, want)
+		}
+		return nil
+	}
+	cur := t.cur
+	match := func(f, img string) string {
+		return fmt.Sprintf("(%s) = (%s) AND (%s *= x.%s OR %s::text = x.%s)", t.curKeyCols(cur), t.keyOf("x", f), cur, f, cur, img)
+	}
+	if _, err := r.tx.Exec(ctx, `SELECT set_config('pgundo.quiet', 'on', true)`); err != nil {
+		return err
+	}
+	if created > 0 {
+		var n int64
+		err := r.joined(ctx, t, created, fmt.Sprintf(`WITH d AS (DELETE FROM %s %s USING %s WHERE %s RETURNING 1) SELECT count(*) FROM d`,
+			t.ident, cur, t.fastSource("x", createdRows, false, true), match("n", "new")), &n)
+		if err != nil {
+			return err
+		}
+		if err := check("delete created rows", n, created); err != nil {
+			return err
+		}
+	}
+	if updated > 0 {
+		var set []string
+		for _, col := range t.writable() {
+			if t.isKey(col.name) || col.identityAlways {
+				continue
+			}
+			id := pgx.Identifier{col.name}.Sanitize()
+			set = append(set, fmt.Sprintf("%s = (x.o).%s", id, id))
+		}
+		if len(set) == 0 {
+			return errFastMismatch
+		}
+		var n, bad int64
+		err := r.joined(ctx, t, updated, fmt.Sprintf(`WITH u AS (
+			UPDATE %[1]s %[2]s SET %[3]s FROM %[4]s
+			 WHERE (%[5]s) = (%[6]s) AND %[7]s
+			RETURNING (%[2]s *= x.o OR %[2]s::text = x.old) AS ok)
+			SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM u`,
+			t.ident, cur, strings.Join(set, ", "), t.fastSource("x", updatedRows, true, true),
+			t.keyOf("x", "o"), t.keyOf("x", "n"), match("n", "new")), &n, &bad)
+		if err != nil {
+			return err
+		}
+		if err := check("restore updated rows", n, updated); err != nil {
+			return err
+		}
+		if bad > 0 {
+			return fmt.Errorf("%w: %s: %d restored rows differ from their logged image", errFastMismatch, t.name, bad)
+		}
+	}
+	if deleted > 0 {
+		var cols, vals []string
+		for _, col := range t.writable() {
+			id := pgx.Identifier{col.name}.Sanitize()
+			cols = append(cols, id)
+			vals = append(vals, "(x.o)."+id)
+		}
+		var n int64
+		err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH i AS (
+			INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s ON CONFLICT DO NOTHING RETURNING 1)
+			SELECT count(*) FROM i`, t.ident, strings.Join(cols, ", "), strings.Join(vals, ", "), t.fastSource("x", deletedRows, true, false))).Scan(&n)
+		if err != nil {
+			return err
+		}
+		if err := check("insert deleted rows", n, deleted); err != nil {
+			return err
+		}
+		// The rows inserted must read back as logged (generated columns
+		// are recomputed, for one).
+		var bad int64
+		err = r.joined(ctx, t, deleted, fmt.Sprintf(`SELECT count(*) FROM %s JOIN %s %s ON (%s) = (%s) WHERE NOT (%s *= x.o OR %s::text = x.old)`,
+			t.fastSource("x", deletedRows, true, false), t.ident, cur, t.curKeyCols(cur), t.keyOf("x", "o"), cur, cur), &bad)
+		if err != nil {
+			return err
+		}
+		if bad > 0 {
+			return fmt.Errorf("%w: %s: %d inserted rows differ from their logged image", errFastMismatch, t.name, bad)
+		}
+	}
+	if _, err := r.tx.Exec(ctx, `SELECT set_config('pgundo.quiet', 'off', true)`); err != nil {
+		return err
+	}
+	for i, n := range []int64{created, updated, deleted} {
+		if n == 0 {
+			continue
+		}
+		if _, err := r.tx.Exec(ctx, `SELECT pgundo._stmt($1, $2::text::"char", $3, $4, $5, $6)`, ids[i], []string{"D", "U", "I"}[i], t.oid, t.schema, t.rel, n); err != nil {
+			return fmt.Errorf("undo %s: log: %w", t.name, err)
+		}
+	}
+	if created+deleted+updated == 0 {
+		return nil // the planned path leaves such a table out of the plan
+	}
+	tp := TablePlan{Table: t.name, KeyColumns: t.key, Restore: updated, Reinsert: deleted, Delete: created}
+	r.plan.Tables = append(r.plan.Tables, tp)
+	r.plan.RowsChanged += created + deleted + updated
+	r.progress("applied %s: %d restored, %d re-inserted, %d deleted", t.name, tp.Restore, tp.Reinsert, tp.Delete)
+	return nil
+}
+
+// joined runs a query that joins n logged changes to the live table t,
+// telling the planner how: a few changes of a big table look each row up by
+// its key; many are joined in one hash join. The planner cannot know n: the
+// log's statistics say nothing about one session's share of it.
+func (r *runner) joined(ctx context.Context, t *table, n int64, sql string, dest ...any) error {
+	var live float64
+	if err := r.tx.QueryRow(ctx, `SELECT coalesce(sum(greatest(reltuples, 0)), 0) FROM pg_class WHERE oid = ANY ($1)`, t.partition).Scan(&live); err != nil {
+		return err
+	}
+	lookup := float64(n)*20 < live
+	set := func(hash, nest string) error {
+		_, err := r.tx.Exec(ctx, `SELECT set_config('enable_hashjoin', $1, true), set_config('enable_mergejoin', $1, true), set_config('enable_nestloop', $2, true)`, hash, nest)
+		return err
+	}
+	var err error
+	if lookup {
+		err = set("off", "on")
+	} else {
+		err = set("on", "off")
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.tx.QueryRow(ctx, sql).Scan(dest...); err != nil {
+		return err
+	}
+	return set("on", "on")
+}

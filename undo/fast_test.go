@@ -1,0 +1,154 @@
+package undo_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgundo/pgundo/internal/pgtest"
+	"github.com/pgundo/pgundo/undo"
+)
+
+// The fast path (fast.go) undoes sessions that touched each row once
+// straight from the log and logs the undo itself; anything else falls back
+// to the planned path. checkUndo runs every hard case through Apply (fast
+// where it applies), compares its plan with the dry run's, and redoes and
+// re-undoes it; these tests pin which path ran and what the fast path logs.
+
+// fellBack is the progress line the fast path gives when it hands over to
+// the planned path.
+const fellBack = "planning row by row"
+
+// progressOf returns Options that record progress lines into *lines.
+func progressOf(lines *[]string) undo.Options {
+	return undo.Options{Progress: func(m string) { *lines = append(*lines, m) }}
+}
+
+// TestFastPathLogsLikeCapture: a session that updates (one of them to the
+// same value), deletes and inserts rows, each once, is undone by the fast
+// path. Its log then holds exactly what capture would have written: per
+// table one DELETE, UPDATE and INSERT statement with each change's images
+// swapped (the no-op update left out), with the undo's role, application
+// and session. pgundo.quiet is empty again afterwards.
+func TestFastPathLogsLikeCapture(t *testing.T) {
+	t.Parallel()
+	var lines []string
+	sc := scenario{
+		Setup: `CREATE TABLE acct (id int PRIMARY KEY, owner text, bal numeric(12,2), tags text[], doubled numeric GENERATED ALWAYS AS (bal * 2) STORED);
+			INSERT INTO acct (id, owner, bal, tags) SELECT g, 'o' || g, g * 1.5, ARRAY['x', NULL] FROM generate_series(1, 50) g;
+			CREATE TABLE note (k text PRIMARY KEY, body text);
+			INSERT INTO note VALUES ('a', 'alpha'), ('b', NULL), ('c', 'gamma');`,
+		Steps: seq(
+			on(0, `UPDATE acct SET bal = bal + 1, tags = tags || 'y'::text WHERE id <= 30`,
+				`UPDATE acct SET owner = owner WHERE id = 40`,
+				`DELETE FROM acct WHERE id > 45`,
+				`INSERT INTO acct (id, owner, bal) VALUES (100, 'new', 0), (101, 'newer', NULL)`,
+				`UPDATE note SET body = 'changed' WHERE k IN ('a', 'b')`, `DELETE FROM note WHERE k = 'c'`),
+			on(1, `UPDATE acct SET owner = 'other' WHERE id = 31`, `INSERT INTO note VALUES ('d', 'delta')`)),
+		Opts: progressOf(&lines),
+	}
+	res := checkUndo(t, sc)
+	require.NotContains(t, strings.Join(lines, "\n"), fellBack, "the fast path applies: every row changed once")
+	require.Equal(t, []undo.TablePlan{
+		{Table: "public.acct", Restore: 30, Reinsert: 5, Delete: 2, KeyColumns: []string{"id"}},
+		{Table: "public.note", Restore: 2, Reinsert: 1, KeyColumns: []string{"k"}},
+	}, res.Plan.Tables)
+
+	a := res.A.Conn
+	undoSession := res.Plan.UndoSession
+	// Statements: op and rows per table, in the order written.
+	require.Equal(t, []string{"acct D 2", "acct U 30", "acct I 5", "note U 2", "note I 1"},
+		queryStrings(t, a, `SELECT table_name || ' ' || op::text || ' ' || rows FROM pgundo.stmt WHERE session_id = $1 ORDER BY id`, undoSession))
+	require.Equal(t, []string{"pgundo-test-undo"},
+		queryStrings(t, a, `SELECT DISTINCT application_name FROM pgundo.stmt WHERE session_id = $1`, undoSession))
+	require.Equal(t, queryOne[string](t, a, `SELECT current_user::text`),
+		queryOne[string](t, a, `SELECT DISTINCT role FROM pgundo.stmt WHERE session_id = $1`, undoSession))
+	// Change rows: the undone session's, images swapped, no-ops left out.
+	logged := func(session string, swap bool) []string {
+		q := `SELECT st.table_name || ' ' || coalesce(c.old, '-') || ' -> ' || coalesce(c.new, '-')
+			FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
+			WHERE st.session_id = $1 AND c.old IS DISTINCT FROM c.new`
+		if swap {
+			q = strings.Replace(q, `coalesce(c.old, '-') || ' -> ' || coalesce(c.new, '-')`, `coalesce(c.new, '-') || ' -> ' || coalesce(c.old, '-')`, 1)
+		}
+		out := queryStrings(t, a, q, session)
+		slices.Sort(out)
+		return out
+	}
+	require.Len(t, logged(res.A.IDs[0], true), 40)
+	require.Equal(t, logged(res.A.IDs[0], true), logged(undoSession, false))
+	require.Zero(t, queryOne[int64](t, a, `SELECT count(*) FROM pgundo.quiet`))
+}
+
+// TestFastPathFallsBack: where a row was changed more than once by the
+// selected sessions, or deleted and inserted again under the same key, or
+// its key changed, the fast path hands over to the planned path, which
+// undoes it exactly (checkUndo) with the plan a dry run shows.
+func TestFastPathFallsBack(t *testing.T) {
+	t.Parallel()
+	setup := `CREATE TABLE t (id int PRIMARY KEY, v text);
+		INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g;`
+	cases := []struct {
+		name  string
+		steps []string
+		want  counts
+	}{
+		{"updated twice", []string{`UPDATE t SET v = 'x' WHERE id <= 3`, `UPDATE t SET v = 'y' WHERE id = 2`}, counts{Restore: 3}},
+		{"deleted and inserted again", []string{`DELETE FROM t WHERE id IN (4, 5)`, `INSERT INTO t VALUES (4, 'again')`}, counts{Restore: 1, Reinsert: 1}},
+		{"inserted and deleted", []string{`INSERT INTO t VALUES (11, 'new')`, `DELETE FROM t WHERE id = 11`, `UPDATE t SET v = 'z' WHERE id = 1`}, counts{Restore: 1}},
+		{"key changed", []string{`UPDATE t SET id = id + 100 WHERE id IN (6, 7)`}, counts{Reinsert: 2, Delete: 2}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var lines []string
+			sc := scenario{Setup: setup, Steps: seq(on(0, c.steps...), on(1, `UPDATE t SET v = 'other' WHERE id = 9`)), Opts: progressOf(&lines)}
+			res := checkUndo(t, sc)
+			require.Contains(t, strings.Join(lines, "\n"), fellBack)
+			require.Equal(t, c.want, countsOf(tablePlan(t, res.Plan, "public.t")))
+		})
+	}
+}
+
+// TestFastPathConflictFallsBack: a row changed since makes the fast path's
+// write come up short; the planned path then refuses with the conflict,
+// and nothing (data or log) changed.
+func TestFastPathConflictFallsBack(t *testing.T) {
+	t.Parallel()
+	sc := scenario{Setup: conflictSetup, Steps: seq(patchSteps, on(1, `UPDATE t SET b = 'later' WHERE id = 3`))}
+	w := newWorld(t, sc, nil)
+	w.run(sc.Steps, nil)
+	before := w.all()
+	var lines []string
+	_, err := undo.Apply(ctxT(t), w.undoConn(), undo.Selection{Sessions: w.IDs[:1]}, progressOf(&lines), nil)
+	var ce *undo.ConflictError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, []string{"id=3"}, []string{ce.Plan.Conflicts[0].Key})
+	require.Contains(t, strings.Join(lines, "\n"), fellBack)
+	requireSameTables(t, before, w.all(), "after the refused undo")
+	require.Zero(t, queryOne[int64](t, w.Conn, `SELECT count(*) FROM pgundo.quiet`))
+}
+
+// TestQuietCannotBeForged: the setting that lets an undo log its own
+// statements does nothing for anyone else: a session that sets it is still
+// captured, and an application role can neither read nor write
+// pgundo.quiet.
+func TestQuietCannotBeForged(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, scenario{Setup: `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');`}, nil)
+	role := "quiet_app_" + queryOne[string](t, w.Conn, `SELECT md5(current_database())`)[:12] // roles are cluster-wide
+	pgtest.Exec(t, w.Conn, `CREATE ROLE `+role+`; GRANT ALL ON t TO `+role)
+	t.Cleanup(func() { _, _ = w.Conn.Exec(context.Background(), `DROP OWNED BY `+role+`; DROP ROLE `+role) })
+	s := connect(t, w.cfg, "forger")
+	pgtest.Exec(t, s, `SET pgundo.quiet = 'on'`)
+	pgtest.Exec(t, s, `UPDATE t SET v = 'b'`)
+	pgtest.Exec(t, s, `SET ROLE `+role)
+	pgtest.Exec(t, s, `UPDATE t SET v = 'c'`)
+	require.Equal(t, []string{`(1,a) -> (1,b)`, `(1,b) -> (1,c)`},
+		queryStrings(t, w.Conn, `SELECT c.old || ' -> ' || c.new FROM pgundo.change c ORDER BY c.stmt_id`))
+	_, err := s.Exec(ctxT(t), `INSERT INTO pgundo.quiet VALUES (pg_current_xact_id())`)
+	require.ErrorContains(t, err, "permission denied")
+}
