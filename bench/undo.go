@@ -32,6 +32,10 @@ type UndoOptions struct {
 	// Force runs where pgundo's log holds other tables' entries (deleting
 	// them). Default false: refuse with a *LogInUseError.
 	Force bool
+	// Planned also times, on a session of its own, the undo with
+	// undo.Options.AlwaysPlan: the planned path the fast path skips.
+	// Default false.
+	Planned bool
 }
 
 // UndoResult is what Undo measured.
@@ -66,6 +70,12 @@ type UndoRun struct {
 	// Exact is true when the table after the undo equals, row for row, a copy
 	// taken before the session (checked on every run).
 	Exact bool `json:"exact"`
+	// Planned and PlannedForward are, with UndoOptions.Planned, the undo
+	// on the planned path and the tracked UPDATE it undid (medians), and
+	// PlannedRatio their ratio; zero otherwise.
+	Planned        float64 `json:"planned_seconds,omitempty"`
+	PlannedForward float64 `json:"planned_forward_seconds,omitempty"`
+	PlannedRatio   float64 `json:"planned_ratio,omitempty"`
 }
 
 // GoalUndo is the largest acceptable ratio of an undo's time to the tracked
@@ -117,14 +127,14 @@ func Undo(ctx context.Context, conn *pgx.Conn, opts UndoOptions, progress func(s
 		return nil, err
 	}
 	for _, n := range opts.Sizes {
-		var untracked, forward, undone []float64
+		var untracked, forward, undone, pforward, planned []float64
 		run := UndoRun{Rows: n, Exact: true}
 		for r := 0; r < opts.Repeat; r++ {
 			u, err := e.timeUntrackedUpdate(ctx, n)
 			if err != nil {
 				return nil, err
 			}
-			f, un, heap, err := e.timeUndo(ctx, n)
+			f, un, heap, err := e.timeUndo(ctx, n, undo.Options{})
 			if err != nil {
 				return nil, err
 			}
@@ -132,9 +142,22 @@ func Undo(ctx context.Context, conn *pgx.Conn, opts UndoOptions, progress func(s
 			run.PeakHeapBytes = max(run.PeakHeapBytes, heap)
 			p.f("undo %d rows run %d/%d: untracked update %.3f s, tracked update %.3f s, undo %.3f s, peak Go heap %.1f MiB",
 				n, r+1, opts.Repeat, u, f, un, float64(heap)/(1<<20))
+			if opts.Planned {
+				pf, pu, heap, err := e.timeUndo(ctx, n, undo.Options{AlwaysPlan: true})
+				if err != nil {
+					return nil, err
+				}
+				pforward, planned = append(pforward, pf), append(planned, pu)
+				run.PeakHeapBytes = max(run.PeakHeapBytes, heap)
+				p.f("undo %d rows run %d/%d, planned path: tracked update %.3f s, undo %.3f s", n, r+1, opts.Repeat, pf, pu)
+			}
 		}
 		run.Untracked, run.Forward, run.Undo = median(untracked), median(forward), median(undone)
 		run.Ratio = ratio(run.Undo, run.Forward)
+		if opts.Planned {
+			run.PlannedForward, run.Planned = median(pforward), median(planned)
+			run.PlannedRatio = ratio(run.Planned, run.PlannedForward)
+		}
 		run.GoalMet = run.Ratio <= GoalUndo
 		res.Sizes = append(res.Sizes, run)
 	}
@@ -173,8 +196,8 @@ func (e *env) timed(ctx context.Context, sql string) (float64, error) {
 // timeUndo builds a tracked table of n rows, copies it, times updateAll on
 // it (the session), then times the undo of that session and checks the table
 // equals the copy. It returns both times and the peak Go heap seen during
-// the undo.
-func (e *env) timeUndo(ctx context.Context, n int64) (forward, undone float64, peakHeap uint64, err error) {
+// the undo, which runs with uo.
+func (e *env) timeUndo(ctx context.Context, n int64, uo undo.Options) (forward, undone float64, peakHeap uint64, err error) {
 	if err := e.buildAccounts(ctx, true, n); err != nil {
 		return 0, 0, 0, err
 	}
@@ -219,7 +242,7 @@ func (e *env) timeUndo(ctx context.Context, n int64) (forward, undone float64, p
 	defer uc.Close(context.WithoutCancel(ctx))
 	stop := sampleHeap()
 	t0 = time.Now()
-	plan, err := undo.Apply(ctx, uc, undo.Selection{Sessions: []string{sid}}, undo.Options{}, nil)
+	plan, err := undo.Apply(ctx, uc, undo.Selection{Sessions: []string{sid}}, uo, nil)
 	undone = time.Since(t0).Seconds()
 	peakHeap = stop()
 	if err != nil {

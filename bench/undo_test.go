@@ -8,14 +8,14 @@ import (
 	"github.com/pgundo/pgundo/bench"
 )
 
-// TestUndoBench runs the undo bench on small sessions: every run must put
-// the table back exactly (the bench compares it with a copy and fails
+// TestUndoBench runs the undo bench on small sessions, on the fast and the
+// planned path: every run must put the table back exactly (the bench compares it with a copy and fails
 // otherwise), report the times it measured, and clean up after itself.
 func TestUndoBench(t *testing.T) {
 	t.Parallel()
 	conn := setup(t)
 	var p progress
-	res, err := bench.Undo(t.Context(), conn, bench.UndoOptions{Sizes: []int64{200, 2000}, Repeat: 2}, p.add)
+	res, err := bench.Undo(t.Context(), conn, bench.UndoOptions{Sizes: []int64{200, 2000}, Repeat: 2, Planned: true}, p.add)
 	require.NoError(t, err)
 	require.Len(t, res.Sizes, 2)
 	for i, n := range []int64{200, 2000} {
@@ -28,8 +28,10 @@ func TestUndoBench(t *testing.T) {
 		require.InDelta(t, r.Undo/r.Forward, r.Ratio, 1e-9)
 		require.Equal(t, r.Ratio <= bench.GoalUndo, r.GoalMet)
 		require.Positive(t, r.PeakHeapBytes)
+		require.Positive(t, r.Planned)
+		require.InDelta(t, r.Planned/r.PlannedForward, r.PlannedRatio, 1e-9)
 	}
-	require.Len(t, p.lines, 4+1, "one progress line per run, then cleanup: %v", p.lines)
+	require.Len(t, p.lines, 8+1, "two progress lines per run (fast and planned undo), then cleanup: %v", p.lines)
 	var left bool
 	require.NoError(t, conn.QueryRow(t.Context(), `SELECT to_regnamespace('pgundo_bench') IS NOT NULL OR EXISTS (SELECT FROM pgundo.stmt) OR EXISTS (SELECT FROM pgundo.tracked)`).Scan(&left))
 	require.False(t, left, "schema pgundo_bench, log entries or tracked tables left behind")

@@ -14,10 +14,11 @@ import (
 )
 
 type benchUndoOptions struct {
-	sizes  []int64
-	repeat int
-	keep   bool
-	force  bool
+	sizes   []int64
+	repeat  int
+	keep    bool
+	force   bool
+	planned bool
 }
 
 // Validate checks the flag values that need no database.
@@ -46,7 +47,12 @@ row of a table shaped like pgbench_accounts, for each --rows size:
 
   untracked  the UPDATE on the table without capture
   forward    the same UPDATE on the tracked table: the session to undo
-  undo       pgundo undo of that session (plan, re-check, apply, check, commit)
+  undo       pgundo undo of that session (re-check, apply, check, commit)
+
+With --planned it also undoes a second, identical session with every row
+planned first (the path undo takes when rows were changed more than once or
+since), for comparison; "planned ÷ its forward" is that undo against the
+UPDATE it undid.
 
 The goal (PRODUCT.md) is undo ÷ forward ≤ 1. "peak heap" is the largest Go
 heap pgundo itself used during the undo, sampled every 20 ms: the undo streams
@@ -60,14 +66,15 @@ where the log holds other tables' changes unless --force. Progress goes to
 stderr.`,
 		Example: `  createdb pgundo_bench
   pgundo bench undo --database-url postgres:///pgundo_bench
-  pgundo bench undo --rows 10000,100000 --repeat 3 --json`,
+  pgundo bench undo --rows 10000,100000 --repeat 3 --json
+  pgundo bench undo --rows 300000 --planned`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Validate(); err != nil {
 				return err
 			}
 			return runBench(cmd.Context(), g, "undo", func(ctx context.Context, conn *pgx.Conn, progress func(string)) (*bench.UndoResult, error) {
-				return bench.Undo(ctx, conn, bench.UndoOptions{Sizes: o.sizes, Repeat: o.repeat, Keep: o.keep, Force: o.force}, progress)
+				return bench.Undo(ctx, conn, bench.UndoOptions{Sizes: o.sizes, Repeat: o.repeat, Keep: o.keep, Force: o.force, Planned: o.planned}, progress)
 			}, renderBenchUndo)
 		},
 	}
@@ -76,6 +83,7 @@ stderr.`,
 	f.IntVar(&o.repeat, "repeat", 1, "measure each size this many times and report the medians")
 	f.BoolVar(&o.keep, "keep", false, "keep schema pgundo_bench, the log, and pgundo itself at the end")
 	f.BoolVar(&o.force, "force", false, "run even where pgundo's log holds other tables' changes, deleting them")
+	f.BoolVar(&o.planned, "planned", false, "also time the undo with every row planned first (the slower path), for comparison")
 	return cmd
 }
 
@@ -87,7 +95,12 @@ func renderBenchUndo(w io.Writer, res *bench.UndoResult) error {
 	}
 	fmt.Fprintf(w, "a session updates every row; %s per figure\n\n", runs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ROWS\tUNTRACKED\tFORWARD\tUNDO\tUNDO÷FORWARD\tGOAL\t\tPEAK HEAP\tEXACT\t")
+	planned := len(res.Sizes) > 0 && res.Sizes[0].Planned > 0
+	head := "ROWS\tUNTRACKED\tFORWARD\tUNDO\tUNDO÷FORWARD\tGOAL\t\tPEAK HEAP\tEXACT\t"
+	if planned {
+		head += "PLANNED\tPLANNED÷ITS FORWARD\t"
+	}
+	fmt.Fprintln(tw, head)
 	met := 0
 	for _, r := range res.Sizes {
 		verdict := "MISSED"
@@ -95,8 +108,12 @@ func renderBenchUndo(w io.Writer, res *bench.UndoResult) error {
 			verdict = "ok"
 			met++
 		}
-		fmt.Fprintf(tw, "%d\t%.3f s\t%.3f s\t%.3f s\t%.2f\t≤ %.2f\t%s\t%.1f MiB\t%v\t\n",
+		fmt.Fprintf(tw, "%d\t%.3f s\t%.3f s\t%.3f s\t%.2f\t≤ %.2f\t%s\t%.1f MiB\t%v\t",
 			r.Rows, r.Untracked, r.Forward, r.Undo, r.Ratio, bench.GoalUndo, verdict, float64(r.PeakHeapBytes)/(1<<20), r.Exact)
+		if planned {
+			fmt.Fprintf(tw, "%.3f s\t%.2f\t", r.Planned, r.PlannedRatio)
+		}
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
