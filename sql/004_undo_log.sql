@@ -8,16 +8,21 @@
 -- images up again: capture would write the same rows.
 --
 -- To keep capture from logging such a statement twice, the undo inserts its
--- own transaction id into pgundo.quiet (only pgundo's owner can) and sets
--- pgundo.quiet = 'on' for the statements it logs itself. Capture skips a
--- statement only when both hold: the setting alone, which any session can
--- set, costs it one index probe and changes nothing. The undo deletes its
--- row again before it commits.
+-- own transaction id and the table it writes into pgundo.quiet (only
+-- pgundo's owner can) and sets pgundo.quiet = 'on' around the statements it
+-- logs itself; it deletes the row again right after them. Capture skips a
+-- statement only when both hold for the table the statement names: the
+-- setting alone, which any session can set, costs it one index probe and
+-- changes nothing, and a write to another tracked table that those
+-- statements cause (a CHECK constraint calling a function that writes, say)
+-- is still captured.
 --
 -- tern runs this file through text/template: keep double braces out of it.
 
 CREATE TABLE pgundo.quiet (
-    xid xid8 PRIMARY KEY
+    xid   xid8 NOT NULL,
+    relid oid NOT NULL,
+    PRIMARY KEY (xid, relid)
 );
 COMMENT ON TABLE pgundo.quiet IS 'Transactions of undos in progress that log their own statements (pgundo undo fast path); empty at rest.';
 REVOKE ALL ON pgundo.quiet FROM PUBLIC;
@@ -34,7 +39,7 @@ DECLARE
     n   bigint;
 BEGIN
     IF current_setting('pgundo.quiet', true) = 'on' THEN
-        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id()) THEN
+        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
             RETURN NULL;  -- an undo logs this statement itself
         END IF;
     END IF;
@@ -58,7 +63,7 @@ DECLARE
     n   bigint;
 BEGIN
     IF current_setting('pgundo.quiet', true) = 'on' THEN
-        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id()) THEN
+        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
             RETURN NULL;  -- an undo logs this statement itself
         END IF;
     END IF;
@@ -84,7 +89,7 @@ DECLARE
     m   bigint;
 BEGIN
     IF current_setting('pgundo.quiet', true) = 'on' THEN
-        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id()) THEN
+        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
             RETURN NULL;  -- an undo logs this statement itself
         END IF;
     END IF;

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -31,7 +32,10 @@ import (
 // every change found its own row, as the sessions left it.
 
 // errFastMismatch is the fast path's "not this way": fall back to the plan.
-var errFastMismatch = errors.New("fast path does not apply")
+var errFastMismatch = errors.New("rows were changed more than once or since")
+
+// errNotFast is the same for a table the fast path does not handle.
+var errNotFast = errors.New("cannot undo straight from the log")
 
 // changeRows is the log's changes of the selected statements on t, as a
 // FROM item with columns old and new. The id range lets the scan prune
@@ -94,7 +98,11 @@ func (r *runner) tryFast(ctx context.Context, approved *Plan) ([]*table, bool, e
 		return nil, false, errors.Join(err, rerr)
 	}
 	r.plan.Tables, r.plan.RowsChanged = []TablePlan{}, 0
-	r.progress("rows were changed more than once or since; planning row by row")
+	why := err.Error()
+	if !errors.Is(err, errFastMismatch) && !errors.Is(err, errNotFast) {
+		why = errNotFast.Error() + ": " + why
+	}
+	r.progress("%s; rolled that back, planning row by row", why)
 	return nil, false, nil
 }
 
@@ -110,7 +118,7 @@ func fallBack(ctx context.Context, err error) bool {
 		return false
 	}
 	var refused *RefusedError
-	if errors.Is(err, errFastMismatch) || errors.As(err, &refused) {
+	if errors.Is(err, errFastMismatch) || errors.Is(err, errNotFast) || errors.As(err, &refused) {
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -133,24 +141,31 @@ func (r *runner) fast(ctx context.Context, approved *Plan) ([]*table, error) {
 	}
 	for _, t := range tables {
 		if !t.keyed() {
-			return nil, errFastMismatch
+			return nil, fmt.Errorf("%w: %s has no primary key", errNotFast, t.name)
 		}
 	}
 	if err := r.keepTriggersQuiet(ctx, tables); err != nil {
 		return nil, err
 	}
-	// The undo logs its own statements (see sql/004_undo_log.sql).
-	if _, err := r.tx.Exec(ctx, `INSERT INTO pgundo.quiet (xid) VALUES (pg_current_xact_id())`); err != nil {
-		return nil, fmt.Errorf("undo: %w", err)
+	// The undo logs its own statements, as capture would: only where
+	// capture would (sql/004_undo_log.sql).
+	for _, t := range tables {
+		var capturing bool
+		err := r.tx.QueryRow(ctx, `SELECT count(*) = 3 FROM pg_trigger WHERE tgrelid = $1 AND tgenabled = 'A'
+			AND tgname IN ('pgundo_capture_insert', 'pgundo_capture_update', 'pgundo_capture_delete')`, t.oid).Scan(&capturing)
+		if err != nil {
+			return nil, err
+		}
+		if !capturing {
+			return nil, fmt.Errorf("%w: %s is not tracked now, or its capture is disabled", errNotFast, t.name)
+		}
 	}
 	for _, t := range tables {
 		if err := r.fastTable(ctx, t); err != nil {
 			return nil, err
 		}
 	}
-	if _, err := r.tx.Exec(ctx, `DELETE FROM pgundo.quiet WHERE xid = pg_current_xact_id()`); err != nil {
-		return nil, fmt.Errorf("undo: %w", err)
-	}
+	sort.Slice(r.plan.Tables, func(i, j int) bool { return r.plan.Tables[i].Table < r.plan.Tables[j].Table })
 	if approved != nil && !samePlan(approved, r.plan) {
 		return nil, errFastMismatch
 	}
@@ -220,13 +235,16 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 	}
 	check := func(what string, got, want int64) error {
 		if got != want {
-			return fmt.Errorf("%w: %s %s: %d of %d", errFastMismatch, t.name, what, got, want)
+			return fmt.Errorf("%w (%s: %s: %d of %d rows)", errFastMismatch, t.name, what, got, want)
 		}
 		return nil
 	}
 	cur := t.cur
 	match := func(f, img string) string {
 		return fmt.Sprintf("(%s) = (%s) AND (%s *= x.%s OR %s::text = x.%s)", t.curKeyCols(cur), t.keyOf("x", f), cur, f, cur, img)
+	}
+	if _, err := r.tx.Exec(ctx, `INSERT INTO pgundo.quiet (xid, relid) VALUES (pg_current_xact_id(), $1)`, t.oid); err != nil {
+		return fmt.Errorf("undo %s: %w", t.name, err)
 	}
 	if _, err := r.tx.Exec(ctx, `SELECT set_config('pgundo.quiet', 'on', true)`); err != nil {
 		return err
@@ -273,7 +291,7 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 			return err
 		}
 		if bad > 0 {
-			return fmt.Errorf("%w: %s: %d restored rows differ from their logged image", errFastMismatch, t.name, bad)
+			return fmt.Errorf("%w (%s: %d restored rows differ from their logged image)", errFastMismatch, t.name, bad)
 		}
 	}
 	if deleted > 0 {
@@ -302,11 +320,14 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 			return err
 		}
 		if bad > 0 {
-			return fmt.Errorf("%w: %s: %d inserted rows differ from their logged image", errFastMismatch, t.name, bad)
+			return fmt.Errorf("%w (%s: %d inserted rows differ from their logged image)", errFastMismatch, t.name, bad)
 		}
 	}
 	if _, err := r.tx.Exec(ctx, `SELECT set_config('pgundo.quiet', 'off', true)`); err != nil {
 		return err
+	}
+	if _, err := r.tx.Exec(ctx, `DELETE FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = $1`, t.oid); err != nil {
+		return fmt.Errorf("undo %s: %w", t.name, err)
 	}
 	for i, n := range []int64{created, updated, deleted} {
 		if n == 0 {
@@ -322,7 +343,7 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 	tp := TablePlan{Table: t.name, KeyColumns: t.key, Restore: updated, Reinsert: deleted, Delete: created}
 	r.plan.Tables = append(r.plan.Tables, tp)
 	r.plan.RowsChanged += created + deleted + updated
-	r.progress("applied %s: %d restored, %d re-inserted, %d deleted", t.name, tp.Restore, tp.Reinsert, tp.Delete)
+	r.progress("undone %s (not committed yet): %d restored, %d re-inserted, %d deleted", t.name, tp.Restore, tp.Reinsert, tp.Delete)
 	return nil
 }
 

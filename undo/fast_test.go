@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgundo/pgundo/internal/pgtest"
+	"github.com/pgundo/pgundo/triggers"
 	"github.com/pgundo/pgundo/undo"
 )
 
@@ -149,6 +150,66 @@ func TestQuietCannotBeForged(t *testing.T) {
 	pgtest.Exec(t, s, `UPDATE t SET v = 'c'`)
 	require.Equal(t, []string{`(1,a) -> (1,b)`, `(1,b) -> (1,c)`},
 		queryStrings(t, w.Conn, `SELECT c.old || ' -> ' || c.new FROM pgundo.change c ORDER BY c.stmt_id`))
-	_, err := s.Exec(ctxT(t), `INSERT INTO pgundo.quiet VALUES (pg_current_xact_id())`)
+	_, err := s.Exec(ctxT(t), `INSERT INTO pgundo.quiet VALUES (pg_current_xact_id(), 0)`)
 	require.ErrorContains(t, err, "permission denied")
+}
+
+// TestFastPathQuietOnlyForItsTable: while the undo logs its own statements
+// on a table, capture is quiet for that table only: a write its statements
+// cause elsewhere (a CHECK constraint calling a function that writes
+// another tracked table, here only for the undo's connection; replica mode
+// does not stop it) is captured as the undo session's, as on the planned
+// path.
+func TestFastPathQuietOnlyForItsTable(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, scenario{Setup: `
+		CREATE TABLE other (id int PRIMARY KEY, hits int NOT NULL);
+		INSERT INTO other VALUES (1, 0);
+		CREATE FUNCTION touch() RETURNS boolean LANGUAGE plpgsql AS $$
+		BEGIN
+			IF current_setting('application_name') = 'pgundo-test-undo' THEN
+				UPDATE public.other SET hits = hits + 1 WHERE id = 1;
+			END IF;
+			RETURN true;
+		END $$;
+		CREATE TABLE acct (id int PRIMARY KEY, v text, CONSTRAINT touches CHECK (touch()));
+		INSERT INTO acct VALUES (1, 'a'), (2, 'b');`, Steps: on(0, `UPDATE acct SET v = v || '!'`)}, nil)
+	w.run(on(0, `UPDATE acct SET v = v || '!'`), nil)
+	var lines []string
+	plan, err := undo.Apply(ctxT(t), w.undoConn(), undo.Selection{Sessions: w.IDs[:1]}, progressOf(&lines), nil)
+	require.NoError(t, err)
+	require.NotContains(t, strings.Join(lines, "\n"), fellBack)
+	require.Equal(t, []string{"(1,a)", "(2,b)"}, tableRows(t, w.Conn, "acct"))
+	require.Equal(t, []string{"acct U 2", "other U 1", "other U 1"},
+		queryStrings(t, w.Conn, `SELECT table_name || ' ' || op::text || ' ' || rows FROM pgundo.stmt WHERE session_id = $1 ORDER BY table_name, id`, plan.UndoSession))
+}
+
+// TestFastPathNeedsCapture: a table untracked since the session is undone
+// on the planned path, which (capture being off) logs nothing for it; the
+// fast path would have logged the undo itself.
+func TestFastPathNeedsCapture(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, scenario{Setup: `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');`, Steps: on(0, `UPDATE t SET v = 'b'`)}, nil)
+	w.run(on(0, `UPDATE t SET v = 'b'`), nil)
+	_, err := triggers.Untrack(ctxT(t), w.Conn, []string{"t"})
+	require.NoError(t, err)
+	var lines []string
+	plan, err := undo.Apply(ctxT(t), w.undoConn(), undo.Selection{Sessions: w.IDs[:1]}, progressOf(&lines), nil)
+	require.NoError(t, err)
+	require.Contains(t, strings.Join(lines, "\n"), "public.t is not tracked now")
+	require.Equal(t, []string{"(1,a)"}, tableRows(t, w.Conn, "t"))
+	require.Zero(t, queryOne[int64](t, w.Conn, `SELECT count(*) FROM pgundo.stmt WHERE session_id = $1`, plan.UndoSession))
+}
+
+// TestFastPathPlanOrder: the plan lists tables in the same order on both
+// paths whatever the database's collation (quoted mixed-case names sort
+// differently under ICU or glibc locales than byte by byte).
+func TestFastPathPlanOrder(t *testing.T) {
+	t.Parallel()
+	checkUndo(t, scenario{
+		Setup: `CREATE TABLE "Zeta" (id int PRIMARY KEY, v text); CREATE TABLE alpha (id int PRIMARY KEY, v text);
+			CREATE TABLE "audit Log" (id int PRIMARY KEY, v text); CREATE TABLE "Orders" (id int PRIMARY KEY, v text);
+			INSERT INTO "Zeta" VALUES (1, 'z'); INSERT INTO alpha VALUES (1, 'a'); INSERT INTO "audit Log" VALUES (1, 'l'); INSERT INTO "Orders" VALUES (1, 'o');`,
+		Steps: on(0, `UPDATE "Zeta" SET v = 'x'`, `UPDATE alpha SET v = 'x'`, `UPDATE "audit Log" SET v = 'x'`, `UPDATE "Orders" SET v = 'x'`),
+	})
 }
