@@ -42,11 +42,15 @@ type fkCheck struct {
 // foreignKeyChecks returns the checks for every foreign key from or to an
 // affected table, each run against the plan's temp tables pgundo_c_OID.
 func (r *runner) foreignKeyChecks(ctx context.Context, tables []*table) ([]fkCheck, error) {
+	// A foreign key may be declared on the partitioned table or on one of
+	// its partitions (then it holds for that partition's rows only).
 	byOID := map[uint32]*table{}
 	oids := make([]uint32, 0, len(tables))
 	for _, t := range tables {
-		byOID[t.oid] = t
-		oids = append(oids, t.oid)
+		for _, p := range t.partition {
+			byOID[p] = t
+			oids = append(oids, p)
+		}
 	}
 	rows, err := r.tx.Query(ctx, `
 		SELECT c.conname, c.conrelid, c.confrelid,
@@ -140,11 +144,21 @@ func col(prefix string) func(string) string {
 }
 
 // childSide: every row the undo restored or re-inserted into t must find
-// its referenced row.
+// its referenced row. A key declared on one partition of t (f.child is not
+// t) checks the rows now in that partition only.
 func childSide(t *table, f fkey) fkCheck {
 	c := fmt.Sprintf("pgundo_c_%d", t.oid)
 	var src string
 	switch {
+	case f.child != t.oid && t.keyed():
+		// The live rows of that partition among those the undo wrote.
+		written := fmt.Sprintf(`SELECT %s FROM %s c WHERE c.action IN ('U', 'I', 'M')`, t.keyCols("c."), c)
+		if t.fast {
+			written = fmt.Sprintf(`SELECT %s FROM %s`, t.keyOf("x", "o"), t.fastSource("x", "ch.old IS NOT NULL AND ch.old IS DISTINCT FROM ch.new", true, false))
+		}
+		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE cur.tableoid = %d AND (%s) IN (%s)`, t.ident, f.child, t.curKeyCols("cur"), written)
+	case f.child != t.oid:
+		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE cur.tableoid = %d AND cur::text IN (SELECT pgundo_img FROM %s WHERE action = 'I')`, t.ident, f.child, c)
 	case t.fast:
 		// The fast path checked that these rows now read as logged.
 		src = fmt.Sprintf(`SELECT x.o AS x FROM %s`, t.fastSource("x", "ch.old IS NOT NULL AND ch.old IS DISTINCT FROM ch.new", true, false))
@@ -178,11 +192,13 @@ func parentSide(t *table, f fkey) fkCheck {
 	default:
 		src = fmt.Sprintf(`SELECT pgundo_img::%s AS x FROM %s WHERE action = 'D'`, t.ident, c)
 	}
+	// The referenced table is t, or the partition of t the key was
+	// declared on: the removed row's values must still be found there.
 	q := fmt.Sprintf(`SELECT %s FROM (%s OFFSET 0) s WHERE %s
 		AND EXISTS (SELECT FROM %s ch WHERE %s) AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
 		textArray(f.parentCol, col("(s.x).")), src, notNull(f.parentCol, col("(s.x).")),
 		f.childName, refMatch(f.childCols, f.parentCol, col("ch."), col("(s.x).")),
-		t.ident, refMatch(f.parentCol, f.parentCol, col("p."), col("(s.x).")))
+		f.parentNm, refMatch(f.parentCol, f.parentCol, col("p."), col("(s.x).")))
 	return fkCheck{table: t, fk: f, sql: q, refusal: func(vals []string) error {
 		return &RefusedError{Kind: ErrForeignKey, Detail: fmt.Sprintf(
 			"undo refused: rows of %s written since still reference %s %s, which the undo would remove (foreign key %s); nothing was changed; undo or delete those rows first (pgundo sessions --table %s)",

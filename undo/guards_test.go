@@ -17,7 +17,7 @@ func refused(t *testing.T, sc scenario, want error, parts ...string) string {
 	w := newWorld(t, sc, nil)
 	w.run(sc.Steps, nil)
 	before := w.all()
-	_, err := undoSession(t, w, sc.Target)
+	_, err := undo.Apply(ctxT(t), w.undoConn(), undo.Selection{Sessions: []string{w.IDs[sc.Target]}}, sc.Opts, nil)
 	require.Error(t, err)
 	var re *undo.RefusedError
 	require.True(t, errors.As(err, &re), "want a refusal, got %T: %v", err, err)
@@ -120,4 +120,79 @@ func TestUndoConflictColumnsWithNulls(t *testing.T) {
 	require.True(t, errors.As(err, &ce), "%v", err)
 	require.Len(t, ce.Plan.Conflicts, 1)
 	require.Equal(t, []string{"a"}, ce.Plan.Conflicts[0].Columns)
+}
+
+// TestUndoRefusesOrphanedChildrenOfPartition: the foreign key references
+// one partition of the undone table, not the partitioned table: deleting a
+// row of that partition must not orphan a child written since.
+func TestUndoRefusesOrphanedChildrenOfPartition(t *testing.T) {
+	t.Parallel()
+	for _, opts := range []undo.Options{{}, {AlwaysPlan: true}} {
+		refused(t, scenario{
+			Opts: opts,
+			Setup: `
+				CREATE TABLE site (id int, region text, name text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+				CREATE TABLE site_eu PARTITION OF site FOR VALUES IN ('eu');
+				CREATE TABLE site_us PARTITION OF site FOR VALUES IN ('us');
+				CREATE TABLE visit (id int PRIMARY KEY, site_id int, region text,
+					CONSTRAINT visit_site_eu_fk FOREIGN KEY (site_id, region) REFERENCES site_eu (id, region));
+				INSERT INTO site VALUES (1, 'eu', 'a'), (1, 'us', 'b');`,
+			Track: []string{"site", "visit"},
+			Steps: seq(
+				on(0, `INSERT INTO site VALUES (10, 'eu', 'new')`, `UPDATE site SET name = 'c' WHERE id = 1`),
+				on(1, `INSERT INTO visit VALUES (1, 10, 'eu')`),
+			),
+		}, undo.ErrForeignKey, "foreign key visit_site_eu_fk", "public.visit", "public.site_eu", "nothing was changed")
+	}
+}
+
+// TestUndoRefusesMissingParentOfPartition: the foreign key is declared on
+// one partition of the undone table only: a row put back into that
+// partition must find its parent.
+func TestUndoRefusesMissingParentOfPartition(t *testing.T) {
+	t.Parallel()
+	for _, opts := range []undo.Options{{}, {AlwaysPlan: true}} {
+		refused(t, scenario{
+			Opts: opts,
+			Setup: `
+				CREATE TABLE customer_eu (id int PRIMARY KEY);
+				CREATE TABLE orders (id int, region text, customer_id int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+				CREATE TABLE orders_eu PARTITION OF orders (CONSTRAINT orders_eu_customer_fk FOREIGN KEY (customer_id) REFERENCES customer_eu) FOR VALUES IN ('eu');
+				CREATE TABLE orders_us PARTITION OF orders FOR VALUES IN ('us');
+				INSERT INTO customer_eu VALUES (7), (8);
+				INSERT INTO orders VALUES (1, 'eu', 7), (2, 'eu', 8), (3, 'us', 7);`,
+			Track: []string{"orders", "customer_eu"},
+			Steps: seq(
+				on(0, `DELETE FROM orders WHERE id IN (1, 3)`),
+				on(1, `DELETE FROM customer_eu WHERE id = 7`),
+			),
+		}, undo.ErrForeignKey, "foreign key orders_eu_customer_fk", "public.orders_eu", "customer_id=7", "nothing was changed")
+	}
+}
+
+// TestUndoPartitionForeignKeysKept: where the keys declared on partitions
+// still hold, the undo goes ahead (on both paths) and equals the database
+// where the session never ran.
+func TestUndoPartitionForeignKeysKept(t *testing.T) {
+	t.Parallel()
+	for _, opts := range []undo.Options{{}, {AlwaysPlan: true}} {
+		checkUndo(t, scenario{
+			Opts: opts,
+			Setup: `
+				CREATE TABLE customer_eu (id int PRIMARY KEY);
+				CREATE TABLE orders (id int, region text, customer_id int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+				CREATE TABLE orders_eu PARTITION OF orders (CONSTRAINT orders_eu_customer_fk FOREIGN KEY (customer_id) REFERENCES customer_eu) FOR VALUES IN ('eu');
+				CREATE TABLE orders_us PARTITION OF orders FOR VALUES IN ('us');
+				CREATE TABLE note (id int PRIMARY KEY, order_id int, region text,
+					CONSTRAINT note_orders_eu_fk FOREIGN KEY (order_id, region) REFERENCES orders_eu (id, region));
+				INSERT INTO customer_eu VALUES (7), (8), (9);
+				INSERT INTO orders VALUES (1, 'eu', 7), (2, 'eu', 8), (3, 'us', 9);
+				INSERT INTO note VALUES (1, 2, 'eu');`,
+			Track: []string{"orders", "customer_eu", "note"},
+			Steps: seq(
+				on(0, `DELETE FROM orders WHERE id IN (1, 3)`, `UPDATE orders SET customer_id = 9 WHERE id = 2`, `INSERT INTO orders VALUES (4, 'eu', 8)`),
+				on(1, `DELETE FROM customer_eu WHERE id = 8 AND NOT EXISTS (SELECT FROM orders WHERE customer_id = 8)`, `INSERT INTO note VALUES (2, 2, 'eu')`),
+			),
+		})
+	}
 }
