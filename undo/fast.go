@@ -48,17 +48,20 @@ func (t *table) changeRows() string {
 
 // fastSource returns a FROM item named alias over t's changes matching
 // where, with the images parsed once per row into o (old) and n (new) as
-// needed.
+// needed. OFFSET 0 keeps the subquery whole: each image is parsed once in
+// its target list (flattened, every (x.o).col would parse it again), and
+// the planner joins it as one relation (a LATERAL parse let it nest a scan
+// of the live table inside a loop over the changes).
 func (t *table) fastSource(alias, where string, old, new bool) string {
-	var parsed []string
+	parsed := ""
 	if old {
-		parsed = append(parsed, fmt.Sprintf("ch.old::%s AS o", t.ident))
+		parsed += fmt.Sprintf(", ch.old::%s AS o", t.ident)
 	}
 	if new {
-		parsed = append(parsed, fmt.Sprintf("ch.new::%s AS n", t.ident))
+		parsed += fmt.Sprintf(", ch.new::%s AS n", t.ident)
 	}
-	return fmt.Sprintf(`(SELECT ch.old, ch.new, p.* FROM %s ch CROSS JOIN LATERAL (SELECT %s OFFSET 0) p WHERE %s) %s`,
-		t.changeRows(), strings.Join(parsed, ", "), where, alias)
+	return fmt.Sprintf(`(SELECT ch.old, ch.new%s FROM %s ch WHERE %s OFFSET 0) %s`,
+		parsed, t.changeRows(), where, alias)
 }
 
 // The three kinds of change, as filters on change rows. An update that left
@@ -223,9 +226,9 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 		// A key deleted and inserted again by the sessions would pass
 		// the count checks below; netting makes it one restore.
 		var both bool
-		err := r.tx.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT FROM %s JOIN %s ON (%s) = (%s))`,
-			t.fastSource("x", createdRows, false, true), t.fastSource("y", deletedRows, true, false),
-			t.keyOf("x", "n"), t.keyOf("y", "o"))).Scan(&both)
+		err := r.tx.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT %s FROM %s INTERSECT SELECT %s FROM %s)`,
+			t.keyOf("x", "n"), t.fastSource("x", createdRows, false, true),
+			t.keyOf("y", "o"), t.fastSource("y", deletedRows, true, false))).Scan(&both)
 		if err != nil {
 			return err
 		}
@@ -276,10 +279,12 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 		// text form is the log's definition of "as the sessions left it",
 		// and printing the live row costs less than parsing the new image.
 		// A key the sessions changed fails this (the key is in the text).
+		// IS NOT DISTINCT FROM (both sides are never NULL here) keeps the
+		// planner from hashing on it, which would print every live row.
 		var n, bad int64
 		err := r.joined(ctx, t, updated, fmt.Sprintf(`WITH u AS (
 			UPDATE %[1]s %[2]s SET %[3]s FROM %[4]s
-			 WHERE (%[5]s) = (%[6]s) AND %[2]s::text = x.new
+			 WHERE (%[5]s) = (%[6]s) AND %[2]s::text IS NOT DISTINCT FROM x.new
 			RETURNING (%[2]s *= x.o OR %[2]s::text = x.old) AS ok)
 			SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM u`,
 			t.ident, cur, strings.Join(set, ", "), t.fastSource("x", updatedRows, true, false),
@@ -352,8 +357,10 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 // its key; many are joined in one hash join. The planner cannot know n: the
 // log's statistics say nothing about one session's share of it.
 func (r *runner) joined(ctx context.Context, t *table, n int64, sql string, dest ...any) error {
+	// Rows in the live table: as of its last ANALYZE, or guessed from its
+	// size (100 bytes a row) if it was never analyzed.
 	var live float64
-	if err := r.tx.QueryRow(ctx, `SELECT coalesce(sum(greatest(reltuples, 0)), 0) FROM pg_class WHERE oid = ANY ($1)`, t.partition).Scan(&live); err != nil {
+	if err := r.tx.QueryRow(ctx, `SELECT coalesce(sum(greatest(reltuples, pg_relation_size(oid) / 100)), 0) FROM pg_class WHERE oid = ANY ($1)`, t.partition).Scan(&live); err != nil {
 		return err
 	}
 	lookup := float64(n)*20 < live
