@@ -357,10 +357,12 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 // its key; many are joined in one hash join. The planner cannot know n: the
 // log's statistics say nothing about one session's share of it.
 func (r *runner) joined(ctx context.Context, t *table, n int64, sql string, dest ...any) error {
-	// Rows in the live table: as of its last ANALYZE, or guessed from its
-	// size (100 bytes a row) if it was never analyzed.
+	// Rows in the live table's leaves: as of their last ANALYZE, or
+	// guessed from their size (100 bytes a row) if never analyzed
+	// (reltuples -1, or 0 before PostgreSQL 14).
 	var live float64
-	if err := r.tx.QueryRow(ctx, `SELECT coalesce(sum(greatest(reltuples, pg_relation_size(oid) / 100)), 0) FROM pg_class WHERE oid = ANY ($1)`, t.partition).Scan(&live); err != nil {
+	if err := r.tx.QueryRow(ctx, `SELECT coalesce(sum(CASE WHEN reltuples > 0 THEN reltuples ELSE pg_relation_size(oid) / 100 END), 0)
+		FROM pg_class WHERE oid = ANY ($1) AND relkind = 'r'`, t.partition).Scan(&live); err != nil {
 		return err
 	}
 	lookup := float64(n)*20 < live

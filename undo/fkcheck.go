@@ -151,14 +151,16 @@ func childSide(t *table, f fkey) fkCheck {
 	var src string
 	switch {
 	case f.child != t.oid && t.keyed():
-		// The live rows of that partition among those the undo wrote.
+		// The live rows of that partition (its leaves, if it is
+		// partitioned itself) among those the undo wrote. By name, so
+		// that a --sql script run later fails on a partition gone since.
 		written := fmt.Sprintf(`SELECT %s FROM %s c WHERE c.action IN ('U', 'I', 'M')`, t.keyCols("c."), c)
 		if t.fast {
 			written = fmt.Sprintf(`SELECT %s FROM %s`, t.keyOf("x", "o"), t.fastSource("x", "ch.old IS NOT NULL AND ch.old IS DISTINCT FROM ch.new", true, false))
 		}
-		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE cur.tableoid = %d AND (%s) IN (%s)`, t.ident, f.child, t.curKeyCols("cur"), written)
+		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE %s AND (%s) IN (%s)`, t.ident, inPartition(f.childName), t.curKeyCols("cur"), written)
 	case f.child != t.oid:
-		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE cur.tableoid = %d AND cur::text IN (SELECT pgundo_img FROM %s WHERE action = 'I')`, t.ident, f.child, c)
+		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE %s AND cur::text IN (SELECT pgundo_img FROM %s WHERE action = 'I')`, t.ident, inPartition(f.childName), c)
 	case t.fast:
 		// The fast path checked that these rows now read as logged.
 		src = fmt.Sprintf(`SELECT x.o AS x FROM %s`, t.fastSource("x", "ch.old IS NOT NULL AND ch.old IS DISTINCT FROM ch.new", true, false))
@@ -204,6 +206,13 @@ func parentSide(t *table, f fkey) fkCheck {
 			"undo refused: rows of %s written since still reference %s %s, which the undo would remove (foreign key %s); nothing was changed; undo or delete those rows first (pgundo sessions --table %s)",
 			f.childName, f.parentNm, formatKey(quoteAll(f.parentCol), vals), quoteAll([]string{f.name})[0], f.childName)}
 	}}
+}
+
+// inPartition is a condition that row cur of a partitioned table is in the
+// partition (or sub-partition tree) with quoted name part.
+func inPartition(part string) string {
+	lit := "'" + strings.ReplaceAll(part, "'", "''") + "'"
+	return fmt.Sprintf(`cur.tableoid IN (SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf)`, lit)
 }
 
 // quoteAll quotes column names for messages where SQL would need quotes
