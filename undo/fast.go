@@ -71,6 +71,11 @@ const (
 	createdRows = `ch.old IS NULL`
 	deletedRows = `ch.new IS NULL`
 	updatedRows = `ch.old IS NOT NULL AND ch.new IS NOT NULL AND ch.old IS DISTINCT FROM ch.new`
+	// restoredRows are the changes whose old image the undo writes back
+	// (updated and deleted rows), removedRows those whose new image it
+	// takes away (updated and created rows): the foreign-key checks' rows.
+	restoredRows = `ch.old IS NOT NULL AND ch.old IS DISTINCT FROM ch.new`
+	removedRows  = `ch.new IS NOT NULL AND ch.old IS DISTINCT FROM ch.new`
 )
 
 // keyOf is "(x.n).k1, (x.n).k2" for image field f of alias x.
@@ -204,12 +209,24 @@ func (e *finalError) Unwrap() error { return e.err }
 // of each kind. Each write must then write exactly that many rows, else the
 // whole fast path is rolled back, log rows included.
 func (r *runner) fastTable(ctx context.Context, t *table) error {
+	err := r.fastWrite(ctx, t)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Name the table: a lock timeout or a lost connection is returned
+		// to the user as is (fallBack), everything else falls back.
+		return fmt.Errorf("undo %s: %w", t.name, err)
+	}
+	return err
+}
+
+// fastWrite is fastTable's work.
+func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	if _, err := r.tx.Exec(ctx, `LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE`); err != nil { // before numbering: see pgundo.seal
-		return fmt.Errorf("undo %s: log: %w", t.name, err)
+		return fmt.Errorf("log the undo: %w", err)
 	}
 	var ids [3]int64 // delete, update, insert: the order the statements run in
 	if err := r.tx.QueryRow(ctx, `SELECT nextval('pgundo.stmt_id_seq'), nextval('pgundo.stmt_id_seq'), nextval('pgundo.stmt_id_seq')`).Scan(&ids[0], &ids[1], &ids[2]); err != nil {
-		return fmt.Errorf("undo %s: log: %w", t.name, err)
+		return fmt.Errorf("log the undo: %w", err)
 	}
 	var created, updated, deleted int64
 	err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH l AS (
@@ -220,7 +237,7 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 		SELECT count(*) FILTER (WHERE stmt_id = $1), count(*) FILTER (WHERE stmt_id = $2), count(*) FILTER (WHERE stmt_id = $3) FROM l`,
 		t.changeRows()), ids[0], ids[1], ids[2]).Scan(&created, &updated, &deleted)
 	if err != nil {
-		return fmt.Errorf("undo %s: log: %w", t.name, err)
+		return fmt.Errorf("log the undo: %w", err)
 	}
 	if created > 0 && deleted > 0 {
 		// A key deleted and inserted again by the sessions would pass
@@ -247,7 +264,7 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 		return fmt.Sprintf("(%s) = (%s) AND (%s *= x.%s OR %s::text = x.%s)", t.curKeyCols(cur), t.keyOf("x", f), cur, f, cur, img)
 	}
 	if _, err := r.tx.Exec(ctx, `INSERT INTO pgundo.quiet (xid, relid) VALUES (pg_current_xact_id(), $1)`, t.oid); err != nil {
-		return fmt.Errorf("undo %s: %w", t.name, err)
+		return err
 	}
 	if _, err := r.tx.Exec(ctx, `SELECT set_config('pgundo.quiet', 'on', true)`); err != nil {
 		return err
@@ -264,14 +281,7 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 		}
 	}
 	if updated > 0 {
-		var set []string
-		for _, col := range t.writable() {
-			if t.isKey(col.name) || col.identityAlways {
-				continue
-			}
-			id := pgx.Identifier{col.name}.Sanitize()
-			set = append(set, fmt.Sprintf("%s = (x.o).%s", id, id))
-		}
+		set, _, _ := t.restoreLists("x.o")
 		if len(set) == 0 {
 			return errFastMismatch
 		}
@@ -300,12 +310,7 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 		}
 	}
 	if deleted > 0 {
-		var cols, vals []string
-		for _, col := range t.writable() {
-			id := pgx.Identifier{col.name}.Sanitize()
-			cols = append(cols, id)
-			vals = append(vals, "(x.o)."+id)
-		}
+		_, cols, vals := t.restoreLists("x.o")
 		var n int64
 		err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH i AS (
 			INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s ON CONFLICT DO NOTHING RETURNING 1)
@@ -332,14 +337,14 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 		return err
 	}
 	if _, err := r.tx.Exec(ctx, `DELETE FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = $1`, t.oid); err != nil {
-		return fmt.Errorf("undo %s: %w", t.name, err)
+		return err
 	}
 	for i, n := range []int64{created, updated, deleted} {
 		if n == 0 {
 			continue
 		}
 		if _, err := r.tx.Exec(ctx, `SELECT pgundo._stmt($1, $2::text::"char", $3, $4, $5, $6)`, ids[i], []string{"D", "U", "I"}[i], t.oid, t.schema, t.rel, n); err != nil {
-			return fmt.Errorf("undo %s: log: %w", t.name, err)
+			return fmt.Errorf("log the undo: %w", err)
 		}
 	}
 	if created+deleted+updated == 0 {

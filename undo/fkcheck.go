@@ -156,14 +156,14 @@ func childSide(t *table, f fkey) fkCheck {
 		// that a --sql script run later fails on a partition gone since.
 		written := fmt.Sprintf(`SELECT %s FROM %s c WHERE c.action IN ('U', 'I', 'M')`, t.keyCols("c."), c)
 		if t.fast {
-			written = fmt.Sprintf(`SELECT %s FROM %s`, t.keyOf("x", "o"), t.fastSource("x", "ch.old IS NOT NULL AND ch.old IS DISTINCT FROM ch.new", true, false))
+			written = fmt.Sprintf(`SELECT %s FROM %s`, t.keyOf("x", "o"), t.fastSource("x", restoredRows, true, false))
 		}
 		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE %s AND (%s) IN (%s)`, t.ident, inPartition(f.childName), t.curKeyCols("cur"), written)
 	case f.child != t.oid:
 		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE %s AND cur::text IN (SELECT pgundo_img FROM %s WHERE action = 'I')`, t.ident, inPartition(f.childName), c)
 	case t.fast:
 		// The fast path checked that these rows now read as logged.
-		src = fmt.Sprintf(`SELECT x.o AS x FROM %s`, t.fastSource("x", "ch.old IS NOT NULL AND ch.old IS DISTINCT FROM ch.new", true, false))
+		src = fmt.Sprintf(`SELECT x.o AS x FROM %s`, t.fastSource("x", restoredRows, true, false))
 	case t.keyed():
 		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur JOIN %s c ON %s WHERE c.action IN ('U', 'I', 'M')`, t.ident, c, t.keyMatch("cur", "c"))
 	default:
@@ -188,7 +188,7 @@ func parentSide(t *table, f fkey) fkCheck {
 	var src string
 	switch {
 	case t.fast:
-		src = fmt.Sprintf(`SELECT x.n AS x FROM %s`, t.fastSource("x", "ch.new IS NOT NULL AND ch.old IS DISTINCT FROM ch.new", false, true))
+		src = fmt.Sprintf(`SELECT x.n AS x FROM %s`, t.fastSource("x", removedRows, false, true))
 	case t.keyed():
 		src = fmt.Sprintf(`SELECT a AS x FROM %s WHERE action IN ('D', 'U', 'M')`, c)
 	default:

@@ -355,6 +355,25 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 	}
 }
 
+// restoreLists returns, for the row image expression img (say "x.o"), what
+// puts a row back: the SET list of an UPDATE, and the column and value lists
+// of an INSERT. Generated columns are left out (recomputed); the SET list
+// also leaves out key columns (rows are matched by them) and identity ALWAYS
+// columns, which UPDATE cannot set: their value never changes under the
+// same key but through SET col = DEFAULT, and the check after the write
+// catches that case.
+func (t *table) restoreLists(img string) (set, cols, vals []string) {
+	for _, col := range t.writable() {
+		id := pgx.Identifier{col.name}.Sanitize()
+		cols = append(cols, id)
+		vals = append(vals, fmt.Sprintf("(%s).%s", img, id))
+		if !t.isKey(col.name) && !col.identityAlways {
+			set = append(set, fmt.Sprintf("%s = (%s).%s", id, img, id))
+		}
+	}
+	return set, cols, vals
+}
+
 // sqlStep is one generated statement with what it does, for messages.
 type sqlStep struct {
 	what, sql string
@@ -365,18 +384,14 @@ type sqlStep struct {
 // table c: deletions, restores, merges and re-insertions, one set-based
 // statement each. The same statements run in Apply and go into --sql scripts.
 func (t *table) applySQL(c string, mode ConflictMode) []sqlStep {
-	var setCols, insCols, insVals, mergeSet []string
+	setCols, _, _ := t.restoreLists("u.b")
+	_, insCols, insVals := t.restoreLists("i.b")
+	var mergeSet []string
 	for _, col := range t.writable() {
-		id := pgx.Identifier{col.name}.Sanitize()
-		insCols = append(insCols, id)
-		insVals = append(insVals, "(i.b)."+id)
 		if t.isKey(col.name) || col.identityAlways {
-			// UPDATE cannot set an identity ALWAYS column; its value never
-			// changes under the same key but through SET col = DEFAULT, and
-			// the check before commit catches that case.
-			continue
+			continue // as in restoreLists
 		}
-		setCols = append(setCols, fmt.Sprintf("%s = (u.b).%s", id, id))
+		id := pgx.Identifier{col.name}.Sanitize()
 		mergeSet = append(mergeSet, fmt.Sprintf("%[1]s = CASE WHEN cur.%[1]s::text IS NOT DISTINCT FROM (u.a).%[1]s::text THEN (u.b).%[1]s ELSE cur.%[1]s END", id))
 	}
 	var stmts []sqlStep
