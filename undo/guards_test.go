@@ -2,6 +2,7 @@ package undo_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -147,26 +148,37 @@ func TestUndoRefusesOrphanedChildrenOfPartition(t *testing.T) {
 }
 
 // TestUndoRefusesMissingParentOfPartition: the foreign key is declared on
-// one partition of the undone table only: a row put back into that
+// one partition of the undone table only (a plain one, or one partitioned
+// itself, whose rows live in the leaves below it): a row put back into that
 // partition must find its parent.
 func TestUndoRefusesMissingParentOfPartition(t *testing.T) {
 	t.Parallel()
-	for _, opts := range []undo.Options{{}, {AlwaysPlan: true}} {
-		refused(t, scenario{
-			Opts: opts,
-			Setup: `
-				CREATE TABLE customer_eu (id int PRIMARY KEY);
-				CREATE TABLE orders (id int, region text, customer_id int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
-				CREATE TABLE orders_eu PARTITION OF orders (CONSTRAINT orders_eu_customer_fk FOREIGN KEY (customer_id) REFERENCES customer_eu) FOR VALUES IN ('eu');
-				CREATE TABLE orders_us PARTITION OF orders FOR VALUES IN ('us');
-				INSERT INTO customer_eu VALUES (7), (8);
-				INSERT INTO orders VALUES (1, 'eu', 7), (2, 'eu', 8), (3, 'us', 7);`,
-			Track: []string{"orders", "customer_eu"},
-			Steps: seq(
-				on(0, `DELETE FROM orders WHERE id IN (1, 3)`),
-				on(1, `DELETE FROM customer_eu WHERE id = 7`),
-			),
-		}, undo.ErrForeignKey, "foreign key orders_eu_customer_fk", "public.orders_eu", "customer_id=7", "nothing was changed")
+	for name, eu := range map[string]string{
+		"partition": `CREATE TABLE orders_eu PARTITION OF orders (CONSTRAINT orders_eu_customer_fk FOREIGN KEY (customer_id) REFERENCES customer_eu) FOR VALUES IN ('eu');`,
+		"sub-partitioned": `CREATE TABLE orders_eu PARTITION OF orders (CONSTRAINT orders_eu_customer_fk FOREIGN KEY (customer_id) REFERENCES customer_eu)
+			FOR VALUES IN ('eu') PARTITION BY RANGE (id);
+			CREATE TABLE orders_eu_low PARTITION OF orders_eu FOR VALUES FROM (0) TO (100);`,
+	} {
+		for _, opts := range []undo.Options{{}, {AlwaysPlan: true}} {
+			t.Run(fmt.Sprintf("%s/planned=%v", name, opts.AlwaysPlan), func(t *testing.T) {
+				t.Parallel()
+				refused(t, scenario{
+					Opts: opts,
+					Setup: `
+						CREATE TABLE customer_eu (id int PRIMARY KEY);
+						CREATE TABLE orders (id int, region text, customer_id int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+						` + eu + `
+						CREATE TABLE orders_us PARTITION OF orders FOR VALUES IN ('us');
+						INSERT INTO customer_eu VALUES (7), (8);
+						INSERT INTO orders VALUES (1, 'eu', 7), (2, 'eu', 8), (3, 'us', 7);`,
+					Track: []string{"orders", "customer_eu"},
+					Steps: seq(
+						on(0, `DELETE FROM orders WHERE id IN (1, 3)`),
+						on(1, `DELETE FROM customer_eu WHERE id = 7`),
+					),
+				}, undo.ErrForeignKey, "foreign key orders_eu_customer_fk", "public.orders_eu", "customer_id=7", "nothing was changed")
+			})
+		}
 	}
 }
 
@@ -194,31 +206,5 @@ func TestUndoPartitionForeignKeysKept(t *testing.T) {
 				on(1, `DELETE FROM customer_eu WHERE id = 8 AND NOT EXISTS (SELECT FROM orders WHERE customer_id = 8)`, `INSERT INTO note VALUES (2, 2, 'eu')`),
 			),
 		})
-	}
-}
-
-// TestUndoRefusesMissingParentOfSubPartition: the foreign key is declared
-// on a partition that is partitioned itself; its rows live in the leaves
-// below it.
-func TestUndoRefusesMissingParentOfSubPartition(t *testing.T) {
-	t.Parallel()
-	for _, opts := range []undo.Options{{}, {AlwaysPlan: true}} {
-		refused(t, scenario{
-			Opts: opts,
-			Setup: `
-				CREATE TABLE customer_eu (id int PRIMARY KEY);
-				CREATE TABLE orders (id int, region text, customer_id int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
-				CREATE TABLE orders_eu PARTITION OF orders (CONSTRAINT orders_eu_customer_fk FOREIGN KEY (customer_id) REFERENCES customer_eu)
-					FOR VALUES IN ('eu') PARTITION BY RANGE (id);
-				CREATE TABLE orders_eu_low PARTITION OF orders_eu FOR VALUES FROM (0) TO (100);
-				CREATE TABLE orders_us PARTITION OF orders FOR VALUES IN ('us');
-				INSERT INTO customer_eu VALUES (7), (8);
-				INSERT INTO orders VALUES (1, 'eu', 7), (2, 'eu', 8), (3, 'us', 7);`,
-			Track: []string{"orders", "customer_eu"},
-			Steps: seq(
-				on(0, `DELETE FROM orders WHERE id IN (1, 3)`),
-				on(1, `DELETE FROM customer_eu WHERE id = 7`),
-			),
-		}, undo.ErrForeignKey, "foreign key orders_eu_customer_fk", "public.orders_eu", "customer_id=7", "nothing was changed")
 	}
 }
