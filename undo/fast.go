@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -39,12 +40,29 @@ var errNotFast = errors.New("cannot undo straight from the log")
 
 // changeRows is the log's changes of the selected statements on t, as a
 // FROM item with columns old and new. The id range lets the scan prune
-// chunks and use the BRIN index.
+// chunks and use the BRIN index. A few statements (selIDs, at most
+// literalIDs) are written into the SQL as constants: a million changes
+// then each test a short list (hashed from PostgreSQL 14 on) rather than
+// join pgundo_sel, which with hash joins off (see joined) is a loop per
+// change; many statements are joined through pgundo_sel's index.
 func (t *table) changeRows() string {
+	if len(t.selIDs) > 0 {
+		ids := make([]string, len(t.selIDs))
+		for i, id := range t.selIDs {
+			ids[i] = strconv.FormatInt(id, 10)
+		}
+		return fmt.Sprintf(`(SELECT c.old, c.new FROM pgundo.change c
+		 WHERE c.stmt_id = ANY ('{%s}'::bigint[]) AND c.stmt_id BETWEEN %s AND %s)`,
+			strings.Join(ids, ","), ids[0], ids[len(ids)-1])
+	}
 	return fmt.Sprintf(`(SELECT c.old, c.new FROM pgundo.change c
 		 WHERE c.stmt_id IN (SELECT id FROM pgundo_sel WHERE root = %[1]d)
 		   AND c.stmt_id BETWEEN (SELECT min(id) FROM pgundo_sel WHERE root = %[1]d) AND (SELECT max(id) FROM pgundo_sel WHERE root = %[1]d))`, t.oid)
 }
+
+// literalIDs is the most statements of one table changeRows writes into
+// its SQL as constants.
+const literalIDs = 100
 
 // fastSource returns a FROM item named alias over t's changes matching
 // where, with the images parsed once per row into o (old) and n (new) as
@@ -169,6 +187,10 @@ func (r *runner) fast(ctx context.Context, approved *Plan) ([]*table, error) {
 		}
 	}
 	for _, t := range tables {
+		err := r.tx.QueryRow(ctx, `SELECT CASE WHEN count(*) <= $2 THEN array_agg(id ORDER BY id) END FROM pgundo_sel WHERE root = $1`, t.oid, literalIDs).Scan(&t.selIDs)
+		if err != nil {
+			return nil, err
+		}
 		if err := r.fastTable(ctx, t); err != nil {
 			return nil, err
 		}

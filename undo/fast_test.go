@@ -2,6 +2,7 @@ package undo_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -212,4 +213,26 @@ func TestFastPathPlanOrder(t *testing.T) {
 			INSERT INTO "Zeta" VALUES (1, 'z'); INSERT INTO alpha VALUES (1, 'a'); INSERT INTO "audit Log" VALUES (1, 'l'); INSERT INTO "Orders" VALUES (1, 'o');`,
 		Steps: on(0, `UPDATE "Zeta" SET v = 'x'`, `UPDATE alpha SET v = 'x'`, `UPDATE "audit Log" SET v = 'x'`, `UPDATE "Orders" SET v = 'x'`),
 	})
+}
+
+// TestFastPathManyStatements: a session of more statements on a table than
+// the fast path writes into its SQL as constants (literalIDs), interleaved
+// with another session's, is undone by the fast path through pgundo_sel,
+// exactly (checkUndo: the other session's changes stay).
+func TestFastPathManyStatements(t *testing.T) {
+	t.Parallel()
+	var steps []step
+	for i := 1; i <= 150; i++ {
+		steps = append(steps, on(0, fmt.Sprintf(`UPDATE t SET v = v || '!' WHERE id = %d`, i))...)
+		steps = append(steps, on(1, fmt.Sprintf(`UPDATE t SET v = v || '?' WHERE id = %d`, 1000+i))...)
+	}
+	steps = append(steps, on(0, `DELETE FROM t WHERE id = 500`, `INSERT INTO t VALUES (5000, 'new')`)...)
+	var lines []string
+	res := checkUndo(t, scenario{
+		Setup: `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 2000) g;`,
+		Steps: steps,
+		Opts:  progressOf(&lines),
+	})
+	require.NotContains(t, strings.Join(lines, "\n"), fellBack)
+	require.Equal(t, counts{Restore: 150, Reinsert: 1, Delete: 1}, countsOf(tablePlan(t, res.Plan, "public.t")))
 }

@@ -232,7 +232,9 @@ func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
 	case !errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("check for an earlier undo: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `ANALYZE pgundo_sel`); err != nil {
+	// The index serves joins to pgundo_sel where hash joins are off (the
+	// fast path's, see joined).
+	if _, err := tx.Exec(ctx, `CREATE INDEX ON pgundo_sel (root, id); ANALYZE pgundo_sel`); err != nil {
 		return err
 	}
 	return nil
@@ -304,6 +306,7 @@ type table struct {
 	partition []uint32 // the partitions and itself (for trigger checks, log look-ups)
 	cur       string   // alias for the live table in generated SQL: no column has this name
 	fast      bool     // undone by the fast path: no plan table pgundo_c_OID
+	selIDs    []int64  // fast path: the selected statements on t, if few (see changeRows)
 }
 
 type column struct {
