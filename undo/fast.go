@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,10 +42,12 @@ var errNotFast = errors.New("cannot undo straight from the log")
 // changeRows is the log's changes of the selected statements on t, as a
 // FROM item with columns old and new. The id range lets the scan prune
 // chunks and use the BRIN index. A few statements (selIDs, at most
-// literalIDs) are written into the SQL as constants: a million changes
-// then each test a short list (hashed from PostgreSQL 14 on) rather than
-// join pgundo_sel, which with hash joins off (see joined) is a loop per
-// change; many statements are joined through pgundo_sel's index.
+// literalIDs) are written into the SQL as constants: each change then tests
+// a short list (hashed from PostgreSQL 14 on), where in the statements
+// joined to the live table (hash joins off, see joined) a join to
+// pgundo_sel is a loop per change. More statements are joined through
+// pgundo_sel's index, or a small materialized copy of it: the planner's
+// choice, either linear in the changes.
 func (t *table) changeRows() string {
 	if len(t.selIDs) > 0 {
 		ids := make([]string, len(t.selIDs))
@@ -52,8 +55,8 @@ func (t *table) changeRows() string {
 			ids[i] = strconv.FormatInt(id, 10)
 		}
 		return fmt.Sprintf(`(SELECT c.old, c.new FROM pgundo.change c
-		 WHERE c.stmt_id = ANY ('{%s}'::bigint[]) AND c.stmt_id BETWEEN %s AND %s)`,
-			strings.Join(ids, ","), ids[0], ids[len(ids)-1])
+		 WHERE c.stmt_id = ANY ('{%s}'::bigint[]) AND c.stmt_id BETWEEN %d AND %d)`,
+			strings.Join(ids, ","), slices.Min(t.selIDs), slices.Max(t.selIDs))
 	}
 	return fmt.Sprintf(`(SELECT c.old, c.new FROM pgundo.change c
 		 WHERE c.stmt_id IN (SELECT id FROM pgundo_sel WHERE root = %[1]d)
@@ -68,8 +71,8 @@ const literalIDs = 100
 // where, with the images parsed once per row into o (old) and n (new) as
 // needed. OFFSET 0 keeps the subquery whole: each image is parsed once in
 // its target list (flattened, every (x.o).col would parse it again), and
-// the planner joins it as one relation (a LATERAL parse let it nest a scan
-// of the live table inside a loop over the changes).
+// the planner joins it as one relation (a LATERAL parse let it nest a
+// sequential scan of the live table inside a loop over the changes).
 func (t *table) fastSource(alias, where string, old, new bool) string {
 	parsed := ""
 	if old {
@@ -312,7 +315,9 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		// and printing the live row costs less than parsing the new image.
 		// A key the sessions changed fails this (the key is in the text).
 		// IS NOT DISTINCT FROM (both sides are never NULL here) keeps the
-		// planner from hashing on it, which would print every live row.
+		// comparison out of any join condition: it is checked on the one
+		// row the key finds, never used to match rows (which would print
+		// every live row).
 		var n, bad int64
 		err := r.joined(ctx, fmt.Sprintf(`WITH u AS (
 			UPDATE %[1]s %[2]s SET %[3]s FROM %[4]s
@@ -389,15 +394,26 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 // 15-18 s against 8.7-12 s by key lookups). Lookups cost in proportion to
 // the session, not to the table, and hold no memory.
 func (r *runner) joined(ctx context.Context, sql string, dest ...any) error {
-	set := func(other string) error {
-		_, err := r.tx.Exec(ctx, `SELECT set_config('enable_hashjoin', $1, true), set_config('enable_mergejoin', $1, true)`, other)
+	var was [len(lookupPlan)]string
+	if err := r.tx.QueryRow(ctx, `SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'),
+		current_setting('enable_nestloop'), current_setting('enable_indexscan')`).Scan(&was[0], &was[1], &was[2], &was[3]); err != nil {
 		return err
 	}
-	if err := set("off"); err != nil {
+	set := func(v [len(lookupPlan)]string) error {
+		_, err := r.tx.Exec(ctx, `SELECT set_config('enable_hashjoin', $1, true), set_config('enable_mergejoin', $2, true),
+			set_config('enable_nestloop', $3, true), set_config('enable_indexscan', $4, true)`, v[0], v[1], v[2], v[3])
+		return err
+	}
+	if err := set(lookupPlan); err != nil {
 		return err
 	}
 	if err := r.tx.QueryRow(ctx, sql).Scan(dest...); err != nil {
-		return err
+		return err // the transaction or savepoint is rolled back, settings included
 	}
-	return set("on")
+	return set(was)
 }
+
+// lookupPlan is enable_hashjoin, enable_mergejoin, enable_nestloop and
+// enable_indexscan as joined sets them: a nested loop of index lookups,
+// whatever the server's or role's settings.
+var lookupPlan = [...]string{"off", "off", "on", "on"}
