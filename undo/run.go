@@ -447,6 +447,20 @@ func (r *runner) loadTables(ctx context.Context, from string) ([]*table, error) 
 			return nil, &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf("table %s (oid %d) was dropped since its changes were captured; nothing was changed", pgx.Identifier{sch, rel}.Sanitize(), h.oid)}
 		}
 		t := &table{oid: h.oid, name: h.name, schema: h.sch, rel: h.rel, ident: pgx.Identifier{h.sch, h.rel}.Sanitize()}
+		// Track refuses inheritance trees, but a table can inherit from a
+		// tracked one later: the undo's statements on the parent would
+		// then read and write the child's rows too.
+		var child string
+		err := r.tx.QueryRow(ctx, `SELECT coalesce(min(i.inhrelid::regclass::text), '') FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+			WHERE i.inhparent = $1 AND NOT c.relispartition`, h.oid).Scan(&child)
+		if err != nil {
+			return nil, fmt.Errorf("read affected tables: %w", err)
+		}
+		if child != "" {
+			return nil, &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf(
+				"table %s has an inheritance child since its changes were captured (%s, INHERITS): the undo's statements on %s would change the child's rows too; nothing was changed (detach it with ALTER TABLE %s NO INHERIT %s, undo, then attach it again)",
+				t.name, child, t.name, child, t.name)}
+		}
 		crow, err := r.tx.Query(ctx, `
 			SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', a.attidentity = 'a'
 			  FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, h.oid)
