@@ -63,6 +63,11 @@ func (t *table) changeRows() string {
 		   AND c.stmt_id BETWEEN (SELECT min(id) FROM pgundo_sel WHERE root = %[1]d) AND (SELECT max(id) FROM pgundo_sel WHERE root = %[1]d))`, t.oid)
 }
 
+// announceRows is the fewest changes of one table for which the fast path
+// says what it is about to write before writing it (100,000: a few
+// seconds' work); smaller tables get only the line after.
+const announceRows = 100_000
+
 // literalIDs is the most statements of one table changeRows writes into
 // its SQL as constants.
 const literalIDs = 100
@@ -277,6 +282,11 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		if both {
 			return errFastMismatch
 		}
+	}
+	if created+updated+deleted >= announceRows {
+		// The writes below take about as long as the sessions' own
+		// statements: on a big table, say what is coming.
+		r.progress("undoing %s straight from the log: %d to restore, %d to re-insert, %d to delete", t.name, updated, deleted, created)
 	}
 	check := func(what string, got, want int64) error {
 		if got != want {

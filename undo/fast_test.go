@@ -253,8 +253,9 @@ func TestFastPathManyStatements(t *testing.T) {
 // SQL as constants; the undo must still give back the tables as they were.
 func TestFastPathLooksRowsUp(t *testing.T) {
 	t.Parallel()
+	whole := undo.AnnounceRows + 10 // big enough for the fast path to say what it is writing
 	steps := []string{
-		`UPDATE whole SET v = v || '!' WHERE id > 10`, `DELETE FROM whole WHERE id <= 10`, `INSERT INTO whole SELECT g, 'new' FROM generate_series(5001, 5010) g`,
+		`UPDATE whole SET v = v || '!' WHERE id > 10`, `DELETE FROM whole WHERE id <= 10`, fmt.Sprintf(`INSERT INTO whole SELECT g, 'new' FROM generate_series(%d, %d) g`, whole+1, whole+10),
 		`UPDATE part SET v = v || '!' WHERE id % 2 = 0 AND id > 10`, `DELETE FROM part WHERE id <= 10`, `INSERT INTO part SELECT g, g % 3, 'new' FROM generate_series(3001, 3010) g`,
 	}
 	for i := 1; i <= undo.LiteralIDs+20; i++ {
@@ -263,7 +264,7 @@ func TestFastPathLooksRowsUp(t *testing.T) {
 	steps = append(steps, `DELETE FROM many WHERE id > 990`, `INSERT INTO many VALUES (1001, 'new')`)
 	w := newWorld(t, scenario{Setup: `
 		CREATE TABLE whole (id int PRIMARY KEY, v text);
-		INSERT INTO whole SELECT g, 'v' || g FROM generate_series(1, 5000) g;
+		INSERT INTO whole SELECT g, 'v' || g FROM generate_series(1, ` + fmt.Sprint(whole) + `) g;
 		CREATE TABLE part (id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
 		CREATE TABLE part0 PARTITION OF part FOR VALUES IN (0);
 		CREATE TABLE part1 PARTITION OF part FOR VALUES IN (1);
@@ -291,6 +292,9 @@ func TestFastPathLooksRowsUp(t *testing.T) {
 	plan, err := undo.Apply(ctxT(t), c, undo.Selection{Sessions: w.IDs[:1]}, progressOf(&lines), nil)
 	require.NoError(t, err)
 	require.NotContains(t, strings.Join(lines, "\n"), fellBack)
+	require.Contains(t, lines, fmt.Sprintf("undoing public.whole straight from the log: %d to restore, 10 to re-insert, 10 to delete", whole-10),
+		"a big undo says what it is writing before it writes")
+	require.NotContains(t, strings.Join(lines, "\n"), "undoing public.part", "a small one does not")
 	require.Len(t, plan.Tables, 3)
 	requireSameTables(t, before, w.tables(), "after the undo")
 
