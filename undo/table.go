@@ -356,23 +356,26 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 }
 
 // restoreLists returns, for the row image expression img (say "x.o"), what
-// puts a row back: the SET list of an UPDATE, and the column and value lists
-// of an INSERT. Generated columns are left out (recomputed); the SET list
-// also leaves out key columns (rows are matched by them) and identity ALWAYS
-// columns, which UPDATE cannot set: their value never changes under the
-// same key but through SET col = DEFAULT, and the check after the write
-// catches that case.
+// puts a row back: the SET list of an UPDATE (the settable columns), and the
+// column and value lists of an INSERT (every writable column).
 func (t *table) restoreLists(img string) (set, cols, vals []string) {
 	for _, col := range t.writable() {
 		id := pgx.Identifier{col.name}.Sanitize()
 		cols = append(cols, id)
 		vals = append(vals, fmt.Sprintf("(%s).%s", img, id))
-		if !t.isKey(col.name) && !col.identityAlways {
+		if t.settable(col) {
 			set = append(set, fmt.Sprintf("%s = (%s).%s", id, img, id))
 		}
 	}
 	return set, cols, vals
 }
+
+// settable tells whether an UPDATE that puts a row back sets writable
+// column col. Key columns are not set (rows are matched by them), nor
+// identity ALWAYS columns, which UPDATE cannot set: their value never
+// changes under the same key but through SET col = DEFAULT, and the check
+// after the write catches that case.
+func (t *table) settable(col column) bool { return !t.isKey(col.name) && !col.identityAlways }
 
 // sqlStep is one generated statement with what it does, for messages.
 type sqlStep struct {
@@ -388,8 +391,8 @@ func (t *table) applySQL(c string, mode ConflictMode) []sqlStep {
 	_, insCols, insVals := t.restoreLists("i.b")
 	var mergeSet []string
 	for _, col := range t.writable() {
-		if t.isKey(col.name) || col.identityAlways {
-			continue // as in restoreLists
+		if !t.settable(col) {
+			continue
 		}
 		id := pgx.Identifier{col.name}.Sanitize()
 		mergeSet = append(mergeSet, fmt.Sprintf("%[1]s = CASE WHEN cur.%[1]s::text IS NOT DISTINCT FROM (u.a).%[1]s::text THEN (u.b).%[1]s ELSE cur.%[1]s END", id))
