@@ -259,13 +259,13 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		return fmt.Errorf("log the undo: %w", err)
 	}
 	var created, updated, deleted int64
-	err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH l AS (
+	err := r.streamed(ctx, fmt.Sprintf(`WITH l AS (
 		INSERT INTO pgundo.change (stmt_id, old, new)
 		SELECT CASE WHEN ch.old IS NULL THEN $1::bigint WHEN ch.new IS NULL THEN $3 ELSE $2 END, ch.new, ch.old
 		  FROM %s ch WHERE ch.old IS DISTINCT FROM ch.new
 		RETURNING stmt_id)
 		SELECT count(*) FILTER (WHERE stmt_id = $1), count(*) FILTER (WHERE stmt_id = $2), count(*) FILTER (WHERE stmt_id = $3) FROM l`,
-		t.changeRows()), ids[0], ids[1], ids[2]).Scan(&created, &updated, &deleted)
+		t.changeRows()), []any{ids[0], ids[1], ids[2]}, &created, &updated, &deleted)
 	if err != nil {
 		return fmt.Errorf("log the undo: %w", err)
 	}
@@ -349,9 +349,9 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	if deleted > 0 {
 		_, cols, vals := t.restoreLists("x.o")
 		var n int64
-		err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH i AS (
+		err := r.streamed(ctx, fmt.Sprintf(`WITH i AS (
 			INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s ON CONFLICT DO NOTHING RETURNING 1)
-			SELECT count(*) FROM i`, t.ident, strings.Join(cols, ", "), strings.Join(vals, ", "), t.fastSource("x", deletedRows, true, false))).Scan(&n)
+			SELECT count(*) FROM i`, t.ident, strings.Join(cols, ", "), strings.Join(vals, ", "), t.fastSource("x", deletedRows, true, false)), nil, &n)
 		if err != nil {
 			return err
 		}
@@ -402,28 +402,58 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 // million changes then spill to temporary files in 128 batches, which made
 // the undo of a 1M-row UPDATE take half as long again (EXPLAIN ANALYZE,
 // 15-18 s against 8.7-12 s by key lookups). Lookups cost in proportion to
-// the session, not to the table, and hold no memory.
+// the session, not to the table, and hold no memory. The query runs with
+// streamWorkMem, as the writes do (see streamed).
 func (r *runner) joined(ctx context.Context, sql string, dest ...any) error {
-	var was [len(lookupPlan)]string
-	if err := r.tx.QueryRow(ctx, `SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'),
-		current_setting('enable_nestloop'), current_setting('enable_indexscan')`).Scan(&was[0], &was[1], &was[2], &was[3]); err != nil {
+	return r.pinned(ctx, lookupPlan[:], func() error { return r.tx.QueryRow(ctx, sql).Scan(dest...) })
+}
+
+// lookupPlan is the settings joined pins: a nested loop of index lookups,
+// whatever the server's or role's settings, and streamWorkMem.
+var lookupPlan = [...][2]string{
+	{"enable_hashjoin", "off"}, {"enable_mergejoin", "off"},
+	{"enable_nestloop", "on"}, {"enable_indexscan", "on"},
+	{"work_mem", streamWorkMem},
+}
+
+// streamWorkMem is the work_mem of the fast path's writes (4MB,
+// PostgreSQL's default). Their plans hash and sort nothing; what work_mem
+// sizes there is the tuplestores that keep the rows a statement wrote
+// (transition tables, RETURNING): at the undo's DefaultWorkMem they grow
+// in memory to 256MB each before spilling, and at 4MB they stream to a
+// temporary file from the start. That is cheaper: restoring the rows of a
+// 1M-row UPDATE took 8.2-8.4 s at 256MB, 9.3 s at 32MB, 7.0-7.1 s at 4MB
+// and at 64kB (the same statement in one transaction, rolled back, scratch
+// PostgreSQL 15 with shared_buffers 512MB).
+const streamWorkMem = "4MB"
+
+// streamed runs a write that joins nothing to the live table with
+// streamWorkMem.
+func (r *runner) streamed(ctx context.Context, sql string, args []any, dest ...any) error {
+	return r.pinned(ctx, [][2]string{{"work_mem", streamWorkMem}}, func() error { return r.tx.QueryRow(ctx, sql, args...).Scan(dest...) })
+}
+
+// pinned runs run with each setting (name, value) set for the transaction,
+// then puts back the values they had. When run fails the transaction or
+// savepoint is rolled back, settings included.
+func (r *runner) pinned(ctx context.Context, settings [][2]string, run func() error) error {
+	var names, values []string
+	for _, s := range settings {
+		names, values = append(names, s[0]), append(values, s[1])
+	}
+	var was []string
+	if err := r.tx.QueryRow(ctx, `SELECT array_agg(current_setting(n) ORDER BY i) FROM unnest($1::text[]) WITH ORDINALITY AS u(n, i)`, names).Scan(&was); err != nil {
 		return err
 	}
-	set := func(v [len(lookupPlan)]string) error {
-		_, err := r.tx.Exec(ctx, `SELECT set_config('enable_hashjoin', $1, true), set_config('enable_mergejoin', $2, true),
-			set_config('enable_nestloop', $3, true), set_config('enable_indexscan', $4, true)`, v[0], v[1], v[2], v[3])
+	set := func(v []string) error {
+		_, err := r.tx.Exec(ctx, `SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS u(n, v)`, names, v)
 		return err
 	}
-	if err := set(lookupPlan); err != nil {
+	if err := set(values); err != nil {
 		return err
 	}
-	if err := r.tx.QueryRow(ctx, sql).Scan(dest...); err != nil {
-		return err // the transaction or savepoint is rolled back, settings included
+	if err := run(); err != nil {
+		return err
 	}
 	return set(was)
 }
-
-// lookupPlan is enable_hashjoin, enable_mergejoin, enable_nestloop and
-// enable_indexscan as joined sets them: a nested loop of index lookups,
-// whatever the server's or role's settings.
-var lookupPlan = [...]string{"off", "off", "on", "on"}

@@ -188,6 +188,30 @@ func TestFastPathQuietOnlyForItsTable(t *testing.T) {
 		queryStrings(t, w.Conn, `SELECT table_name || ' ' || op::text || ' ' || rows FROM pgundo.stmt WHERE session_id = $1 ORDER BY table_name, id`, plan.UndoSession))
 }
 
+// TestFastPathStreamsWrites: the fast path's writes run with work_mem 4MB
+// (streamWorkMem), not the undo's 256MB, so that the rows they keep
+// (transition tables, RETURNING) stream to a file instead of growing in
+// memory. A CHECK constraint fails any row the undo writes with another
+// work_mem; the planned path (256MB) would fail it too, so the undo only
+// succeeds if the fast path did it all.
+func TestFastPathStreamsWrites(t *testing.T) {
+	t.Parallel()
+	sc := scenario{Setup: `
+		CREATE TABLE acct (id int PRIMARY KEY, v text,
+			CONSTRAINT streamed CHECK (current_setting('application_name') <> 'pgundo-test-undo' OR current_setting('work_mem') = '4MB'));
+		INSERT INTO acct SELECT g, 'v' || g FROM generate_series(1, 6) g;`,
+		Steps: on(0, `UPDATE acct SET v = v || '!' WHERE id <= 3`, `DELETE FROM acct WHERE id IN (4, 5)`, `INSERT INTO acct VALUES (7, 'new')`)}
+	w := newWorld(t, sc, nil)
+	before := w.tables()
+	w.run(sc.Steps, nil)
+	var lines []string
+	plan, err := undo.Apply(ctxT(t), w.undoConn(), undo.Selection{Sessions: w.IDs[:1]}, progressOf(&lines), nil)
+	require.NoError(t, err)
+	require.NotContains(t, strings.Join(lines, "\n"), fellBack)
+	require.Equal(t, counts{Restore: 3, Reinsert: 2, Delete: 1}, countsOf(tablePlan(t, plan, "public.acct")))
+	requireSameTables(t, before, w.tables(), "after the undo")
+}
+
 // TestFastPathNeedsCapture: a table untracked since the session is undone
 // on the planned path, which (capture being off) logs nothing for it; the
 // fast path would have logged the undo itself.
