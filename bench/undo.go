@@ -60,9 +60,15 @@ type UndoRun struct {
 	Untracked float64 `json:"untracked_seconds"`
 	Forward   float64 `json:"forward_seconds"`
 	Undo      float64 `json:"undo_seconds"`
-	// Ratio is Undo ÷ Forward; the goal (PRODUCT.md) is at most 1.
-	Ratio   float64 `json:"ratio"`
-	GoalMet bool    `json:"goal_met"`
+	// RunRatios are each run's undo ÷ the forward UPDATE it undid, in run
+	// order. Ratio is their median; the goal (PRODUCT.md) is at most 1.
+	// Each undo is paired with its own session, measured seconds apart,
+	// so that a slow spell of a shared machine lands on both sides of one
+	// ratio; the medians above can come from different runs. With one run
+	// Ratio is Undo ÷ Forward.
+	RunRatios []float64 `json:"run_ratios"`
+	Ratio     float64   `json:"ratio"`
+	GoalMet   bool      `json:"goal_met"`
 	// PeakHeapBytes is the largest Go heap in use sampled (every 20 ms)
 	// while the undo ran: what pgundo itself holds, which must not grow with
 	// the session.
@@ -72,10 +78,13 @@ type UndoRun struct {
 	Exact bool `json:"exact"`
 	// Planned and PlannedForward are, with UndoOptions.Planned, the undo
 	// on the planned path and the tracked UPDATE it undid (medians), and
-	// PlannedRatio their ratio; zero otherwise.
+	// PlannedRatio the median of each run's planned undo ÷ its forward;
+	// zero otherwise.
 	Planned        float64 `json:"planned_seconds,omitempty"`
 	PlannedForward float64 `json:"planned_forward_seconds,omitempty"`
 	PlannedRatio   float64 `json:"planned_ratio,omitempty"`
+	// PlannedRunRatios are each run's planned undo ÷ its forward.
+	PlannedRunRatios []float64 `json:"planned_run_ratios,omitempty"`
 }
 
 // GoalUndo is the largest acceptable ratio of an undo's time to the tracked
@@ -139,24 +148,26 @@ func Undo(ctx context.Context, conn *pgx.Conn, opts UndoOptions, progress func(s
 				return nil, err
 			}
 			untracked, forward, undone = append(untracked, u), append(forward, f), append(undone, un)
+			run.RunRatios = append(run.RunRatios, ratio(un, f))
 			run.PeakHeapBytes = max(run.PeakHeapBytes, heap)
-			p.f("undo %d rows run %d/%d: untracked update %.3f s, tracked update %.3f s, undo %.3f s, peak Go heap %.1f MiB",
-				n, r+1, opts.Repeat, u, f, un, float64(heap)/(1<<20))
+			p.f("undo %d rows run %d/%d: untracked update %.3f s, tracked update %.3f s, undo %.3f s (%.2f of the tracked update), peak Go heap %.1f MiB",
+				n, r+1, opts.Repeat, u, f, un, ratio(un, f), float64(heap)/(1<<20))
 			if opts.Planned {
 				pf, pu, heap, err := e.timeUndo(ctx, n, undo.Options{AlwaysPlan: true})
 				if err != nil {
 					return nil, err
 				}
 				pforward, planned = append(pforward, pf), append(planned, pu)
+				run.PlannedRunRatios = append(run.PlannedRunRatios, ratio(pu, pf))
 				run.PeakHeapBytes = max(run.PeakHeapBytes, heap)
-				p.f("undo %d rows run %d/%d, planned path: tracked update %.3f s, undo %.3f s", n, r+1, opts.Repeat, pf, pu)
+				p.f("undo %d rows run %d/%d, planned path: tracked update %.3f s, undo %.3f s (%.2f of the tracked update)", n, r+1, opts.Repeat, pf, pu, ratio(pu, pf))
 			}
 		}
 		run.Untracked, run.Forward, run.Undo = median(untracked), median(forward), median(undone)
-		run.Ratio = ratio(run.Undo, run.Forward)
+		run.Ratio = median(run.RunRatios)
 		if opts.Planned {
 			run.PlannedForward, run.Planned = median(pforward), median(planned)
-			run.PlannedRatio = ratio(run.Planned, run.PlannedForward)
+			run.PlannedRatio = median(run.PlannedRunRatios)
 		}
 		run.GoalMet = run.Ratio <= GoalUndo
 		res.Sizes = append(res.Sizes, run)

@@ -1,10 +1,15 @@
 package cli_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgundo/pgundo/bench"
 	"github.com/pgundo/pgundo/cmd/cli"
 	"github.com/pgundo/pgundo/internal/pgtest"
 )
@@ -29,4 +34,34 @@ func TestBenchRefusesRealLog(t *testing.T) {
 	r := run(t, url, "bench")
 	require.Equal(t, cli.ExitUsage, r.code)
 	require.Contains(t, r.stderr, "choose a benchmark")
+}
+
+// TestBenchUndoPairsRuns: with --repeat, bench undo divides each run's undo
+// by the session it undid and reports the median of those ratios, listing
+// every run's ratio in the text output and in --json.
+func TestBenchUndoPairsRuns(t *testing.T) {
+	t.Parallel()
+	url, _ := setup(t, "")
+	r := run(t, url, "bench", "undo", "--rows", "50", "--repeat", "3", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	var res bench.UndoResult
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res), r.stdout)
+	require.Len(t, res.Sizes, 1)
+	s := res.Sizes[0]
+	require.Len(t, s.RunRatios, 3)
+	sorted := slices.Clone(s.RunRatios)
+	slices.Sort(sorted)
+	require.Equal(t, sorted[1], s.Ratio, "the median of the runs' ratios")
+	require.Equal(t, s.Ratio <= bench.GoalUndo, s.GoalMet)
+	for i, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		if !strings.Contains(line, "rows run") {
+			continue
+		}
+		require.Contains(t, line, fmt.Sprintf("(%.2f of the tracked update)", s.RunRatios[0]), "stderr line %d", i)
+		break
+	}
+
+	r = run(t, url, "bench", "undo", "--rows", "50", "--repeat", "2")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Regexp(t, `(?m)^UNDO÷FORWARD is the median of each run's undo ÷ the session it undid:\n  50 rows: \d+\.\d\d \d+\.\d\d$`, r.stdout)
 }

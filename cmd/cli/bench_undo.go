@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5"
@@ -54,7 +55,10 @@ planned first (the path undo takes when rows were changed more than once or
 since), for comparison; "planned ÷ its forward" is that undo against the
 UPDATE it undid.
 
-The goal (PRODUCT.md) is undo ÷ forward ≤ 1. "peak heap" is the largest Go
+The goal (PRODUCT.md) is undo ÷ forward ≤ 1. With --repeat, each run's undo is
+divided by the session it undid (measured seconds before it, so a slow spell
+of a shared machine weighs on both) and the ratio shown is the median of those;
+the times shown are each column's median. "peak heap" is the largest Go
 heap pgundo itself used during the undo, sampled every 20 ms: the undo streams
 everything in the database, so it stays flat as the session grows. After
 every undo the table is compared with a copy taken before the session; any
@@ -118,6 +122,24 @@ func renderBenchUndo(w io.Writer, res *bench.UndoResult) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if res.Repeat > 1 {
+		fmt.Fprintf(w, "\nUNDO÷FORWARD is the median of each run's undo ÷ the session it undid:\n")
+		for _, r := range res.Sizes {
+			fmt.Fprintf(w, "  %d rows: %s\n", r.Rows, ratioList(r.RunRatios))
+			if planned {
+				fmt.Fprintf(w, "  %d rows, planned: %s\n", r.Rows, ratioList(r.PlannedRunRatios))
+			}
+		}
+	}
 	fmt.Fprintf(w, "\ngoals met: %d of %d; took %.0f s\n", met, len(res.Sizes), res.Seconds)
 	return nil
+}
+
+// ratioList is "0.91 0.84 1.02".
+func ratioList(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
 }
