@@ -43,9 +43,9 @@ var errNotFast = errors.New("cannot undo straight from the log")
 // FROM item with columns old and new. The id range lets the scan prune
 // chunks and use the BRIN index. A few statements (selIDs, at most
 // literalIDs) are written into the SQL as constants: each change then tests
-// a short list (hashed from PostgreSQL 14 on), where in the statements
-// joined to the live table (hash joins off, see joined) a join to
-// pgundo_sel is a loop per change. More statements are joined through
+// a short list (hashed from PostgreSQL 14 on), where in the fast path's
+// statements (hash joins off, see joined) a join to pgundo_sel is a loop
+// per change. More statements are joined through
 // pgundo_sel's index, or a small materialized copy of it: the planner's
 // choice, either linear in the changes.
 func (t *table) changeRows() string {
@@ -259,7 +259,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		return fmt.Errorf("log the undo: %w", err)
 	}
 	var created, updated, deleted int64
-	err := r.streamed(ctx, fmt.Sprintf(`WITH l AS (
+	err := r.joined(ctx, fmt.Sprintf(`WITH l AS (
 		INSERT INTO pgundo.change (stmt_id, old, new)
 		SELECT CASE WHEN ch.old IS NULL THEN $1::bigint WHEN ch.new IS NULL THEN $3 ELSE $2 END, ch.new, ch.old
 		  FROM %s ch WHERE ch.old IS DISTINCT FROM ch.new
@@ -307,7 +307,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	if created > 0 {
 		var n int64
 		err := r.joined(ctx, fmt.Sprintf(`WITH d AS (DELETE FROM %s %s USING %s WHERE %s RETURNING 1) SELECT count(*) FROM d`,
-			t.ident, cur, t.fastSource("x", createdRows, false, true), match("n", "new")), &n)
+			t.ident, cur, t.fastSource("x", createdRows, false, true), match("n", "new")), nil, &n)
 		if err != nil {
 			return err
 		}
@@ -335,7 +335,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 			RETURNING (%[2]s *= x.o OR %[2]s::text = x.old) AS ok)
 			SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM u`,
 			t.ident, cur, strings.Join(set, ", "), t.fastSource("x", updatedRows, true, false),
-			t.curKeyCols(cur), t.keyOf("x", "o")), &n, &bad)
+			t.curKeyCols(cur), t.keyOf("x", "o")), nil, &n, &bad)
 		if err != nil {
 			return err
 		}
@@ -349,7 +349,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	if deleted > 0 {
 		_, cols, vals := t.restoreLists("x.o")
 		var n int64
-		err := r.streamed(ctx, fmt.Sprintf(`WITH i AS (
+		err := r.joined(ctx, fmt.Sprintf(`WITH i AS (
 			INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s ON CONFLICT DO NOTHING RETURNING 1)
 			SELECT count(*) FROM i`, t.ident, strings.Join(cols, ", "), strings.Join(vals, ", "), t.fastSource("x", deletedRows, true, false)), nil, &n)
 		if err != nil {
@@ -362,7 +362,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		// are recomputed, for one).
 		var bad int64
 		err = r.joined(ctx, fmt.Sprintf(`SELECT count(*) FROM %s JOIN %s %s ON (%s) = (%s) WHERE NOT (%s *= x.o OR %s::text = x.old)`,
-			t.fastSource("x", deletedRows, true, false), t.ident, cur, t.curKeyCols(cur), t.keyOf("x", "o"), cur, cur), &bad)
+			t.fastSource("x", deletedRows, true, false), t.ident, cur, t.curKeyCols(cur), t.keyOf("x", "o"), cur, cur), nil, &bad)
 		if err != nil {
 			return err
 		}
@@ -394,21 +394,24 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	return nil
 }
 
-// joined runs a query that joins t's logged changes to the live table t
-// by primary key, telling the planner how: each change looks its row up in
-// the key's index (a nested loop). The planner cannot know how many changes
-// there are (the log's statistics say nothing about one session's share of
-// it) and, thinking them few, hashes them: at the default work_mem a
-// million changes then spill to temporary files in 128 batches, which made
-// the undo of a 1M-row UPDATE take half as long again (EXPLAIN ANALYZE,
-// 15-18 s against 8.7-12 s by key lookups). Lookups cost in proportion to
-// the session, not to the table, and hold no memory. The query runs with
-// streamWorkMem, as the writes do (see streamed).
-func (r *runner) joined(ctx context.Context, sql string, dest ...any) error {
-	return r.pinned(ctx, lookupPlan[:], func() error { return r.tx.QueryRow(ctx, sql).Scan(dest...) })
+// joined runs one of the fast path's statements over t's logged changes
+// (the log INSERT, the writes, the read-back), telling the planner how to
+// join them: where a statement joins the live table t by primary key, each
+// change looks its row up in the key's index (a nested loop), and where it
+// joins pgundo_sel (more than literalIDs statements), each change probes
+// its (root, id) index or a small materialized copy. The planner cannot know
+// how many changes there are (the log's statistics say nothing about one
+// session's share of it) and, thinking them few, hashes them: at the
+// default work_mem a million changes then spill to temporary files in 128
+// batches, which made the undo of a 1M-row UPDATE take half as long again
+// (EXPLAIN ANALYZE, 15-18 s against 8.7-12 s by key lookups). Lookups cost
+// in proportion to the session, not to the table, and hold no memory, so
+// the statements also run with streamWorkMem.
+func (r *runner) joined(ctx context.Context, sql string, args []any, dest ...any) error {
+	return r.pinned(ctx, lookupPlan[:], func() error { return r.tx.QueryRow(ctx, sql, args...).Scan(dest...) })
 }
 
-// lookupPlan is the settings joined pins: a nested loop of index lookups,
+// lookupPlan is the settings joined pins: nested loops of index lookups,
 // whatever the server's or role's settings, and streamWorkMem.
 var lookupPlan = [...][2]string{
 	{"enable_hashjoin", "off"}, {"enable_mergejoin", "off"},
@@ -416,22 +419,19 @@ var lookupPlan = [...][2]string{
 	{"work_mem", streamWorkMem},
 }
 
-// streamWorkMem is the work_mem of the fast path's writes (4MB,
-// PostgreSQL's default). Their plans hash and sort nothing; what work_mem
-// sizes there is the tuplestores that keep the rows a statement wrote
-// (transition tables, RETURNING): at the undo's DefaultWorkMem they grow
-// in memory to 256MB each before spilling, and at 4MB they stream to a
-// temporary file from the start. That is cheaper: restoring the rows of a
-// 1M-row UPDATE took 8.2-8.4 s at 256MB, 9.3 s at 32MB, 7.0-7.1 s at 4MB
-// and at 64kB (the same statement in one transaction, rolled back, scratch
-// PostgreSQL 15 with shared_buffers 512MB).
+// streamWorkMem is the work_mem of the fast path's statements (4MB,
+// PostgreSQL's default). Their plans (see joined) hash and sort nothing;
+// what work_mem sizes there is the tuplestores that keep the rows a
+// statement wrote (transition tables, RETURNING): at the undo's
+// DefaultWorkMem they grow in memory to 256MB each before spilling, at 4MB
+// they go to a temporary file after their first 4MB. That is cheaper:
+// restoring the rows of a 1M-row UPDATE took 8.2-8.4 s at 256MB, 9.3 s at
+// 32MB, 7.0-7.1 s at 4MB and at 64kB (the same statement in one
+// transaction, rolled back, scratch PostgreSQL 15 with shared_buffers
+// 512MB). A server's temp_file_limit below a session's size now stops the
+// undo (as it would stop the session's own statement at the default
+// work_mem).
 const streamWorkMem = "4MB"
-
-// streamed runs a write that joins nothing to the live table with
-// streamWorkMem.
-func (r *runner) streamed(ctx context.Context, sql string, args []any, dest ...any) error {
-	return r.pinned(ctx, [][2]string{{"work_mem", streamWorkMem}}, func() error { return r.tx.QueryRow(ctx, sql, args...).Scan(dest...) })
-}
 
 // pinned runs run with each setting (name, value) set for the transaction,
 // then puts back the values they had. When run fails the transaction or

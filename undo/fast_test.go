@@ -188,25 +188,33 @@ func TestFastPathQuietOnlyForItsTable(t *testing.T) {
 		queryStrings(t, w.Conn, `SELECT table_name || ' ' || op::text || ' ' || rows FROM pgundo.stmt WHERE session_id = $1 ORDER BY table_name, id`, plan.UndoSession))
 }
 
-// TestFastPathStreamsWrites: the fast path's writes run with work_mem 4MB
-// (streamWorkMem), not the undo's 256MB, so that the rows they keep
+// TestFastPathStreamsWrites: the fast path's statements run with work_mem
+// 4MB (streamWorkMem), not the undo's 256MB, so that the rows they keep
 // (transition tables, RETURNING) stream to a file instead of growing in
-// memory. A CHECK constraint fails any row the undo writes with another
-// work_mem; the planned path (256MB) would fail it too, so the undo only
-// succeeds if the fast path did it all.
+// memory. CHECK constraints on the table and on the log fail any row the
+// undo writes with another work_mem; the planned path (256MB) would fail
+// them too, so the undo only succeeds if the fast path did it all. After
+// it, the undo's connection has its own settings back.
 func TestFastPathStreamsWrites(t *testing.T) {
 	t.Parallel()
+	const streamed = `CHECK (current_setting('application_name') <> 'pgundo-test-undo' OR current_setting('work_mem') = '4MB')`
 	sc := scenario{Setup: `
-		CREATE TABLE acct (id int PRIMARY KEY, v text,
-			CONSTRAINT streamed CHECK (current_setting('application_name') <> 'pgundo-test-undo' OR current_setting('work_mem') = '4MB'));
+		CREATE TABLE acct (id int PRIMARY KEY, v text, CONSTRAINT streamed ` + streamed + `);
 		INSERT INTO acct SELECT g, 'v' || g FROM generate_series(1, 6) g;`,
 		Steps: on(0, `UPDATE acct SET v = v || '!' WHERE id <= 3`, `DELETE FROM acct WHERE id IN (4, 5)`, `INSERT INTO acct VALUES (7, 'new')`)}
 	w := newWorld(t, sc, nil)
+	pgtest.Exec(t, w.Conn, `ALTER TABLE pgundo.change ADD CONSTRAINT streamed `+streamed)
 	before := w.tables()
 	w.run(sc.Steps, nil)
+	uc := w.undoConn()
+	pgtest.Exec(t, uc, `SET work_mem = '8MB'`)
 	var lines []string
-	plan, err := undo.Apply(ctxT(t), w.undoConn(), undo.Selection{Sessions: w.IDs[:1]}, progressOf(&lines), nil)
+	plan, err := undo.Apply(ctxT(t), uc, undo.Selection{Sessions: w.IDs[:1]}, progressOf(&lines), nil)
 	require.NoError(t, err)
+	require.Equal(t, "8MB", queryOne[string](t, uc, `SELECT current_setting('work_mem')`), "the undo's connection keeps its own work_mem")
+	require.Equal(t, "on", queryOne[string](t, uc, `SELECT current_setting('enable_hashjoin')`))
+	require.Equal(t, []string{"D 1", "U 3", "I 2"}, queryStrings(t, w.Conn,
+		`SELECT st.op::text || ' ' || st.rows FROM pgundo.stmt st WHERE st.session_id = $1 ORDER BY st.id`, plan.UndoSession), "the undo logged its statements")
 	require.NotContains(t, strings.Join(lines, "\n"), fellBack)
 	require.Equal(t, counts{Restore: 3, Reinsert: 2, Delete: 1}, countsOf(tablePlan(t, plan, "public.acct")))
 	requireSameTables(t, before, w.tables(), "after the undo")

@@ -37,6 +37,6 @@ func TestPinnedPutsSettingsBack(t *testing.T) {
 
 	var got [5]string
 	require.NoError(t, r.joined(ctx, `SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'),
-		current_setting('enable_nestloop'), current_setting('enable_indexscan'), current_setting('work_mem')`, &got[0], &got[1], &got[2], &got[3], &got[4]))
+		current_setting('enable_nestloop'), current_setting('enable_indexscan'), current_setting('work_mem')`, nil, &got[0], &got[1], &got[2], &got[3], &got[4]))
 	require.Equal(t, [5]string{"off", "off", "on", "on", "4MB"}, got)
 }

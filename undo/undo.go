@@ -85,9 +85,9 @@ type Options struct {
 	// OnConflict is Refuse (default), Skip or Merge.
 	OnConflict ConflictMode
 	// WorkMem is the work_mem the undo's transaction uses for its joins and
-	// groupings; "" means DefaultWorkMem. The writes of an undo straight
-	// from the log join nothing that needs it and run with 4MB whatever
-	// this says (see streamWorkMem in fast.go).
+	// groupings; "" means DefaultWorkMem. The statements of an undo
+	// straight from the log hash and sort nothing and run with 4MB
+	// whatever this says (see streamWorkMem in fast.go).
 	WorkMem string
 	// Progress, when set, receives one line per step (table planned,
 	// table applied). It is called from the goroutine running the undo.

@@ -53,13 +53,14 @@ func TestBenchUndoPairsRuns(t *testing.T) {
 	slices.Sort(sorted)
 	require.Equal(t, sorted[1], s.Ratio, "the median of the runs' ratios")
 	require.Equal(t, s.Ratio <= bench.GoalUndo, s.GoalMet)
-	for i, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
-		if !strings.Contains(line, "rows run") {
-			continue
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		if strings.Contains(line, "rows run 1/3") {
+			require.Contains(t, line, fmt.Sprintf("(%.2f of the tracked update)", s.RunRatios[0]))
+			found = true
 		}
-		require.Contains(t, line, fmt.Sprintf("(%.2f of the tracked update)", s.RunRatios[0]), "stderr line %d", i)
-		break
 	}
+	require.True(t, found, "a progress line for run 1: %s", r.stderr)
 
 	r = run(t, url, "bench", "undo", "--rows", "50", "--repeat", "2")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
