@@ -45,9 +45,9 @@ var errNotFast = errors.New("cannot undo straight from the log")
 // literalIDs) are written into the SQL as constants: each change then tests
 // a short list (hashed from PostgreSQL 14 on), where in the fast path's
 // statements (hash joins off, see joined) a join to pgundo_sel is a loop
-// per change. More statements are joined through
-// pgundo_sel's index, or a small materialized copy of it: the planner's
-// choice, either linear in the changes.
+// per change. More statements are joined through pgundo_sel's index, or a
+// small materialized copy of it: the planner's choice, either linear in
+// the changes.
 func (t *table) changeRows() string {
 	if len(t.selIDs) > 0 {
 		ids := make([]string, len(t.selIDs))
