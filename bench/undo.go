@@ -269,6 +269,11 @@ func (e *env) timeUndo(ctx context.Context, n int64, uo undo.Options) (forward, 
 	if got := plan.Tables[0].Restore; got != n {
 		return 0, 0, 0, fmt.Errorf("undo session %s restored %d rows, want %d", sid, got, n)
 	}
+	// The undo logged as many rows as the session: vacuum them now, or
+	// autovacuum wakes up on them during the next run's timed statements.
+	if err := e.vacuumLog(ctx); err != nil {
+		return 0, 0, 0, err
+	}
 	var diff int64
 	if err := e.conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM (
 		(TABLE %[1]s EXCEPT ALL TABLE %[2]s) UNION ALL (TABLE %[2]s EXCEPT ALL TABLE %[1]s)) d`, ident(accounts), snap)).Scan(&diff); err != nil {
