@@ -36,9 +36,10 @@ func TestBenchRefusesRealLog(t *testing.T) {
 	require.Contains(t, r.stderr, "choose a benchmark")
 }
 
-// TestBenchUndoPairsRuns: with --repeat, bench undo divides each run's undo
-// by the session it undid and reports the median of those ratios, listing
-// every run's ratio in the text output and in --json.
+// TestBenchUndoPairsRuns: bench undo divides each run's undo by the session
+// it undid and reports the median of those ratios, listing every run's
+// ratio in the text output and in --json; it measures three runs unless
+// told otherwise.
 func TestBenchUndoPairsRuns(t *testing.T) {
 	t.Parallel()
 	url, _ := setup(t, "")
@@ -62,7 +63,8 @@ func TestBenchUndoPairsRuns(t *testing.T) {
 	}
 	require.True(t, found, "a progress line for run 1: %s", r.stderr)
 
-	r = run(t, url, "bench", "undo", "--rows", "50", "--repeat", "2")
+	r = run(t, url, "bench", "undo", "--rows", "50")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
-	require.Regexp(t, `(?m)^UNDO÷FORWARD is the median of each run's undo ÷ the session it undid:\n  50 rows: \d+\.\d\d \d+\.\d\d$`, r.stdout)
+	require.Contains(t, r.stdout, "median of 3 runs per figure", "three runs by default")
+	require.Regexp(t, `(?m)^UNDO÷FORWARD is the median of each run's undo ÷ the session it undid:\n  50 rows: \d+\.\d\d \d+\.\d\d \d+\.\d\d$`, r.stdout)
 }

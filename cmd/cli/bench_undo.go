@@ -55,10 +55,11 @@ planned first (the path undo takes when rows were changed more than once or
 since), for comparison; "planned ÷ its forward" is that undo against the
 UPDATE it undid.
 
-The goal (PRODUCT.md) is undo ÷ forward ≤ 1. With --repeat, each run's undo is
-divided by the session it undid (measured seconds before it, so a slow spell
-of a shared machine weighs on both) and the ratio shown is the median of those;
-the times shown are each column's median. "peak heap" is the largest Go
+The goal (PRODUCT.md) is undo ÷ forward ≤ 1. Each size is measured --repeat
+times (default 3): each run's undo is divided by the session it undid
+(measured seconds before it, so a slow spell of a shared machine weighs on
+both) and the ratio shown is the median of those; the times shown are each
+column's median. "peak heap" is the largest Go
 heap pgundo itself used during the undo, sampled every 20 ms: the undo streams
 everything in the database, so it stays flat as the session grows. After
 every undo the table is compared with a copy taken before the session; any
@@ -70,7 +71,8 @@ where the log holds other tables' changes unless --force. Progress goes to
 stderr.`,
 		Example: `  createdb pgundo_bench
   pgundo bench undo --database-url postgres:///pgundo_bench
-  pgundo bench undo --rows 10000,100000 --repeat 3 --json
+  pgundo bench undo --rows 10000,100000 --repeat 5 --json
+  pgundo bench undo --rows 300000 --repeat 1   # a quick look
   pgundo bench undo --rows 300000 --planned`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -84,7 +86,7 @@ stderr.`,
 	}
 	f := cmd.Flags()
 	f.Int64SliceVar(&o.sizes, "rows", bench.DefaultUndoSizes, "session sizes to measure: rows updated, comma-separated")
-	f.IntVar(&o.repeat, "repeat", 1, "measure each size this many times and report the medians")
+	f.IntVar(&o.repeat, "repeat", bench.DefaultUndoRepeat, "measure each size this many times and report the medians (one run's ratio is noisy on a shared machine)")
 	f.BoolVar(&o.keep, "keep", false, "keep schema pgundo_bench, the log, and pgundo itself at the end")
 	f.BoolVar(&o.force, "force", false, "run even where pgundo's log holds other tables' changes, deleting them")
 	f.BoolVar(&o.planned, "planned", false, "also time the undo with every row planned first (the slower path), for comparison")
