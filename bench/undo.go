@@ -229,9 +229,6 @@ func (e *env) timeUndo(ctx context.Context, n int64, uo undo.Options) (forward, 
 	if err := e.emptyLogs(ctx); err != nil {
 		return 0, 0, 0, err
 	}
-	if err := e.vacuumAlso(ctx, snap); err != nil {
-		return 0, 0, 0, err
-	}
 	if err := e.settle(ctx, accounts); err != nil {
 		return 0, 0, 0, err
 	}
@@ -324,8 +321,7 @@ func (e *env) vacuumLog(ctx context.Context) error {
 }
 
 // vacuumAlso vacuums and analyzes the tables named (qualified, quoted as
-// needed) besides the one settle does, such as the copy of the table taken
-// before the session.
+// needed) besides the one settle does.
 func (e *env) vacuumAlso(ctx context.Context, tables ...string) error {
 	for _, t := range tables {
 		if _, err := e.conn.Exec(ctx, "VACUUM ANALYZE "+t); err != nil {
