@@ -59,11 +59,10 @@ The goal (PRODUCT.md) is undo ÷ forward ≤ 1. Each size is measured --repeat
 times (default 3): each run's undo is divided by the session it undid
 (measured seconds before it, so a slow spell of a shared machine weighs on
 both) and the ratio shown is the median of those; the times shown are each
-column's median. "peak heap" is the largest Go
-heap pgundo itself used during the undo, sampled every 20 ms: the undo streams
-everything in the database, so it stays flat as the session grows. After
-every undo the table is compared with a copy taken before the session; any
-difference fails the bench.
+column's median. "peak heap" is the largest Go heap pgundo itself used during
+the undo, sampled every 20 ms: the undo streams everything in the database,
+so it stays flat as the session grows. After every undo the table is compared
+with a copy taken before the session; any difference fails the bench.
 
 Like "bench capture", it installs pgundo if needed (and removes it again), works
 in schema "pgundo_bench", empties pgundo's log, and refuses with exit code 3
