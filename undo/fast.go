@@ -44,7 +44,7 @@ var errNotFast = errors.New("cannot undo straight from the log")
 // chunks and use the BRIN index. A few statements (selIDs, at most
 // literalIDs) are written into the SQL as constants: each change then tests
 // a short list (hashed from PostgreSQL 14 on), where in the fast path's
-// statements (hash joins off, see joined) a join to pgundo_sel is a loop
+// statements (hash joins off, see lookupPlan) a join to pgundo_sel is a loop
 // per change. More statements are joined through pgundo_sel's index, or a
 // small materialized copy of it: the planner's choice, either linear in
 // the changes.
@@ -194,14 +194,22 @@ func (r *runner) fast(ctx context.Context, approved *Plan) ([]*table, error) {
 			return nil, fmt.Errorf("%w: %s is not tracked now, or its capture is disabled", errNotFast, t.name)
 		}
 	}
-	for _, t := range tables {
-		err := r.tx.QueryRow(ctx, `SELECT CASE WHEN count(*) <= $2 THEN array_agg(id ORDER BY id) END FROM pgundo_sel WHERE root = $1`, t.oid, literalIDs).Scan(&t.selIDs)
-		if err != nil {
-			return nil, err
+	// Every statement below runs with the lookup plan (see lookupPlan);
+	// the foreign-key checks after them plan freely again.
+	err = r.pinned(ctx, lookupPlan[:], func() error {
+		for _, t := range tables {
+			err := r.tx.QueryRow(ctx, `SELECT CASE WHEN count(*) <= $2 THEN array_agg(id ORDER BY id) END FROM pgundo_sel WHERE root = $1`, t.oid, literalIDs).Scan(&t.selIDs)
+			if err != nil {
+				return err
+			}
+			if err := r.fastTable(ctx, t); err != nil {
+				return err
+			}
 		}
-		if err := r.fastTable(ctx, t); err != nil {
-			return nil, err
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(r.plan.Tables, func(i, j int) bool { return r.plan.Tables[i].Table < r.plan.Tables[j].Table })
 	if approved != nil && !samePlan(approved, r.plan) {
@@ -259,13 +267,13 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		return fmt.Errorf("log the undo: %w", err)
 	}
 	var created, updated, deleted int64
-	err := r.joined(ctx, fmt.Sprintf(`WITH l AS (
+	err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH l AS (
 		INSERT INTO pgundo.change (stmt_id, old, new)
 		SELECT CASE WHEN ch.old IS NULL THEN $1::bigint WHEN ch.new IS NULL THEN $3 ELSE $2 END, ch.new, ch.old
 		  FROM %s ch WHERE ch.old IS DISTINCT FROM ch.new
 		RETURNING stmt_id)
 		SELECT count(*) FILTER (WHERE stmt_id = $1), count(*) FILTER (WHERE stmt_id = $2), count(*) FILTER (WHERE stmt_id = $3) FROM l`,
-		t.changeRows()), []any{ids[0], ids[1], ids[2]}, &created, &updated, &deleted)
+		t.changeRows()), ids[0], ids[1], ids[2]).Scan(&created, &updated, &deleted)
 	if err != nil {
 		return fmt.Errorf("log the undo: %w", err)
 	}
@@ -306,8 +314,8 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	}
 	if created > 0 {
 		var n int64
-		err := r.joined(ctx, fmt.Sprintf(`WITH d AS (DELETE FROM %s %s USING %s WHERE %s RETURNING 1) SELECT count(*) FROM d`,
-			t.ident, cur, t.fastSource("x", createdRows, false, true), match("n", "new")), nil, &n)
+		err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH d AS (DELETE FROM %s %s USING %s WHERE %s RETURNING 1) SELECT count(*) FROM d`,
+			t.ident, cur, t.fastSource("x", createdRows, false, true), match("n", "new"))).Scan(&n)
 		if err != nil {
 			return err
 		}
@@ -329,13 +337,13 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		// row the key finds, never used to match rows (which would print
 		// every live row).
 		var n, bad int64
-		err := r.joined(ctx, fmt.Sprintf(`WITH u AS (
+		err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH u AS (
 			UPDATE %[1]s %[2]s SET %[3]s FROM %[4]s
 			 WHERE (%[5]s) = (%[6]s) AND %[2]s::text IS NOT DISTINCT FROM x.new
 			RETURNING (%[2]s *= x.o OR %[2]s::text = x.old) AS ok)
 			SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM u`,
 			t.ident, cur, strings.Join(set, ", "), t.fastSource("x", updatedRows, true, false),
-			t.curKeyCols(cur), t.keyOf("x", "o")), nil, &n, &bad)
+			t.curKeyCols(cur), t.keyOf("x", "o"))).Scan(&n, &bad)
 		if err != nil {
 			return err
 		}
@@ -349,9 +357,9 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	if deleted > 0 {
 		_, cols, vals := t.restoreLists("x.o")
 		var n int64
-		err := r.joined(ctx, fmt.Sprintf(`WITH i AS (
+		err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH i AS (
 			INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s ON CONFLICT DO NOTHING RETURNING 1)
-			SELECT count(*) FROM i`, t.ident, strings.Join(cols, ", "), strings.Join(vals, ", "), t.fastSource("x", deletedRows, true, false)), nil, &n)
+			SELECT count(*) FROM i`, t.ident, strings.Join(cols, ", "), strings.Join(vals, ", "), t.fastSource("x", deletedRows, true, false))).Scan(&n)
 		if err != nil {
 			return err
 		}
@@ -361,8 +369,8 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		// The rows inserted must read back as logged (generated columns
 		// are recomputed, for one).
 		var bad int64
-		err = r.joined(ctx, fmt.Sprintf(`SELECT count(*) FROM %s JOIN %s %s ON (%s) = (%s) WHERE NOT (%s *= x.o OR %s::text = x.old)`,
-			t.fastSource("x", deletedRows, true, false), t.ident, cur, t.curKeyCols(cur), t.keyOf("x", "o"), cur, cur), nil, &bad)
+		err = r.tx.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s JOIN %s %s ON (%s) = (%s) WHERE NOT (%s *= x.o OR %s::text = x.old)`,
+			t.fastSource("x", deletedRows, true, false), t.ident, cur, t.curKeyCols(cur), t.keyOf("x", "o"), cur, cur)).Scan(&bad)
 		if err != nil {
 			return err
 		}
@@ -394,25 +402,19 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	return nil
 }
 
-// joined runs one of the fast path's statements over t's logged changes
-// (the log INSERT, the writes, the read-back), telling the planner how to
-// join them: where a statement joins the live table t by primary key, each
-// change looks its row up in the key's index (a nested loop), and where it
-// joins pgundo_sel (more than literalIDs statements), each change probes
-// its (root, id) index or a small materialized copy. The planner cannot know
-// how many changes there are (the log's statistics say nothing about one
-// session's share of it) and, thinking them few, hashes them: at the
-// default work_mem a million changes then spill to temporary files in 128
-// batches, which made the undo of a 1M-row UPDATE take half as long again
-// (EXPLAIN ANALYZE, 15-18 s against 8.7-12 s by key lookups). Lookups cost
-// in proportion to the session, not to the table, and hold no memory, so
-// the statements also run with streamWorkMem.
-func (r *runner) joined(ctx context.Context, sql string, args []any, dest ...any) error {
-	return r.pinned(ctx, lookupPlan[:], func() error { return r.tx.QueryRow(ctx, sql, args...).Scan(dest...) })
-}
-
-// lookupPlan is the settings joined pins: nested loops of index lookups,
-// whatever the server's or role's settings, and streamWorkMem.
+// lookupPlan is the settings the fast path's statements over the log run
+// with (the log INSERT, the writes, the read-back): nested loops of index
+// lookups whatever the server's or role's settings, and streamWorkMem.
+// Where a statement joins the live table by primary key, each change looks
+// its row up in the key's index; where it joins pgundo_sel (more than
+// literalIDs statements), each change probes its (root, id) index or a
+// small materialized copy. The planner cannot know how many changes there
+// are (the log's statistics say nothing about one session's share of it)
+// and, thinking them few, hashes them: at the default work_mem a million
+// changes then spill to temporary files in 128 batches, which made the
+// undo of a 1M-row UPDATE take half as long again (EXPLAIN ANALYZE, 15-18 s
+// against 8.7-12 s by key lookups). Lookups cost in proportion to the
+// session, not to the table, and hold no memory.
 var lookupPlan = [...][2]string{
 	{"enable_hashjoin", "off"}, {"enable_mergejoin", "off"},
 	{"enable_nestloop", "on"}, {"enable_indexscan", "on"},
@@ -420,7 +422,7 @@ var lookupPlan = [...][2]string{
 }
 
 // streamWorkMem is the work_mem of the fast path's statements (4MB,
-// PostgreSQL's default). Their plans (see joined) hash and sort nothing;
+// PostgreSQL's default). Their plans (lookupPlan) hash and sort nothing;
 // what work_mem sizes there is the tuplestores that keep the rows a
 // statement wrote (transition tables, RETURNING): at the undo's
 // DefaultWorkMem they grow in memory to 256MB each before spilling, at 4MB

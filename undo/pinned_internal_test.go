@@ -9,9 +9,10 @@ import (
 	"github.com/pgundo/pgundo/internal/pgtest"
 )
 
-// TestPinnedPutsSettingsBack: pinned sets each setting for its statement
+// TestPinnedPutsSettingsBack: pinned sets each setting for what it runs
 // only and puts back the transaction's own values after (not the server's
-// defaults); a failing statement's error comes back as is.
+// defaults); a failing statement's error comes back as is; lookupPlan is
+// the nested-loop plan at 4MB.
 func TestPinnedPutsSettingsBack(t *testing.T) {
 	ctx := t.Context()
 	conn := pgtest.Connect(t, pgtest.NewDB(t))
@@ -36,7 +37,9 @@ func TestPinnedPutsSettingsBack(t *testing.T) {
 	require.ErrorIs(t, r.pinned(ctx, [][2]string{{"work_mem", streamWorkMem}}, func() error { return boom }), boom)
 
 	var got [5]string
-	require.NoError(t, r.joined(ctx, `SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'),
-		current_setting('enable_nestloop'), current_setting('enable_indexscan'), current_setting('work_mem')`, nil, &got[0], &got[1], &got[2], &got[3], &got[4]))
+	require.NoError(t, r.pinned(ctx, lookupPlan[:], func() error {
+		return tx.QueryRow(ctx, `SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'),
+		current_setting('enable_nestloop'), current_setting('enable_indexscan'), current_setting('work_mem')`).Scan(&got[0], &got[1], &got[2], &got[3], &got[4])
+	}))
 	require.Equal(t, [5]string{"off", "off", "on", "on", "4MB"}, got)
 }

@@ -233,7 +233,7 @@ func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
 		return fmt.Errorf("check for an earlier undo: %w", err)
 	}
 	// The index serves joins to pgundo_sel where hash joins are off (the
-	// fast path's, see joined).
+	// fast path's, see lookupPlan).
 	if _, err := tx.Exec(ctx, `CREATE INDEX ON pgundo_sel (root, id); ANALYZE pgundo_sel`); err != nil {
 		return err
 	}
