@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -153,6 +154,7 @@ func TestCapture(t *testing.T) {
 		checkTiming(t, w.step+" untracked", s.Untracked, 2, false)
 		checkTiming(t, w.step+" pgundo", s.Pgundo, 2, true)
 		checkTiming(t, w.step+" rowlevel", s.RowLevel, 2, true)
+		checkTiming(t, w.step+" floor", s.Floor, 2, true)
 		if s.Untracked.Ratio != 1 {
 			t.Errorf("%s: untracked ratio = %v, want 1", w.step, s.Untracked.Ratio)
 		}
@@ -164,18 +166,37 @@ func TestCapture(t *testing.T) {
 		t.Errorf("update log bytes goal = %v, want %v", res.Steps[0].LogBytesGoal, bench.GoalLogBytes)
 	}
 
-	o := res.OLTP
-	if o == nil {
-		t.Fatal("no OLTP result")
+	// tpcb-like at 1 client and at --clients, then single-update at 1
+	// client with synchronous_commit off.
+	wantPhases := []struct {
+		script, syncCommit string
+		clients, jobs      int
+		goal, floorGoal    float64
+	}{
+		{"tpcb-like", "server default", 1, 1, bench.GoalTPS, bench.GoalFloor},
+		{"tpcb-like", "server default", 2, 2, bench.GoalTPS, bench.GoalFloor},
+		{"single-update", "off", 1, 1, bench.GoalSingle, 0},
 	}
-	if o.Script != "tpcb-like" || o.Scale != 1 || o.Clients != 2 || o.Jobs != 2 || o.Seconds != 1 || o.Pgbench == "" {
-		t.Errorf("OLTP parameters: %+v", o)
+	if len(res.OLTP) != len(wantPhases) {
+		t.Fatalf("got %d OLTP phases, want %d: %+v", len(res.OLTP), len(wantPhases), res.OLTP)
 	}
-	checkThroughput(t, "oltp untracked", o.Untracked, 2, false)
-	checkThroughput(t, "oltp pgundo", o.Pgundo, 2, true)
-	checkThroughput(t, "oltp rowlevel", o.RowLevel, 2, true)
-	if o.GoalMet != (o.Pgundo.Ratio >= o.Goal) {
-		t.Errorf("oltp goal_met = %v with ratio %v and goal %v", o.GoalMet, o.Pgundo.Ratio, o.Goal)
+	for i, w := range wantPhases {
+		o := res.OLTP[i]
+		if o.Script != w.script || o.Scale != 1 || o.Clients != w.clients || o.Jobs != w.jobs || o.Seconds != 1 ||
+			o.Pgbench == "" || o.SynchronousCommit != w.syncCommit || o.Goal != w.goal || o.FloorGoal != w.floorGoal {
+			t.Errorf("OLTP phase %d parameters: %+v, want %+v", i, o, w)
+		}
+		what := fmt.Sprintf("oltp %s %d clients", o.Script, o.Clients)
+		checkThroughput(t, what+" untracked", o.Untracked, 2, false)
+		checkThroughput(t, what+" pgundo", o.Pgundo, 2, true)
+		checkThroughput(t, what+" rowlevel", o.RowLevel, 2, true)
+		checkThroughput(t, what+" floor", o.Floor, 2, true)
+		if o.GoalMet != (o.Pgundo.Ratio >= o.Goal) {
+			t.Errorf("%s: goal_met = %v with ratio %v and goal %v", what, o.GoalMet, o.Pgundo.Ratio, o.Goal)
+		}
+		if o.FloorRatio != o.Pgundo.TPS/o.Floor.TPS || o.FloorGoalMet != (o.FloorGoal == 0 || o.FloorRatio >= o.FloorGoal) {
+			t.Errorf("%s: floor ratio %v (goal %v, met %v) with tps %v and floor %v", what, o.FloorRatio, o.FloorGoal, o.FloorGoalMet, o.Pgundo.TPS, o.Floor.TPS)
+		}
 	}
 
 	// The JSON form carries the figures under stable names.
@@ -183,7 +204,7 @@ func TestCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{`"steps":`, `"log_bytes_per_row":`, `"ratio":`, `"oltp":`, `"tps":`, `"rowlevel":`} {
+	for _, key := range []string{`"steps":`, `"log_bytes_per_row":`, `"ratio":`, `"oltp":`, `"tps":`, `"rowlevel":`, `"floor":`, `"floor_ratio":`, `"synchronous_commit":`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON lacks %s: %s", key, b)
 		}

@@ -39,7 +39,8 @@ type CaptureOptions struct {
 	// OLTPScale is the pgbench scale factor: 100,000 accounts, 10 tellers
 	// and 1 branch per unit. Default 1.
 	OLTPScale int
-	// Clients is the number of pgbench clients (pgbench -c). Default 4.
+	// Clients is the number of pgbench clients (pgbench -c) of the second
+	// tpcb-like phase; the first always runs 1. Default 4.
 	Clients int
 	// Jobs is the number of pgbench threads (pgbench -j), at most Clients.
 	// Default 2.
@@ -110,8 +111,10 @@ type CaptureResult struct {
 	Kept bool `json:"kept"`
 	// Steps are the bulk steps: update, delete, insert, in that order.
 	Steps []StepResult `json:"steps"`
-	// OLTP is the pgbench phase; nil when skipped.
-	OLTP *OLTPResult `json:"oltp"`
+	// OLTP are the pgbench phases, in this order: tpcb-like at 1 client,
+	// tpcb-like at Clients clients (left out when Clients is 1), and
+	// single-update at 1 client. Empty when skipped.
+	OLTP []*OLTPResult `json:"oltp"`
 	// Seconds is the bench's total wall-clock time.
 	Seconds float64 `json:"seconds"`
 }
@@ -124,10 +127,11 @@ type StepResult struct {
 	SQL string `json:"sql"`
 	// Rows is the number of rows the statement changed.
 	Rows int64 `json:"rows"`
-	// Untracked, Pgundo and RowLevel are the variants' measurements.
+	// Untracked, Pgundo, RowLevel and Floor are the variants' measurements.
 	Untracked Timing `json:"untracked"`
 	Pgundo    Timing `json:"pgundo"`
 	RowLevel  Timing `json:"rowlevel"`
+	Floor     Timing `json:"floor"`
 	// Goal is the largest acceptable Pgundo.Ratio (PRODUCT.md), and GoalMet
 	// whether it was met.
 	Goal    float64 `json:"goal"`
@@ -182,7 +186,10 @@ var steps = []step{
 //     time, commit included, is what counts.
 //   - unless opts.SkipOLTP, pgbench's tpcb-like transactions, on pgbench
 //     tables built in Schema (all four tracked in the pgundo variant), for
-//     opts.OLTPSeconds per run.
+//     opts.OLTPSeconds per run, at 1 client and at opts.Clients; then one
+//     single-row UPDATE per transaction at 1 client with
+//     synchronous_commit off (no wait for the commit's flush: what is left
+//     is the CPU cost of capture).
 //
 // For each step and repetition the variants run one after the other, in an
 // order rotated on each repetition. The logs are emptied before each run,
@@ -236,8 +243,12 @@ func Capture(ctx context.Context, conn *pgx.Conn, opts CaptureOptions, progress 
 		res.Steps = append(res.Steps, sr)
 	}
 	if !opts.SkipOLTP {
-		if res.OLTP, err = e.measureOLTP(ctx, pgbench, opts); err != nil {
-			return nil, err
+		for _, ph := range oltpPhases(opts) {
+			o, err := e.measureOLTP(ctx, pgbench, ph, opts)
+			if err != nil {
+				return nil, err
+			}
+			res.OLTP = append(res.OLTP, o)
 		}
 	}
 	res.Checkpoints = e.checkpoint
@@ -276,7 +287,7 @@ func (e *env) measureStep(ctx context.Context, st step, opts CaptureOptions) (St
 		t.Ratio = ratio(t.Seconds, base)
 		return t
 	}
-	sr.Untracked, sr.Pgundo, sr.RowLevel = timing(Untracked), timing(Pgundo), timing(RowLevel)
+	sr.Untracked, sr.Pgundo, sr.RowLevel, sr.Floor = timing(Untracked), timing(Pgundo), timing(RowLevel), timing(Floor)
 	sr.GoalMet = sr.Pgundo.Ratio <= sr.Goal
 	sr.LogBytesGoalMet = sr.LogBytesGoal == 0 || sr.Pgundo.LogBytesPerRow <= sr.LogBytesGoal
 	return sr, nil

@@ -22,10 +22,11 @@ func TestMedian(t *testing.T) {
 
 func TestRotate(t *testing.T) {
 	for n, want := range [][]Variant{
-		{Untracked, Pgundo, RowLevel},
-		{Pgundo, RowLevel, Untracked},
-		{RowLevel, Untracked, Pgundo},
-		{Untracked, Pgundo, RowLevel},
+		{Untracked, Pgundo, RowLevel, Floor},
+		{Pgundo, RowLevel, Floor, Untracked},
+		{RowLevel, Floor, Untracked, Pgundo},
+		{Floor, Untracked, Pgundo, RowLevel},
+		{Untracked, Pgundo, RowLevel, Floor},
 	} {
 		if got := rotate(n); !slices.Equal(got, want) {
 			t.Errorf("rotate(%d) = %v, want %v", n, got, want)
@@ -82,6 +83,18 @@ func TestLibpqEnv(t *testing.T) {
 	for _, kv := range []string{"PGSERVICE=prod", "PGHOST=elsewhere"} {
 		if slices.Contains(env, kv) {
 			t.Errorf("env keeps %s", kv)
+		}
+	}
+}
+
+func TestWithOption(t *testing.T) {
+	for _, c := range []struct{ env, want []string }{
+		{[]string{"A=1"}, []string{"A=1", "PGOPTIONS=-c x=1"}},
+		{[]string{"PGOPTIONS=-c y=2", "A=1"}, []string{"A=1", "PGOPTIONS=-c y=2 -c x=1"}},
+		{[]string{"PGOPTIONS="}, []string{"PGOPTIONS=-c x=1"}},
+	} {
+		if got := withOption(c.env, "-c x=1"); !slices.Equal(got, c.want) {
+			t.Errorf("withOption(%q) = %q, want %q", c.env, got, c.want)
 		}
 	}
 }

@@ -17,27 +17,40 @@ import (
 	"github.com/pgundo/pgundo/internal/pgcluster"
 )
 
-// OLTPResult is the pgbench phase: small tpcb-like transactions from
-// several clients, in every variant.
+// OLTPResult is one pgbench phase: a transaction script run by a number of
+// clients, in every variant.
 type OLTPResult struct {
-	// Script names the transaction mix: "tpcb-like", pgbench's default,
-	// run as a custom script on pgbench tables in schema pgundo_bench.
+	// Script names the transaction: "tpcb-like" (pgbench's default, run as a
+	// custom script on pgbench tables in schema pgundo_bench) or
+	// "single-update" (one UPDATE of one pgbench_accounts row, the
+	// transaction's only statement).
 	Script string `json:"script"`
 	// Scale, Clients, Jobs and Seconds are pgbench's -s, -c, -j and -T.
 	Scale   int `json:"scale"`
 	Clients int `json:"clients"`
 	Jobs    int `json:"jobs"`
 	Seconds int `json:"seconds"`
+	// SynchronousCommit is "off" when pgbench's sessions ran with
+	// synchronous_commit off (the commit does not wait for its WAL flush),
+	// else "server default".
+	SynchronousCommit string `json:"synchronous_commit"`
 	// Pgbench is the pgbench executable that ran.
 	Pgbench string `json:"pgbench"`
-	// Untracked, Pgundo and RowLevel are the variants' throughputs.
+	// Untracked, Pgundo, RowLevel and Floor are the variants' throughputs.
 	Untracked Throughput `json:"untracked"`
 	Pgundo    Throughput `json:"pgundo"`
 	RowLevel  Throughput `json:"rowlevel"`
+	Floor     Throughput `json:"floor"`
 	// Goal is the smallest acceptable Pgundo.Ratio (PRODUCT.md), and
 	// GoalMet whether it was met.
 	Goal    float64 `json:"goal"`
 	GoalMet bool    `json:"goal_met"`
+	// FloorRatio is Pgundo's TPS ÷ Floor's; FloorGoal its smallest
+	// acceptable value (0: none) and FloorGoalMet whether it was met (true
+	// when there is no goal).
+	FloorRatio   float64 `json:"floor_ratio"`
+	FloorGoal    float64 `json:"floor_goal"`
+	FloorGoalMet bool    `json:"floor_goal_met"`
 }
 
 // Throughput is one variant's pgbench measurement.
@@ -73,33 +86,67 @@ END;
 `, scale, ident("pgbench_accounts"), ident("pgbench_tellers"), ident("pgbench_branches"), ident("pgbench_history"))
 }
 
-// measureOLTP runs pgbench in every variant, opts.Repeat times.
-func (e *env) measureOLTP(ctx context.Context, pgbench string, opts CaptureOptions) (*OLTPResult, error) {
+// singleScript is one single-row UPDATE of pgbench_accounts per transaction.
+func singleScript(scale int) string {
+	return fmt.Sprintf(`\set aid random(1, %[1]d * 100000)
+\set delta random(-5000, 5000)
+UPDATE %[2]s SET abalance = abalance + :delta WHERE aid = :aid;
+`, scale, ident("pgbench_accounts"))
+}
+
+// oltpPhase is one pgbench phase to measure.
+type oltpPhase struct {
+	script    string // name
+	body      string // pgbench script
+	clients   int
+	jobs      int
+	asyncCmt  bool // run with synchronous_commit off
+	goal      float64
+	floorGoal float64
+}
+
+// oltpPhases are the pgbench phases of Capture: tpcb-like at 1 client and
+// at opts.Clients, then single-update at 1 client, synchronous_commit off.
+func oltpPhases(opts CaptureOptions) []oltpPhase {
+	tpcb := tpcbScript(opts.OLTPScale)
+	ph := []oltpPhase{{script: "tpcb-like", body: tpcb, clients: 1, jobs: 1, goal: GoalTPS, floorGoal: GoalFloor}}
+	if opts.Clients != 1 {
+		ph = append(ph, oltpPhase{script: "tpcb-like", body: tpcb, clients: opts.Clients, jobs: opts.Jobs, goal: GoalTPS, floorGoal: GoalFloor})
+	}
+	return append(ph, oltpPhase{script: "single-update", body: singleScript(opts.OLTPScale), clients: 1, jobs: 1, asyncCmt: true, goal: GoalSingle})
+}
+
+// measureOLTP runs one pgbench phase in every variant, opts.Repeat times,
+// the variants interleaved.
+func (e *env) measureOLTP(ctx context.Context, pgbench string, ph oltpPhase, opts CaptureOptions) (*OLTPResult, error) {
 	script, err := os.CreateTemp("", "pgundo-bench-*.sql")
 	if err != nil {
 		return nil, fmt.Errorf("write pgbench script: %w", err)
 	}
 	defer os.Remove(script.Name())
-	if _, err := script.WriteString(tpcbScript(opts.OLTPScale)); err != nil {
+	if _, err := script.WriteString(ph.body); err != nil {
 		script.Close()
 		return nil, fmt.Errorf("write pgbench script: %w", err)
 	}
 	if err := script.Close(); err != nil {
 		return nil, fmt.Errorf("write pgbench script: %w", err)
 	}
-	res := &OLTPResult{Script: "tpcb-like", Scale: opts.OLTPScale, Clients: opts.Clients, Jobs: opts.Jobs,
-		Seconds: opts.OLTPSeconds, Pgbench: pgbench, Goal: GoalTPS}
+	res := &OLTPResult{Script: ph.script, Scale: opts.OLTPScale, Clients: ph.clients, Jobs: ph.jobs,
+		Seconds: opts.OLTPSeconds, SynchronousCommit: "server default", Pgbench: pgbench, Goal: ph.goal, FloorGoal: ph.floorGoal}
+	if ph.asyncCmt {
+		res.SynchronousCommit = "off"
+	}
 	runs := map[Variant][]float64{}
 	perRow := map[Variant][]float64{}
 	for r := 0; r < opts.Repeat; r++ {
 		for _, v := range rotate(r) {
-			tps, bpr, err := e.runOLTP(ctx, v, pgbench, script.Name(), opts)
+			tps, bpr, err := e.runOLTP(ctx, v, pgbench, script.Name(), ph, opts)
 			if err != nil {
-				return nil, fmt.Errorf("OLTP, %s variant: %w", v, err)
+				return nil, fmt.Errorf("OLTP %s at %d clients, %s variant: %w", ph.script, ph.clients, v, err)
 			}
 			runs[v] = append(runs[v], tps)
 			perRow[v] = append(perRow[v], bpr)
-			msg := fmt.Sprintf("oltp %s run %d/%d: %.0f tps", v, r+1, opts.Repeat, tps)
+			msg := fmt.Sprintf("oltp %s %d clients %s run %d/%d: %.0f tps", ph.script, ph.clients, v, r+1, opts.Repeat, tps)
 			if v != Untracked {
 				msg += fmt.Sprintf(", log %.0f bytes/row", bpr)
 			}
@@ -112,14 +159,16 @@ func (e *env) measureOLTP(ctx context.Context, pgbench string, opts CaptureOptio
 		t.Ratio = ratio(t.TPS, base)
 		return t
 	}
-	res.Untracked, res.Pgundo, res.RowLevel = tp(Untracked), tp(Pgundo), tp(RowLevel)
+	res.Untracked, res.Pgundo, res.RowLevel, res.Floor = tp(Untracked), tp(Pgundo), tp(RowLevel), tp(Floor)
 	res.GoalMet = res.Pgundo.Ratio >= res.Goal
+	res.FloorRatio = ratio(res.Pgundo.TPS, res.Floor.TPS)
+	res.FloorGoalMet = res.FloorGoal == 0 || res.FloorRatio >= res.FloorGoal
 	return res, nil
 }
 
 // runOLTP builds fresh pgbench tables, attaches variant v's capture, settles
 // and runs pgbench. It returns the TPS and the log bytes per row change.
-func (e *env) runOLTP(ctx context.Context, v Variant, pgbench, script string, opts CaptureOptions) (tps, bytesPerRow float64, err error) {
+func (e *env) runOLTP(ctx context.Context, v Variant, pgbench, script string, ph oltpPhase, opts CaptureOptions) (tps, bytesPerRow float64, err error) {
 	if err := e.buildPgbench(ctx, opts.OLTPScale); err != nil {
 		return 0, 0, err
 	}
@@ -136,7 +185,7 @@ func (e *env) runOLTP(ctx context.Context, v Variant, pgbench, script string, op
 	if err != nil {
 		return 0, 0, err
 	}
-	if tps, err = e.pgbench(ctx, pgbench, script, opts); err != nil {
+	if tps, err = e.pgbench(ctx, pgbench, script, ph, opts); err != nil {
 		return 0, 0, err
 	}
 	after, err := e.logBytes(ctx, v)
@@ -149,6 +198,8 @@ func (e *env) runOLTP(ctx context.Context, v Variant, pgbench, script string, op
 		err = e.conn.QueryRow(ctx, "SELECT coalesce(sum(rows), 0)::bigint FROM pgundo.stmt").Scan(&changes)
 	case RowLevel:
 		err = e.conn.QueryRow(ctx, "SELECT count(*) FROM "+RowLevelLog).Scan(&changes)
+	case Floor:
+		err = e.conn.QueryRow(ctx, "SELECT count(*) FROM "+FloorLog).Scan(&changes)
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("count logged changes: %w", err)
@@ -192,12 +243,15 @@ func (e *env) buildPgbench(ctx context.Context, scale int) error {
 var tpsLine = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \((?:without initial connection time|excluding connections establishing)\)`)
 
 // pgbench runs pgbench once and returns its TPS.
-func (e *env) pgbench(ctx context.Context, pgbench, script string, opts CaptureOptions) (float64, error) {
+func (e *env) pgbench(ctx context.Context, pgbench, script string, ph oltpPhase, opts CaptureOptions) (float64, error) {
 	args := []string{"--no-vacuum",
-		"-c", strconv.Itoa(opts.Clients), "-j", strconv.Itoa(opts.Jobs),
+		"-c", strconv.Itoa(ph.clients), "-j", strconv.Itoa(ph.jobs),
 		"-T", strconv.Itoa(opts.OLTPSeconds), "-f", script}
 	cmd := exec.CommandContext(ctx, pgbench, args...)
 	cmd.Env = libpqEnv(e.cfg)
+	if ph.asyncCmt {
+		cmd.Env = withOption(cmd.Env, "-c synchronous_commit=off")
+	}
 	cmd.WaitDelay = 10 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -241,6 +295,22 @@ func libpqEnv(cfg *pgx.ConnConfig) []string {
 		env = append(env, "PGPASSWORD="+cfg.Password)
 	}
 	return env
+}
+
+// withOption returns env with opt appended to PGOPTIONS (set if absent).
+func withOption(env []string, opt string) []string {
+	out := make([]string, 0, len(env)+1)
+	val := opt
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PGOPTIONS="); ok {
+			if v != "" {
+				val = v + " " + opt
+			}
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, "PGOPTIONS="+val)
 }
 
 // sslMode maps pgx's TLS set-up back to a libpq sslmode.

@@ -101,6 +101,34 @@ func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
 	return res, nil
 }
 
+// MigrateTo is Migrate up to schema version to only (at most Latest). It
+// exists to test upgrades from an older schema; pgundo install always
+// migrates to Latest.
+func MigrateTo(ctx context.Context, conn *pgx.Conn, to int32) (Result, error) {
+	var res Result
+	if to < 1 || to > Latest() {
+		return res, fmt.Errorf("schema version %d does not exist (1 to %d)", to, Latest())
+	}
+	if err := checkStatsPrivilege(ctx, conn); err != nil {
+		return res, err
+	}
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{Schema}.Sanitize()); err != nil {
+		return res, fmt.Errorf("create schema %s: %w", Schema, err)
+	}
+	m, err := newMigrator(ctx, conn)
+	if err != nil {
+		return res, err
+	}
+	if res.From, err = m.GetCurrentVersion(ctx); err != nil {
+		return res, fmt.Errorf("read schema version: %w", err)
+	}
+	if err := m.MigrateTo(ctx, to); err != nil {
+		return res, fmt.Errorf("migrate schema %s to version %d: %w", Schema, to, err)
+	}
+	res.To = to
+	return res, nil
+}
+
 // StatsPrivilegeError is returned by Migrate when the installing role cannot
 // read other connections' start times: capture runs with the owner's rights
 // and derives each session's id from its connection's start time.

@@ -1140,3 +1140,31 @@ func TestTrackInheritanceParent(t *testing.T) {
 	require.ElementsMatch(t, []string{"(1,parent)", "(10,child)"}, news, "inserted rows logged")
 	require.ElementsMatch(t, []string{"(1,parent)", "(10,child)"}, olds, "truncated rows logged")
 }
+
+// TestCaptureLeavesTheWritersSettings: capture prints images with pgundo's
+// own output settings when the writer's differ, and puts the writer's back
+// after each statement, inside a transaction block and out of it.
+func TestCaptureLeavesTheWritersSettings(t *testing.T) {
+	t.Parallel()
+	dsn, conn := setup(t)
+	execAll(t, conn, `CREATE TABLE st (id int PRIMARY KEY, at timestamptz, d date, i interval, f float8, b bytea)`)
+	track(t, conn, "st")
+	w := pgtest.Connect(t, dsn)
+	execAll(t, w, hostileSettings...)
+	show := `SELECT current_setting('DateStyle') || '|' || current_setting('IntervalStyle') || '|' || current_setting('extra_float_digits')
+		|| '|' || current_setting('bytea_output') || '|' || current_setting('TimeZone') || '|' || current_setting('xmloption')`
+	want := queryOne[string](t, w, show)
+	require.Equal(t, "SQL, DMY|sql_standard|-15|escape|Asia/Kathmandu|document", want)
+	execAll(t, w, `INSERT INTO st VALUES (1, '2024-05-06 07:08:09.123456+00', '2024-05-06', '1 year -2 days 03:04:05', 0.1, '\x00ff')`)
+	require.Equal(t, want, queryOne[string](t, w, show), "settings after an autocommitted capture")
+	execAll(t, w, `BEGIN`, `UPDATE st SET f = 0.2`, `SET LOCAL TimeZone = 'America/New_York'`, `DELETE FROM st`)
+	require.Equal(t, "SQL, DMY|sql_standard|-15|escape|America/New_York|document", queryOne[string](t, w, show), "settings inside the transaction")
+	execAll(t, w, `COMMIT`)
+	require.Equal(t, want, queryOne[string](t, w, show), "settings after the transaction")
+	require.Equal(t, []string{
+		"I||(1,\"2024-05-06 07:08:09.123456+00\",2024-05-06,\"1 year -2 days +03:04:05\",0.1,\"\\\\x00ff\")",
+		"U|(1,\"2024-05-06 07:08:09.123456+00\",2024-05-06,\"1 year -2 days +03:04:05\",0.1,\"\\\\x00ff\")|(1,\"2024-05-06 07:08:09.123456+00\",2024-05-06,\"1 year -2 days +03:04:05\",0.2,\"\\\\x00ff\")",
+		"D|(1,\"2024-05-06 07:08:09.123456+00\",2024-05-06,\"1 year -2 days +03:04:05\",0.2,\"\\\\x00ff\")|",
+	}, queryStrings(t, conn, `SELECT st.op::text || '|' || coalesce(c.old, '') || '|' || coalesce(c.new, '') FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id ORDER BY st.id`),
+		"images in pgundo's own output settings")
+}

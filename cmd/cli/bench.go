@@ -106,19 +106,26 @@ func newBenchCaptureCommand(g *globals) *cobra.Command {
 		Use:   "capture",
 		Short: "Time bulk writes and pgbench transactions with and without capture",
 		Long: `Measure what capture costs, as ratios against the same work untracked, and
-against a classic row-level audit trigger (to_jsonb(OLD)/to_jsonb(NEW) with
-txid, time, user and operation, written to a plain log table):
+against baselines measured in the same run:
 
   update  UPDATE of every row of a --rows table shaped like pgbench_accounts
   delete  DELETE of half of its rows
   insert  INSERT of --rows rows into an empty table of that shape
   oltp    pgbench's tpcb-like transactions for --oltp-seconds, all four
-          pgbench tables tracked (needs pgbench; --oltp-seconds 0 skips it)
+          pgbench tables tracked, at 1 client and at --clients; then one
+          single-row UPDATE per transaction at 1 client with
+          synchronous_commit off, so that the commit's flush does not hide
+          the CPU cost of capture (needs pgbench; --oltp-seconds 0 skips it)
+
+Beside untracked, two baselines run in the same rounds: "rowlevel", a
+classic row-level audit trigger, and "floor", a statement trigger that
+writes one text image per row and the transaction id to an unindexed table:
+the least any trigger-based capture can cost.
 
 Every run gets a freshly built table, VACUUM ANALYZE, CHECKPOINT, and a
 connection of its own; the statement's wall time, commit included, counts.
-The variants run interleaved (untracked, pgundo, rowlevel, rotated on each
-of --repeat repetitions) and the medians are reported. "log B/row" is the
+The variants run interleaved (untracked, pgundo, rowlevel, floor, rotated on
+each of --repeat repetitions) and the medians are reported. "log B/row" is the
 growth of pgundo's log (pgundo.change + pgundo.stmt, indexes included) per
 changed row. Goals are those of pgundo's speed targets; the command exits 0
 whether they are met or not.
@@ -147,7 +154,7 @@ unless --force. Progress goes to stderr.`,
 	f.IntVar(&o.repeat, "repeat", bench.DefaultRepeat, "take each measurement this many times and report the medians")
 	f.IntVar(&o.oltpSeconds, "oltp-seconds", bench.DefaultOLTPSeconds, "length of each pgbench run, in seconds (0 skips the OLTP phase)")
 	f.IntVar(&o.oltpScale, "oltp-scale", bench.DefaultOLTPScale, "pgbench scale factor (100,000 accounts per unit)")
-	f.IntVar(&o.clients, "clients", bench.DefaultClients, "pgbench clients (-c)")
+	f.IntVar(&o.clients, "clients", bench.DefaultClients, "pgbench clients (-c) of the second tpcb-like phase (the first runs 1)")
 	f.IntVar(&o.jobs, "jobs", bench.DefaultJobs, "pgbench threads (-j), at most --clients")
 	f.StringVar(&o.pgbench, "pgbench", "", "pgbench executable (default: the server's version from /usr/lib/postgresql, pg_config --bindir, or $PATH)")
 	f.BoolVar(&o.keep, "keep", false, "keep schema pgundo_bench, the last run's log, and pgundo itself at the end")
@@ -178,7 +185,7 @@ func renderBenchCapture(w io.Writer, res *bench.CaptureResult) error {
 	fmt.Fprintf(w, "%d rows; %s per figure, each on a fresh table after %s\n\n", res.Rows, runs, prep)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "STEP  \tROWS\tUNTRACKED\tPGUNDO\tRATIO\tROWLEVEL\tRATIO\tGOAL\t\tLOG B/ROW\tROWLEVEL LOG B/ROW\t")
+	fmt.Fprintln(tw, "STEP  \tROWS\tUNTRACKED\tPGUNDO\tRATIO\tROWLEVEL\tRATIO\tFLOOR\tRATIO\tGOAL\t\tLOG B/ROW\tROWLEVEL LOG B/ROW\t")
 	met, goals := 0, 0
 	verdict := func(ok bool) string {
 		goals++
@@ -193,22 +200,36 @@ func renderBenchCapture(w io.Writer, res *bench.CaptureResult) error {
 		if s.LogBytesGoal > 0 {
 			logCol += fmt.Sprintf(" (≤ %.0f %s)", s.LogBytesGoal, verdict(s.LogBytesGoalMet))
 		}
-		fmt.Fprintf(tw, "%-6s\t%d\t%.3f s\t%.3f s\t%.2f\t%.3f s\t%.2f\t≤ %.2f\t%s\t%s\t%.0f\t\n",
+		fmt.Fprintf(tw, "%-6s\t%d\t%.3f s\t%.3f s\t%.2f\t%.3f s\t%.2f\t%.3f s\t%.2f\t≤ %.2f\t%s\t%s\t%.0f\t\n",
 			s.Step, s.Rows, s.Untracked.Seconds, s.Pgundo.Seconds, s.Pgundo.Ratio,
-			s.RowLevel.Seconds, s.RowLevel.Ratio, s.Goal, verdict(s.GoalMet), logCol, s.RowLevel.LogBytesPerRow)
-	}
-	if o := res.OLTP; o != nil {
-		fmt.Fprintf(tw, "oltp  \t-\t%.0f tps\t%.0f tps\t%.2f\t%.0f tps\t%.2f\t≥ %.2f\t%s\t%.0f\t%.0f\t\n",
-			o.Untracked.TPS, o.Pgundo.TPS, o.Pgundo.Ratio, o.RowLevel.TPS, o.RowLevel.Ratio,
-			o.Goal, verdict(o.GoalMet), o.Pgundo.LogBytesPerRow, o.RowLevel.LogBytesPerRow)
+			s.RowLevel.Seconds, s.RowLevel.Ratio, s.Floor.Seconds, s.Floor.Ratio, s.Goal, verdict(s.GoalMet), logCol, s.RowLevel.LogBytesPerRow)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w)
-	if o := res.OLTP; o != nil {
-		fmt.Fprintf(w, "oltp: pgbench %s, scale %d, %d clients, %d threads, %d s per run\n", o.Script, o.Scale, o.Clients, o.Jobs, o.Seconds)
+	if len(res.OLTP) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "OLTP         \tCLIENTS\tUNTRACKED\tPGUNDO\tRATIO\tROWLEVEL\tRATIO\tFLOOR\tRATIO\tGOAL\t\tPGUNDO÷FLOOR\tGOAL\t\tLOG B/ROW\t")
+		for _, o := range res.OLTP {
+			floorGoal, floorVerdict := "-", ""
+			if o.FloorGoal > 0 {
+				floorGoal, floorVerdict = fmt.Sprintf("≥ %.2f", o.FloorGoal), verdict(o.FloorGoalMet)
+			}
+			fmt.Fprintf(tw, "%-13s\t%d\t%.0f tps\t%.0f tps\t%.2f\t%.0f tps\t%.2f\t%.0f tps\t%.2f\t≥ %.2f\t%s\t%.2f\t%s\t%s\t%.0f\t\n",
+				o.Script, o.Clients, o.Untracked.TPS, o.Pgundo.TPS, o.Pgundo.Ratio, o.RowLevel.TPS, o.RowLevel.Ratio,
+				o.Floor.TPS, o.Floor.Ratio, o.Goal, verdict(o.GoalMet), o.FloorRatio, floorGoal, floorVerdict, o.Pgundo.LogBytesPerRow)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
+	fmt.Fprintln(w)
+	for _, o := range res.OLTP {
+		fmt.Fprintf(w, "oltp %s: pgbench scale %d, %d clients, %d threads, %d s per run, synchronous_commit %s\n",
+			o.Script, o.Scale, o.Clients, o.Jobs, o.Seconds, o.SynchronousCommit)
+	}
+	fmt.Fprintln(w, "floor: a statement trigger writing one text image per row and the xid to one unindexed table (the least any trigger capture costs)")
 	fmt.Fprintf(w, "ratios: variant ÷ untracked (time for bulk steps, TPS for oltp); goals met: %d of %d; took %.0f s\n", met, goals, res.Seconds)
 	return nil
 }

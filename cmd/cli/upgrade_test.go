@@ -1,0 +1,69 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgundo/pgundo/internal/pgtest"
+	pgsql "github.com/pgundo/pgundo/sql"
+)
+
+// TestUpgradeKeepsTheLog: a log captured by schema version 4 (the capture
+// before the hot-path rework of version 5) still shows, undoes, verifies and
+// answers history after pgundo install upgrades it, and a connection that
+// wrote before the upgrade stays one session after it.
+func TestUpgradeKeepsTheLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url, conn := setup(t, `CREATE TABLE acct (id int PRIMARY KEY, owner text, balance numeric, seen timestamptz);
+		INSERT INTO acct VALUES (1, 'ann', 10.50, '2024-01-01 10:00+00'), (2, 'bob', 20, NULL), (3, 'cy', 0.000, '2024-06-01 12:00:00.123456+02');
+		CREATE TABLE ledger (acct int, amount numeric, note text);
+		INSERT INTO ledger VALUES (1, 5, 'a'), (1, 5, 'a'), (2, 7, NULL)`)
+	_, err := pgsql.MigrateTo(ctx, conn, 4)
+	require.NoError(t, err)
+	// The CLI refuses an outdated schema; track as version 4 did.
+	pgtest.Exec(t, conn, "SELECT pgundo.track('acct'), pgundo.track('ledger')")
+	beforeAcct, beforeLedger := tableText(t, conn, "acct"), tableText(t, conn, "ledger")
+
+	patch := pgtest.Connect(t, withApp(url, "patch"))
+	pgtest.Exec(t, patch, "SET TimeZone = 'America/New_York'")
+	pgtest.Exec(t, patch, "UPDATE acct SET balance = balance * 2, seen = '2025-03-01 09:00-05'")
+	pgtest.Exec(t, patch, "DELETE FROM acct WHERE id = 2")
+	pgtest.Exec(t, patch, "DELETE FROM ledger WHERE acct = 1")
+
+	r := run(t, url, "install")
+	require.Equal(t, 0, r.code, r.stderr)
+	var version int32
+	require.NoError(t, conn.QueryRow(ctx, "SELECT max(version) FROM pgundo.schema_version").Scan(&version))
+	require.Equal(t, pgsql.Latest(), version)
+
+	// The same connection after the upgrade: the same session.
+	pgtest.Exec(t, patch, "INSERT INTO acct VALUES (4, 'dee', 1, now())")
+	pgtest.Exec(t, patch, "UPDATE ledger SET note = 'patched'")
+	other := pgtest.Connect(t, withApp(url, "other"))
+	pgtest.Exec(t, other, "INSERT INTO ledger VALUES (9, 9, 'other')")
+
+	r = run(t, url, "sessions", "--json", "--app", "patch")
+	require.Equal(t, 0, r.code, r.stderr)
+	var ss []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &ss))
+	require.Len(t, ss, 1, "one session for the patch connection, before and after the upgrade: %s", r.stdout)
+	require.EqualValues(t, 3+1+2+1+1, ss[0]["changes"])
+	id := ss[0]["id"].(string)
+
+	r = run(t, url, "show", id)
+	require.Equal(t, 0, r.code, r.stderr)
+	r = run(t, url, "history", "acct", "1", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+
+	r = run(t, url, "undo", id, "--yes")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	require.Equal(t, beforeAcct, tableText(t, conn, "acct"))
+	require.Equal(t, append(beforeLedger, "(9,9,other)"), tableText(t, conn, "ledger"))
+
+	r = run(t, url, "verify")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+}
