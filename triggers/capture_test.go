@@ -1168,3 +1168,35 @@ func TestCaptureLeavesTheWritersSettings(t *testing.T) {
 	}, queryStrings(t, conn, `SELECT st.op::text || '|' || coalesce(c.old, '') || '|' || coalesce(c.new, '') FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id ORDER BY st.id`),
 		"images in pgundo's own output settings")
 }
+
+// TestCaptureSessionMarkForged: the setting that marks a connection as
+// registered is only a hint; the session comes from currval of pgundo's
+// private sequence. Setting the mark without registering makes the
+// writer's own statement fail rather than mislabel it, and so does
+// DISCARD SEQUENCES after registering (documented), until the mark is reset.
+func TestCaptureSessionMarkForged(t *testing.T) {
+	t.Parallel()
+	dsn, conn := setup(t)
+	execAll(t, conn, `CREATE TABLE t (id int)`)
+	track(t, conn, "t")
+	ownID := `SELECT to_hex(floor(extract(epoch FROM backend_start))::bigint) || '.' || to_hex(pid) FROM pg_stat_activity WHERE pid = pg_backend_pid()`
+
+	forger := pgtest.Connect(t, dsn)
+	execAll(t, forger, `SELECT set_config('pgundo.session', 'pgundo.session_seq'::regclass::oid::text, false)`)
+	_, err := forger.Exec(ctxT(t), `INSERT INTO t VALUES (1)`)
+	require.ErrorContains(t, err, "currval")
+	execAll(t, forger, `RESET pgundo.session`, `INSERT INTO t VALUES (2)`)
+
+	w := pgtest.Connect(t, dsn)
+	execAll(t, w, `INSERT INTO t VALUES (3)`, `DISCARD SEQUENCES`)
+	_, err = w.Exec(ctxT(t), `INSERT INTO t VALUES (4)`)
+	require.ErrorContains(t, err, "currval")
+	execAll(t, w, `RESET pgundo.session`, `INSERT INTO t VALUES (5)`)
+
+	require.Equal(t, []string{
+		queryOne[string](t, forger, ownID) + " (2)",
+		queryOne[string](t, w, ownID) + " (3)",
+		queryOne[string](t, w, ownID) + " (5)",
+	}, queryStrings(t, conn, `SELECT st.session_id || ' ' || c.new FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id ORDER BY st.id`))
+	require.Equal(t, []string{"2", "3", "5"}, queryStrings(t, conn, `SELECT id::text FROM t ORDER BY id`))
+}
