@@ -28,7 +28,17 @@
 --     without the positional join; bigger ones join as before, with
 --     work_mem raised for that statement only.
 --
--- tern runs this file through text/template: keep double braces out of it.
+-- tern runs this file through text/template. The parts every capture function
+-- repeats are defined once here, as templates, and placed with template
+-- actions below; PL/pgSQL bodies hold no other double braces.
+{{define "stmt_columns"}}(id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag){{end}}
+{{- /* session_id: this connection's session, registered on first use (see _register). */ -}}
+{{define "session_id"}}coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_seq'::regclass::oid::text
+                THEN (SELECT session_id FROM pgundo.session_handle WHERE num = (SELECT currval('pgundo.session_seq'))) END,
+           pgundo._register()){{end}}
+{{- /* who: the effective role (SET ROLE, else the login role), application_name and tag. */ -}}
+{{define "who"}}CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
+           current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''){{end}}
 
 CREATE SEQUENCE pgundo.session_seq;
 REVOKE ALL ON SEQUENCE pgundo.session_seq FROM PUBLIC;
@@ -86,9 +96,7 @@ END $$;
 -- _session returns this connection's session id, registering it on first use.
 CREATE OR REPLACE FUNCTION pgundo._session() RETURNS text
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_seq'::regclass::oid::text
-                THEN (SELECT session_id FROM pgundo.session_handle WHERE num = (SELECT currval('pgundo.session_seq'))) END,
-           pgundo._register())
+    SELECT {{template "session_id"}}
 $$;
 
 -- CHECK constraints are parsed and compiled on every INSERT into the table
@@ -190,13 +198,10 @@ BEGIN
         was := pgundo._pin();
     END IF;
     WITH s AS (
-        INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
-        SELECT nextval('pgundo.stmt_id_seq'), coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_seq'::regclass::oid::text
-                                  THEN (SELECT session_id FROM pgundo.session_handle WHERE num = (SELECT currval('pgundo.session_seq'))) END,
-                             pgundo._register()),
+        INSERT INTO pgundo.stmt {{template "stmt_columns"}}
+        SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
                pg_current_xact_id(), statement_timestamp(), 'I', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, c.n,
-               CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
-               current_setting('application_name'), nullif(current_setting('pgundo.tag', true), '')
+               {{template "who"}}
           FROM (SELECT count(*) AS n FROM pgundo_new) c WHERE c.n > 0
         RETURNING id)
     INSERT INTO pgundo.change (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;
@@ -220,13 +225,10 @@ BEGIN
         was := pgundo._pin();
     END IF;
     WITH s AS (
-        INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
-        SELECT nextval('pgundo.stmt_id_seq'), coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_seq'::regclass::oid::text
-                                  THEN (SELECT session_id FROM pgundo.session_handle WHERE num = (SELECT currval('pgundo.session_seq'))) END,
-                             pgundo._register()),
+        INSERT INTO pgundo.stmt {{template "stmt_columns"}}
+        SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
                pg_current_xact_id(), statement_timestamp(), 'D', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, c.n,
-               CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
-               current_setting('application_name'), nullif(current_setting('pgundo.tag', true), '')
+               {{template "who"}}
           FROM (SELECT count(*) AS n FROM pgundo_old) c WHERE c.n > 0
         RETURNING id)
     INSERT INTO pgundo.change (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r;
@@ -269,26 +271,20 @@ BEGIN
     END IF;
     IF n = 1 AND m = 1 THEN
         WITH s AS (
-            INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
-            VALUES (nextval('pgundo.stmt_id_seq'), coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_seq'::regclass::oid::text
-                                  THEN (SELECT session_id FROM pgundo.session_handle WHERE num = (SELECT currval('pgundo.session_seq'))) END,
-                             pgundo._register()),
+            INSERT INTO pgundo.stmt {{template "stmt_columns"}}
+            VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
                     pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, 1,
-                    CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
-                    current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''))
+                    {{template "who"}})
             RETURNING id)
         INSERT INTO pgundo.change (stmt_id, old, new) SELECT s.id, ROW(o.*)::text, ROW(w.*)::text FROM s, pgundo_old o, pgundo_new w;
     ELSIF n = m THEN
         wm := current_setting('work_mem');
         PERFORM set_config('work_mem', '128MB', true);
         WITH s AS (
-            INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
-            VALUES (nextval('pgundo.stmt_id_seq'), coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_seq'::regclass::oid::text
-                                  THEN (SELECT session_id FROM pgundo.session_handle WHERE num = (SELECT currval('pgundo.session_seq'))) END,
-                             pgundo._register()),
+            INSERT INTO pgundo.stmt {{template "stmt_columns"}}
+            VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
                     pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
-                    CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
-                    current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''))
+                    {{template "who"}})
             RETURNING id)
         INSERT INTO pgundo.change (stmt_id, old, new)
         SELECT s.id, o.img, w.img
@@ -298,13 +294,10 @@ BEGIN
         PERFORM set_config('work_mem', wm, true);
     ELSE
         WITH s AS (
-            INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
-            VALUES (nextval('pgundo.stmt_id_seq'), coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_seq'::regclass::oid::text
-                                  THEN (SELECT session_id FROM pgundo.session_handle WHERE num = (SELECT currval('pgundo.session_seq'))) END,
-                             pgundo._register()),
+            INSERT INTO pgundo.stmt {{template "stmt_columns"}}
+            VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
                     pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, greatest(n, m),
-                    CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
-                    current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''))
+                    {{template "who"}})
             RETURNING id),
         o AS (INSERT INTO pgundo.change (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r)
         INSERT INTO pgundo.change (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;
@@ -337,13 +330,10 @@ BEGIN
       USING sid;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
-        VALUES (sid, coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_seq'::regclass::oid::text
-                                  THEN (SELECT session_id FROM pgundo.session_handle WHERE num = (SELECT currval('pgundo.session_seq'))) END,
-                             pgundo._register()),
+        INSERT INTO pgundo.stmt {{template "stmt_columns"}}
+        VALUES (sid, {{template "session_id"}},
                 pg_current_xact_id(), statement_timestamp(), 'T', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
-                CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
-                current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''));
+                {{template "who"}});
     END IF;
     IF was IS NOT NULL THEN
         PERFORM pgundo._unpin(was);

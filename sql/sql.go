@@ -78,6 +78,20 @@ func Latest() int32 {
 // in its own transaction under tern's advisory lock, so concurrent installs
 // are safe.
 func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
+	return migrateTo(ctx, conn, Latest())
+}
+
+// MigrateTo is Migrate up to schema version to only (1 to Latest); a schema
+// already past it is left as it is. It exists to test upgrades from an older
+// schema: pgundo install always migrates to Latest.
+func MigrateTo(ctx context.Context, conn *pgx.Conn, to int32) (Result, error) {
+	if to < 1 || to > Latest() {
+		return Result{}, fmt.Errorf("schema version %d does not exist (1 to %d)", to, Latest())
+	}
+	return migrateTo(ctx, conn, to)
+}
+
+func migrateTo(ctx context.Context, conn *pgx.Conn, to int32) (Result, error) {
 	var res Result
 	if err := checkStatsPrivilege(ctx, conn); err != nil {
 		return res, err
@@ -92,40 +106,14 @@ func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
 	if res.From, err = m.GetCurrentVersion(ctx); err != nil {
 		return res, fmt.Errorf("read schema version: %w", err)
 	}
-	if err := m.Migrate(ctx); err != nil {
-		return res, fmt.Errorf("migrate schema %s: %w", Schema, err)
+	if res.From < to {
+		if err := m.MigrateTo(ctx, to); err != nil {
+			return res, fmt.Errorf("migrate schema %s: %w", Schema, err)
+		}
 	}
 	if res.To, err = m.GetCurrentVersion(ctx); err != nil {
 		return res, fmt.Errorf("read schema version: %w", err)
 	}
-	return res, nil
-}
-
-// MigrateTo is Migrate up to schema version to only (at most Latest). It
-// exists to test upgrades from an older schema; pgundo install always
-// migrates to Latest.
-func MigrateTo(ctx context.Context, conn *pgx.Conn, to int32) (Result, error) {
-	var res Result
-	if to < 1 || to > Latest() {
-		return res, fmt.Errorf("schema version %d does not exist (1 to %d)", to, Latest())
-	}
-	if err := checkStatsPrivilege(ctx, conn); err != nil {
-		return res, err
-	}
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{Schema}.Sanitize()); err != nil {
-		return res, fmt.Errorf("create schema %s: %w", Schema, err)
-	}
-	m, err := newMigrator(ctx, conn)
-	if err != nil {
-		return res, err
-	}
-	if res.From, err = m.GetCurrentVersion(ctx); err != nil {
-		return res, fmt.Errorf("read schema version: %w", err)
-	}
-	if err := m.MigrateTo(ctx, to); err != nil {
-		return res, fmt.Errorf("migrate schema %s to version %d: %w", Schema, to, err)
-	}
-	res.To = to
 	return res, nil
 }
 
