@@ -318,7 +318,7 @@ func (e *env) dropSchema(ctx context.Context, conn *pgx.Conn) error {
 // logTables are pgundo's log and what is derived from it (row-history
 // index, seals, undo records): the bench empties them together, so that
 // nothing derived points at entries that are gone.
-const logTables = "pgundo.change, pgundo.stmt, pgundo.session, pgundo.session_handle, pgundo.undo, pgundo.undone, " +
+const logTables = "pgundo.change, pgundo.stmt, pgundo.session, pgundo.undo, pgundo.undone, " +
 	"pgundo.hist_key, pgundo.hist_stmt, pgundo.hist_mark, pgundo.hist_skipped, pgundo.seal, pgundo.seal_stmt, pgundo.seal_mark"
 
 // resetHistory moves the row-history watermark back with the emptied log.

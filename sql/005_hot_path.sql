@@ -17,13 +17,14 @@
 --     statement row is written by the same SQL statement that writes the
 --     change rows (a data-modifying WITH), which also takes the lock on both
 --     log tables before the statement is numbered (see pgundo.seal).
---   * The session is registered once per connection (pgundo._register). It
---     used to be recomputed on every statement from pg_stat_get_activity,
---     which copies every backend's status on its first call in a
---     transaction (about 25 µs). The connection is now identified by
---     currval of the private sequence pgundo.session_seq: only pgundo's own
---     functions can advance it, so a role cannot forge it; a setting could
---     be forged. pgundo.session_handle maps that number to the session id.
+--   * The session is registered once per connection (pgundo._register). Its
+--     id used to be recomputed on every statement from pg_stat_get_activity,
+--     which copies every backend's status on its first call in a transaction
+--     (about 25 µs). Registration now keeps the backend's start time (the
+--     id's first part; the pid is its second) as this connection's currval
+--     of the private sequence pgundo.session_start, set with setval: only
+--     pgundo's functions may set it, so a role cannot forge it (a setting
+--     could be forged), and reading it back costs about a microsecond.
 --   * A one-row UPDATE (most OLTP statements) pairs its old and new row
 --     without the positional join; bigger ones join as before, with
 --     work_mem raised for that statement only.
@@ -33,42 +34,27 @@
 -- actions below; PL/pgSQL bodies hold no other double braces.
 {{define "stmt_columns"}}(id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag){{end}}
 {{- /* session_id: this connection's session, registered on first use (see _register). */ -}}
-{{define "session_id"}}coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_seq'::regclass::oid::text
-                THEN (SELECT session_id FROM pgundo.session_handle WHERE num = (SELECT currval('pgundo.session_seq'))) END,
+{{define "session_id"}}coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_start'::regclass::oid::text
+                THEN to_hex(currval('pgundo.session_start')) || '.' || to_hex(pg_backend_pid()) END,
            pgundo._register()){{end}}
 {{- /* who: the effective role (SET ROLE, else the login role), application_name and tag. */ -}}
 {{define "who"}}CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
            current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''){{end}}
 
-CREATE SEQUENCE pgundo.session_seq;
-REVOKE ALL ON SEQUENCE pgundo.session_seq FROM PUBLIC;
+-- pgundo.session_start is not a counter: _register sets this connection's
+-- currval of it to the backend's start time (epoch seconds) with setval.
+CREATE SEQUENCE pgundo.session_start MINVALUE 0;
+REVOKE ALL ON SEQUENCE pgundo.session_start FROM PUBLIC;
 
-CREATE TABLE pgundo.session_handle (
-    num        bigint PRIMARY KEY,
-    session_id text NOT NULL
-);
-COMMENT ON TABLE pgundo.session_handle IS 'Maps the number a connection drew from pgundo.session_seq when it registered (its currval from then on) to its session id.';
-REVOKE ALL ON pgundo.session_handle FROM PUBLIC;
-
--- A session's handles go with it (pgundo prune deletes the sessions of
--- closed connections with nothing left in the log).
-CREATE FUNCTION pgundo._forget_handles() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    DELETE FROM pgundo.session_handle h USING pgundo_gone g WHERE h.session_id = g.id;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER forget_handles AFTER DELETE ON pgundo.session REFERENCING OLD TABLE AS pgundo_gone
-    FOR EACH STATEMENT EXECUTE FUNCTION pgundo._forget_handles();
-CREATE INDEX session_handle_session_idx ON pgundo.session_handle (session_id);
-
--- _register registers this connection as a session: the session row (id from
--- the backend's start time and pid, as log_line_prefix %c prints it) and a
--- fresh handle number that currval('pgundo.session_seq') returns from then on
--- in this connection. Returns the session id. Where pgundo's owner may not
--- read this connection's start time (it lacks pg_read_all_stats; pgundo
--- install checks for it), the time of the registering statement stands in,
--- and the handle keeps that id for the connection.
+-- _register registers this connection as a session and returns its id (the
+-- backend's start time and pid in hex, as log_line_prefix %c prints them):
+-- the session row, the start time as this connection's currval of
+-- pgundo.session_start, and the setting pgundo.session as a mark that it did
+-- (the mark alone proves nothing: the id always comes from currval and the
+-- pid). The mark and the session row go with the transaction if it rolls
+-- back; currval stays, and is set again next time. Where pgundo's owner may
+-- not read this connection's start time (it lacks pg_read_all_stats; pgundo
+-- install checks for it), the time of the registering statement stands in.
 CREATE OR REPLACE FUNCTION pgundo._register() RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -88,8 +74,8 @@ BEGIN
     INSERT INTO pgundo.session (id, pid, backend_start, session_role, client_addr, client_port, application_name)
     VALUES (sid, a.pid, a.backend_start, session_user, a.client_addr, a.client_port, a.application_name)
     ON CONFLICT (id) DO NOTHING;
-    INSERT INTO pgundo.session_handle (num, session_id) VALUES (nextval('pgundo.session_seq'), sid);
-    PERFORM set_config('pgundo.session', 'pgundo.session_seq'::regclass::oid::text, false);
+    PERFORM setval('pgundo.session_start', floor(extract(epoch FROM a.backend_start))::bigint, true);
+    PERFORM set_config('pgundo.session', 'pgundo.session_start'::regclass::oid::text, false);
     RETURN sid;
 END $$;
 
@@ -189,13 +175,16 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     was text[];
 BEGIN
-    IF current_setting('pgundo.quiet', true) = 'on' THEN
-        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
+    -- One test on the common path: no undo in progress, pgundo's own output
+    -- settings already in force.
+    IF current_setting('pgundo.quiet', true) = 'on' OR NOT pgundo._canonical() THEN
+        IF current_setting('pgundo.quiet', true) = 'on'
+           AND EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
             RETURN NULL;  -- an undo logs this statement itself
         END IF;
-    END IF;
-    IF NOT pgundo._canonical() THEN
-        was := pgundo._pin();
+        IF NOT pgundo._canonical() THEN
+            was := pgundo._pin();
+        END IF;
     END IF;
     WITH s AS (
         INSERT INTO pgundo.stmt {{template "stmt_columns"}}
@@ -216,13 +205,16 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     was text[];
 BEGIN
-    IF current_setting('pgundo.quiet', true) = 'on' THEN
-        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
+    -- One test on the common path: no undo in progress, pgundo's own output
+    -- settings already in force.
+    IF current_setting('pgundo.quiet', true) = 'on' OR NOT pgundo._canonical() THEN
+        IF current_setting('pgundo.quiet', true) = 'on'
+           AND EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
             RETURN NULL;  -- an undo logs this statement itself
         END IF;
-    END IF;
-    IF NOT pgundo._canonical() THEN
-        was := pgundo._pin();
+        IF NOT pgundo._canonical() THEN
+            was := pgundo._pin();
+        END IF;
     END IF;
     WITH s AS (
         INSERT INTO pgundo.stmt {{template "stmt_columns"}}
@@ -257,18 +249,18 @@ DECLARE
     was text[];
     wm  text;
 BEGIN
-    IF current_setting('pgundo.quiet', true) = 'on' THEN
-        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
+    -- One test on the common path: no undo in progress, pgundo's own output
+    -- settings already in force.
+    IF current_setting('pgundo.quiet', true) = 'on' OR NOT pgundo._canonical() THEN
+        IF current_setting('pgundo.quiet', true) = 'on'
+           AND EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
             RETURN NULL;  -- an undo logs this statement itself
+        END IF;
+        IF NOT pgundo._canonical() THEN
+            was := pgundo._pin();
         END IF;
     END IF;
     SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
-    IF n = 0 AND m = 0 THEN
-        RETURN NULL;
-    END IF;
-    IF NOT pgundo._canonical() THEN
-        was := pgundo._pin();
-    END IF;
     IF n = 1 AND m = 1 THEN
         WITH s AS (
             INSERT INTO pgundo.stmt {{template "stmt_columns"}}
@@ -277,7 +269,7 @@ BEGIN
                     {{template "who"}})
             RETURNING id)
         INSERT INTO pgundo.change (stmt_id, old, new) SELECT s.id, ROW(o.*)::text, ROW(w.*)::text FROM s, pgundo_old o, pgundo_new w;
-    ELSIF n = m THEN
+    ELSIF n = m AND n > 0 THEN
         wm := current_setting('work_mem');
         PERFORM set_config('work_mem', '128MB', true);
         WITH s AS (
@@ -292,7 +284,7 @@ BEGIN
                (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_old r) o
           JOIN (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_new r) w USING (pos);
         PERFORM set_config('work_mem', wm, true);
-    ELSE
+    ELSIF n <> m THEN
         WITH s AS (
             INSERT INTO pgundo.stmt {{template "stmt_columns"}}
             VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
@@ -301,7 +293,7 @@ BEGIN
             RETURNING id),
         o AS (INSERT INTO pgundo.change (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r)
         INSERT INTO pgundo.change (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;
-    END IF;
+    END IF;  -- n = m = 0: nothing changed, nothing logged
     IF was IS NOT NULL THEN
         PERFORM pgundo._unpin(was);
     END IF;
@@ -341,4 +333,4 @@ BEGIN
     RETURN NULL;
 END $$;
 
-REVOKE ALL ON FUNCTION pgundo._register(), pgundo._session(), pgundo._forget_handles(), pgundo._canonical(), pgundo._pin(), pgundo._unpin(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgundo._register(), pgundo._session(), pgundo._canonical(), pgundo._pin(), pgundo._unpin(text[]) FROM PUBLIC;

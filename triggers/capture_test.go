@@ -1182,7 +1182,7 @@ func TestCaptureSessionMarkForged(t *testing.T) {
 	ownID := `SELECT to_hex(floor(extract(epoch FROM backend_start))::bigint) || '.' || to_hex(pid) FROM pg_stat_activity WHERE pid = pg_backend_pid()`
 
 	forger := pgtest.Connect(t, dsn)
-	execAll(t, forger, `SELECT set_config('pgundo.session', 'pgundo.session_seq'::regclass::oid::text, false)`)
+	execAll(t, forger, `SELECT set_config('pgundo.session', 'pgundo.session_start'::regclass::oid::text, false)`)
 	_, err := forger.Exec(ctxT(t), `INSERT INTO t VALUES (1)`)
 	require.ErrorContains(t, err, "currval")
 	execAll(t, forger, `RESET pgundo.session`, `INSERT INTO t VALUES (2)`)
