@@ -130,40 +130,66 @@ END $f$;
 -- prints values as pgundo reads them back (readers pin DateStyle 'ISO, YMD',
 -- IntervalStyle postgres, TimeZone UTC, extra_float_digits 3, bytea_output
 -- hex, lc_monetary C): any ISO DateStyle prints year first, any positive
--- extra_float_digits prints the shortest exact form. A plain SQL function, so
--- that it is inlined into the capture functions' cached plans.
+-- extra_float_digits prints the shortest exact form, and an lc_monetary that
+-- prints a positive and a negative amount as C does prints every amount as C
+-- does (PostgreSQL's money output uses only the locale's symbol, separators,
+-- grouping, fraction digits and sign placement, all visible in those two).
+-- A plain SQL function, so that it is inlined into the capture functions'
+-- cached plans.
 CREATE OR REPLACE FUNCTION pgundo._canonical() RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT pg_catalog.current_setting('DateStyle') LIKE 'ISO%'
        AND pg_catalog.current_setting('IntervalStyle') = 'postgres'
        AND pg_catalog.current_setting('TimeZone') IN ('UTC', 'Etc/UTC')
-       AND pg_catalog.current_setting('extra_float_digits') NOT IN ('0', '-1', '-2', '-3', '-4', '-5', '-6', '-7', '-8', '-9', '-10', '-11', '-12', '-13', '-14', '-15')
+       AND pg_catalog.current_setting('extra_float_digits') NOT LIKE '-%' AND pg_catalog.current_setting('extra_float_digits') <> '0'
        AND pg_catalog.current_setting('bytea_output') = 'hex'
-       AND pg_catalog.current_setting('lc_monetary') IN ('C', 'POSIX', 'C.UTF-8', 'C.utf8')
+       AND (pg_catalog.current_setting('lc_monetary') IN ('C', 'POSIX')
+            OR (CAST(CAST(1234567.5 AS pg_catalog.money) AS pg_catalog.text) = '$1,234,567.50'
+                AND CAST(CAST(-1234567.5 AS pg_catalog.money) AS pg_catalog.text) = '-$1,234,567.50'))
 $$;
 
--- _pin sets the output settings pgundo reads images with, until _unpin puts
--- back the values it returns (both within the capturing statement's
--- transaction; an error in between rolls the settings back with it).
+-- _pin sets, for the rest of the transaction, each output setting that
+-- differs from what pgundo reads images with, and returns the names and
+-- values that _unpin puts back right after the statement is logged (an error
+-- in between rolls the settings back with the transaction or savepoint).
 CREATE OR REPLACE FUNCTION pgundo._pin() RETURNS text[]
 LANGUAGE plpgsql AS $$
 DECLARE
-    was text[] := ARRAY[pg_catalog.current_setting('DateStyle'), pg_catalog.current_setting('IntervalStyle'),
-                        pg_catalog.current_setting('TimeZone'), pg_catalog.current_setting('extra_float_digits'),
-                        pg_catalog.current_setting('bytea_output'), pg_catalog.current_setting('lc_monetary')];
+    was text[] := '{}';
 BEGIN
-    PERFORM pg_catalog.set_config('DateStyle', 'ISO, YMD', true), pg_catalog.set_config('IntervalStyle', 'postgres', true),
-            pg_catalog.set_config('TimeZone', 'UTC', true), pg_catalog.set_config('extra_float_digits', '3', true),
-            pg_catalog.set_config('bytea_output', 'hex', true), pg_catalog.set_config('lc_monetary', 'C', true);
+    IF pg_catalog.current_setting('DateStyle') NOT LIKE 'ISO%' THEN
+        was := was || ARRAY['DateStyle', pg_catalog.current_setting('DateStyle')];
+        PERFORM pg_catalog.set_config('DateStyle', 'ISO, YMD', true);
+    END IF;
+    IF pg_catalog.current_setting('IntervalStyle') <> 'postgres' THEN
+        was := was || ARRAY['IntervalStyle', pg_catalog.current_setting('IntervalStyle')];
+        PERFORM pg_catalog.set_config('IntervalStyle', 'postgres', true);
+    END IF;
+    IF pg_catalog.current_setting('TimeZone') NOT IN ('UTC', 'Etc/UTC') THEN
+        was := was || ARRAY['TimeZone', pg_catalog.current_setting('TimeZone')];
+        PERFORM pg_catalog.set_config('TimeZone', 'UTC', true);
+    END IF;
+    IF pg_catalog.current_setting('extra_float_digits') LIKE '-%' OR pg_catalog.current_setting('extra_float_digits') = '0' THEN
+        was := was || ARRAY['extra_float_digits', pg_catalog.current_setting('extra_float_digits')];
+        PERFORM pg_catalog.set_config('extra_float_digits', '3', true);
+    END IF;
+    IF pg_catalog.current_setting('bytea_output') <> 'hex' THEN
+        was := was || ARRAY['bytea_output', pg_catalog.current_setting('bytea_output')];
+        PERFORM pg_catalog.set_config('bytea_output', 'hex', true);
+    END IF;
+    IF pg_catalog.current_setting('lc_monetary') NOT IN ('C', 'POSIX') THEN
+        was := was || ARRAY['lc_monetary', pg_catalog.current_setting('lc_monetary')];
+        PERFORM pg_catalog.set_config('lc_monetary', 'C', true);
+    END IF;
     RETURN was;
 END $$;
 
 CREATE OR REPLACE FUNCTION pgundo._unpin(was text[]) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_catalog.set_config('DateStyle', was[1], true), pg_catalog.set_config('IntervalStyle', was[2], true),
-            pg_catalog.set_config('TimeZone', was[3], true), pg_catalog.set_config('extra_float_digits', was[4], true),
-            pg_catalog.set_config('bytea_output', was[5], true), pg_catalog.set_config('lc_monetary', was[6], true);
+    FOR i IN 1 .. coalesce(cardinality(was), 0) / 2 LOOP
+        PERFORM pg_catalog.set_config(was[2 * i - 1], was[2 * i], true);
+    END LOOP;
 END $$;
 
 -- The capture functions. Each numbers its statement and writes the statement
