@@ -447,7 +447,7 @@ func waitUndoWriting(t *testing.T, conn *pgx.Conn, undoDone <-chan struct{}) {
 func waitActivity(t *testing.T, conn *pgx.Conn, undoDone <-chan struct{}, cond string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for !queryOne[bool](t, conn, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pgundo-test-slow-undo' AND `+cond+`)`) {
+	for !queryOne[bool](t, conn, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgundo-test-slow-undo' AND `+cond+`)`) {
 		select {
 		case <-undoDone:
 			t.Fatalf("the undo ended before %s", cond)

@@ -64,7 +64,7 @@ func waitErr(t *testing.T, done <-chan error) error {
 // INSERT of big (the fast path's in a WITH), sleeping in the CHECK
 // constraint.
 const victimWriting = `SELECT EXISTS (SELECT FROM pg_stat_activity
-	WHERE application_name = 'pgundo-test-victim' AND state = 'active' AND wait_event = 'PgSleep'
+	WHERE datname = current_database() AND application_name = 'pgundo-test-victim' AND state = 'active' AND wait_event = 'PgSleep'
 	  AND query ~* '^\s*(WITH \w+ AS \(\s*)?(UPDATE|INSERT INTO)\s+"public"\."big"')`
 
 // waitGone waits until no backend of the database has application_name app.
@@ -108,7 +108,7 @@ func testUndoKilled(t *testing.T, opts undo.Options) {
 	victim := connect(t, w.cfg, "pgundo-test-victim")
 	done := startUndo(context.Background(), w, victim, opts)
 	waitFor(t, w, victimWriting, done)
-	require.True(t, queryOne[bool](t, w.Conn, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgundo-test-victim'`))
+	require.True(t, queryOne[bool](t, w.Conn, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgundo-test-victim'`))
 	require.Error(t, waitErr(t, done))
 	waitGone(t, w, "pgundo-test-victim")
 	requireSameTables(t, before, w.all(), "after the undo was killed while writing")
@@ -120,8 +120,8 @@ func testUndoKilled(t *testing.T, opts undo.Options) {
 	require.NoError(t, err)
 	blocked := connect(t, w.cfg, "pgundo-test-blocked")
 	done = startUndo(context.Background(), w, blocked, opts)
-	waitFor(t, w, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pgundo-test-blocked' AND wait_event_type = 'Lock')`, done)
-	require.True(t, queryOne[bool](t, w.Conn, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgundo-test-blocked'`))
+	waitFor(t, w, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgundo-test-blocked' AND wait_event_type = 'Lock')`, done)
+	require.True(t, queryOne[bool](t, w.Conn, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgundo-test-blocked'`))
 	require.Error(t, waitErr(t, done))
 	_, err = locker.Exec(ctxT(t), `ROLLBACK`)
 	require.NoError(t, err)
@@ -160,7 +160,7 @@ func TestUndoCanceled(t *testing.T) {
 	defer rerunCancel()
 	plan, err := undo.Apply(rerunCtx, w.undoConn(), undo.Selection{Sessions: w.IDs[:1]}, undo.Options{}, nil)
 	require.NoError(t, err, "run the undo again after Ctrl-C; the abandoned backend: %v",
-		queryStrings(t, w.Conn, `SELECT state || ' ' || coalesce(wait_event, '-') || ' ' || left(query, 60) FROM pg_stat_activity WHERE application_name = 'pgundo-test-victim'`))
+		queryStrings(t, w.Conn, `SELECT state || ' ' || coalesce(wait_event, '-') || ' ' || left(query, 60) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgundo-test-victim'`))
 	require.Equal(t, counts{Restore: 200000}, countsOf(tablePlan(t, plan, "public.big")))
 	requireSameTables(t, pre, w.tables(), "after the undo run again")
 }

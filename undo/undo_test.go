@@ -147,7 +147,7 @@ func TestUndoConcurrentWriterIsRechecked(t *testing.T) {
 		_, err := undo.Apply(context.Background(), uc, undo.Selection{Sessions: w.IDs[:1]}, undo.Options{}, nil)
 		done <- err
 	}()
-	waitFor(t, w, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pgundo-test-undo' AND wait_event_type = 'Lock')`, done)
+	waitFor(t, w, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgundo-test-undo' AND wait_event_type = 'Lock')`, done)
 	_, err = writer.Exec(ctxT(t), `COMMIT`)
 	require.NoError(t, err)
 	select {
