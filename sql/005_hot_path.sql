@@ -41,6 +41,23 @@
 {{define "who"}}CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
            current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''){{end}}
 
+{{- /* guard: the start of every capture function but TRUNCATE's: one test on the common path (no
+undo in progress, pgundo's own output settings already in force); else skip a statement an undo
+logs itself, and pin the output settings that differ (into was, for unpin). */ -}}
+{{define "guard"}}IF current_setting('pgundo.quiet', true) = 'on' OR NOT pgundo._canonical() THEN
+        IF current_setting('pgundo.quiet', true) = 'on'
+           AND EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
+            RETURN NULL;  -- an undo logs this statement itself
+        END IF;
+        IF NOT pgundo._canonical() THEN
+            was := pgundo._pin();
+        END IF;
+    END IF;{{end}}
+{{- /* unpin: puts back the writer's settings that guard pinned. */ -}}
+{{define "unpin"}}IF was IS NOT NULL THEN
+        PERFORM pgundo._unpin(was);
+    END IF;{{end}}
+
 -- pgundo.session_start is not a counter: _register sets this connection's
 -- currval of it to the backend's start time (epoch seconds) with setval.
 CREATE SEQUENCE pgundo.session_start MINVALUE 0;
@@ -201,17 +218,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     was text[];
 BEGIN
-    -- One test on the common path: no undo in progress, pgundo's own output
-    -- settings already in force.
-    IF current_setting('pgundo.quiet', true) = 'on' OR NOT pgundo._canonical() THEN
-        IF current_setting('pgundo.quiet', true) = 'on'
-           AND EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
-            RETURN NULL;  -- an undo logs this statement itself
-        END IF;
-        IF NOT pgundo._canonical() THEN
-            was := pgundo._pin();
-        END IF;
-    END IF;
+    {{template "guard"}}
     WITH s AS (
         INSERT INTO pgundo.stmt {{template "stmt_columns"}}
         SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
@@ -220,9 +227,7 @@ BEGIN
           FROM (SELECT count(*) AS n FROM pgundo_new) c WHERE c.n > 0
         RETURNING id)
     INSERT INTO pgundo.change (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;
-    IF was IS NOT NULL THEN
-        PERFORM pgundo._unpin(was);
-    END IF;
+    {{template "unpin"}}
     RETURN NULL;
 END $$;
 
@@ -231,17 +236,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     was text[];
 BEGIN
-    -- One test on the common path: no undo in progress, pgundo's own output
-    -- settings already in force.
-    IF current_setting('pgundo.quiet', true) = 'on' OR NOT pgundo._canonical() THEN
-        IF current_setting('pgundo.quiet', true) = 'on'
-           AND EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
-            RETURN NULL;  -- an undo logs this statement itself
-        END IF;
-        IF NOT pgundo._canonical() THEN
-            was := pgundo._pin();
-        END IF;
-    END IF;
+    {{template "guard"}}
     WITH s AS (
         INSERT INTO pgundo.stmt {{template "stmt_columns"}}
         SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
@@ -250,9 +245,7 @@ BEGIN
           FROM (SELECT count(*) AS n FROM pgundo_old) c WHERE c.n > 0
         RETURNING id)
     INSERT INTO pgundo.change (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r;
-    IF was IS NOT NULL THEN
-        PERFORM pgundo._unpin(was);
-    END IF;
+    {{template "unpin"}}
     RETURN NULL;
 END $$;
 
@@ -275,17 +268,7 @@ DECLARE
     was text[];
     wm  text;
 BEGIN
-    -- One test on the common path: no undo in progress, pgundo's own output
-    -- settings already in force.
-    IF current_setting('pgundo.quiet', true) = 'on' OR NOT pgundo._canonical() THEN
-        IF current_setting('pgundo.quiet', true) = 'on'
-           AND EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
-            RETURN NULL;  -- an undo logs this statement itself
-        END IF;
-        IF NOT pgundo._canonical() THEN
-            was := pgundo._pin();
-        END IF;
-    END IF;
+    {{template "guard"}}
     SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
     IF n = 1 AND m = 1 THEN
         WITH s AS (
@@ -320,9 +303,7 @@ BEGIN
         o AS (INSERT INTO pgundo.change (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r)
         INSERT INTO pgundo.change (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;
     END IF;  -- n = m = 0: nothing changed, nothing logged
-    IF was IS NOT NULL THEN
-        PERFORM pgundo._unpin(was);
-    END IF;
+    {{template "unpin"}}
     RETURN NULL;
 END $$;
 
@@ -353,9 +334,7 @@ BEGIN
                 pg_current_xact_id(), statement_timestamp(), 'T', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
                 {{template "who"}});
     END IF;
-    IF was IS NOT NULL THEN
-        PERFORM pgundo._unpin(was);
-    END IF;
+    {{template "unpin"}}
     RETURN NULL;
 END $$;
 
