@@ -18,42 +18,11 @@ import (
 	"github.com/pgundo/pgundo/triggers"
 )
 
-// pagilaFiles are the fixture's psql scripts, in load order.
-var pagilaFiles = []string{"pagila-schema.sql", "pagila-data.sql"}
-
-// pagilaDir finds the pagila fixture: shared/fixtures/pagila in this
-// package's directory or any directory above it (../../shared/fixtures/pagila
-// from the repository's triggers package).
-func pagilaDir(t *testing.T) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	require.NoError(t, err)
-	var tried []string
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		cand := filepath.Join(dir, "shared", "fixtures", "pagila")
-		tried = append(tried, cand)
-		ok := true
-		for _, f := range pagilaFiles {
-			if st, err := os.Stat(filepath.Join(cand, f)); err != nil || !st.Mode().IsRegular() {
-				ok = false
-			}
-		}
-		if ok {
-			return cand
-		}
-		if filepath.Dir(dir) == dir {
-			break
-		}
-	}
-	t.Fatalf("pagila fixture not found: need %s in one of:\n  %s", strings.Join(pagilaFiles, " and "), strings.Join(tried, "\n  "))
-	return ""
-}
-
 // loadPagila loads the pagila schema and data into the database dsn with
 // the psql client (the files are psql scripts: COPY ... FROM stdin).
 func loadPagila(t *testing.T, dsn string) {
 	t.Helper()
-	dir := pagilaDir(t)
+	dir := pgtest.PagilaDir(t)
 	psql := "psql"
 	if d := pgtest.BinDir(); d != "" {
 		psql = filepath.Join(d, "psql")
@@ -61,7 +30,7 @@ func loadPagila(t *testing.T, dsn string) {
 	if _, err := exec.LookPath(psql); err != nil {
 		t.Fatalf("the psql client is needed to load the pagila fixture: %v", err)
 	}
-	for _, f := range pagilaFiles {
+	for _, f := range pgtest.PagilaFiles {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		cmd := exec.CommandContext(ctx, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", filepath.Join(dir, f))
 		cmd.Env = append(os.Environ(), "PGOPTIONS=", "PGAPPNAME=pgundo-test-fixture")

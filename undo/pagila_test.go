@@ -15,11 +15,6 @@ import (
 	"github.com/pgundo/pgundo/triggers"
 )
 
-// pagilaDir holds the pagila fixture (a real schema this project did not
-// write: partitioned payment, enum, domain, arrays, tsvector, bytea,
-// generated columns, last_update triggers, ON UPDATE CASCADE keys, a rule).
-var pagilaDir = filepath.Join("..", "..", "shared", "fixtures", "pagila")
-
 // pagilaDB loads pagila into a fresh database (pgundo installed), makes its
 // last_update trigger deterministic, tracks every table in public, and
 // returns the database name and settings. Nothing is connected to it on
@@ -28,8 +23,9 @@ func pagilaDB(t *testing.T) (string, *pgx.ConnConfig) {
 	t.Helper()
 	dsn := pgtest.NewDB(t)
 	psql := filepath.Join(pgtest.BinDir(), "psql")
-	for _, f := range []string{"pagila-schema.sql", "pagila-data.sql"} {
-		cmd := exec.CommandContext(ctxT(t), psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", filepath.Join(pagilaDir, f))
+	dir := pgtest.PagilaDir(t)
+	for _, f := range pgtest.PagilaFiles {
+		cmd := exec.CommandContext(ctxT(t), psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", filepath.Join(dir, f))
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		require.NoError(t, cmd.Run(), "psql -f %s: %s", f, stderr.String())

@@ -204,8 +204,6 @@ func TestHistorySeesLateCommits(t *testing.T) {
 	require.Equal(t, 5, entries, "every change indexed exactly once")
 }
 
-// pagilaDir holds the pagila fixture (see undo/pagila_test.go).
-var pagilaDir = filepath.Join("..", "..", "..", "shared", "fixtures", "pagila")
 
 // loadPagila loads pagila into a fresh database, installs pgundo and tracks
 // every table of schema public.
@@ -213,8 +211,9 @@ func loadPagila(t *testing.T) (string, *pgx.Conn) {
 	t.Helper()
 	url := pgtest.NewDB(t)
 	psql := filepath.Join(pgtest.BinDir(), "psql")
-	for _, f := range []string{"pagila-schema.sql", "pagila-data.sql"} {
-		cmd := exec.Command(psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", filepath.Join(pagilaDir, f))
+	dir := pgtest.PagilaDir(t)
+	for _, f := range pgtest.PagilaFiles {
+		cmd := exec.Command(psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", filepath.Join(dir, f))
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		require.NoError(t, cmd.Run(), "psql -f %s: %s", f, stderr.String())
