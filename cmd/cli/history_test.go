@@ -204,7 +204,6 @@ func TestHistorySeesLateCommits(t *testing.T) {
 	require.Equal(t, 5, entries, "every change indexed exactly once")
 }
 
-
 // loadPagila loads pagila into a fresh database, installs pgundo and tracks
 // every table of schema public.
 func loadPagila(t *testing.T) (string, *pgx.Conn) {
