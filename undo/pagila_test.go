@@ -5,6 +5,7 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/pgundo/pgundo/internal/pgtest"
 	"github.com/pgundo/pgundo/triggers"
+	"github.com/pgundo/pgundo/undo"
 )
 
 // pagilaDB loads pagila into a fresh database (pgundo installed), makes its
@@ -148,4 +150,37 @@ func TestUndoPagilaMaintenanceJob(t *testing.T) {
 	require.Empty(t, tablePlan(t, plan, "public.payment").KeyColumns, "payment has no primary key at the parent")
 	require.Equal(t, counts{Reinsert: 1, Delete: 1}, countsOf(tablePlan(t, plan, "public.category")))
 	requireSameTables(t, b.tables(), a.tables(), "pagila: job undone vs clerk only")
+}
+
+// TestUndoPagilaPaymentSkipMerge: payment has no primary key (it is
+// partitioned by date). A job raises a range of payments; a clerk corrects
+// one of them (514) since. Merge refuses and changes nothing; skip puts every
+// other payment back and leaves exactly one payment 514, the clerk's: never
+// the restored one beside it (money counted twice).
+func TestUndoPagilaPaymentSkipMerge(t *testing.T) {
+	t.Parallel()
+	src, base := pagilaDB(t)
+	sc := scenario{Track: []string{}, Apps: []string{"job", "clerk"}, Steps: seq(
+		on(0, `UPDATE payment SET amount = amount + 1 WHERE payment_id BETWEEN 510 AND 520`),
+		on(1, `UPDATE payment SET amount = 0 WHERE payment_id = 514`),
+	)}
+	a := newWorld(t, sc, cloneDB(t, src, base, "_a"))
+	original := queryStrings(t, a.Conn, `SELECT p::text FROM payment p WHERE payment_id BETWEEN 500 AND 530 ORDER BY payment_id`)
+	require.Len(t, original, 31)
+	a.run(sc.Steps, nil)
+	clerks := queryOne[string](t, a.Conn, `SELECT p::text FROM payment p WHERE payment_id = 514`)
+
+	before := a.all()
+	_, err := undo.Apply(ctxT(t), a.undoConn(), undo.Selection{Sessions: a.IDs[:1]}, undo.Options{OnConflict: undo.Merge}, nil)
+	require.ErrorIs(t, err, undo.ErrNoKeyToMerge)
+	require.Contains(t, err.Error(), "public.payment has no primary key")
+	requireSameTables(t, before, a.all(), "pagila: after a refused merge")
+
+	plan, err := undo.Apply(ctxT(t), a.undoConn(), undo.Selection{Sessions: a.IDs[:1]}, undo.Options{OnConflict: undo.Skip}, nil)
+	require.NoError(t, err)
+	require.Equal(t, counts{Reinsert: 10, Delete: 10, Skipped: 1}, countsOf(tablePlan(t, plan, "public.payment")))
+	want := slices.Clone(original)
+	want[14] = clerks // payment 514
+	require.Equal(t, want, queryStrings(t, a.Conn, `SELECT p::text FROM payment p WHERE payment_id BETWEEN 500 AND 530 ORDER BY payment_id`))
+	require.Equal(t, int64(1), queryOne[int64](t, a.Conn, `SELECT count(*) FROM payment WHERE payment_id = 514`))
 }

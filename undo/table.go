@@ -101,15 +101,25 @@ func (r *runner) planTable(ctx context.Context, t *table) error {
 	if err != nil {
 		return err
 	}
-	// Conflict handling per mode.
-	switch r.opts.OnConflict {
-	case Skip:
+	// Conflict handling per mode. Without a key, a skipped row is the pair
+	// of images the log links (see skipKeyless), and merge refuses.
+	switch {
+	case r.opts.OnConflict == Skip && t.keyed():
 		_, err = r.exec(ctx, t, "skip conflicts", `UPDATE pgundo_c SET action = 'S' WHERE action = 'C'`)
-	case Merge:
-		if t.keyed() {
-			_, err = r.exec(ctx, t, "merge conflicts", `UPDATE pgundo_c SET action = CASE WHEN reason = 'changed since' AND b_img IS NOT NULL THEN 'M' ELSE 'S' END WHERE action = 'C'`)
-		} else {
-			_, err = r.exec(ctx, t, "skip conflicts", `UPDATE pgundo_c SET action = 'S' WHERE action = 'C'`)
+	case r.opts.OnConflict == Merge && t.keyed():
+		_, err = r.exec(ctx, t, "merge conflicts", `UPDATE pgundo_c SET action = CASE WHEN reason = 'changed since' AND b_img IS NOT NULL THEN 'M' ELSE 'S' END WHERE action = 'C'`)
+	case r.opts.OnConflict == Skip || r.opts.OnConflict == Merge:
+		var n int64
+		var example *string
+		if err := r.tx.QueryRow(ctx, `SELECT coalesce(sum(cnt - have), 0)::bigint, min(pgundo_img COLLATE "C") FROM pgundo_c WHERE action = 'C'`).Scan(&n, &example); err != nil {
+			return fmt.Errorf("undo %s: count conflicts: %w", t.name, err)
+		}
+		switch {
+		case n == 0:
+		case r.opts.OnConflict == Merge:
+			return refuseKeylessMerge(t, n, *example)
+		default:
+			err = r.skipKeyless(ctx, t)
 		}
 	}
 	if err != nil {

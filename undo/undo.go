@@ -230,6 +230,14 @@ var (
 	// ErrForeignKey: the undo would leave rows that reference rows it
 	// removes, or restore rows whose referenced rows are gone.
 	ErrForeignKey = errors.New("the undo would break a foreign key")
+	// ErrNoKeyToMerge: --on-conflict merge met a conflicting row in a
+	// table without a primary key, where no live row can be told to be
+	// the one to merge into.
+	ErrNoKeyToMerge = errors.New("cannot merge rows of a table without a primary key")
+	// ErrAmbiguousRow: --on-conflict skip would have to skip a row of a
+	// table without a primary key whose history the log cannot tell apart
+	// from an equal row's, so which rows to leave would be a guess.
+	ErrAmbiguousRow = errors.New("cannot tell equal rows apart")
 )
 
 // RefusedError wraps a refusal on purpose (already undone, schema changed,

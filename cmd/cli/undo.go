@@ -80,7 +80,9 @@ they created go away; nothing else is touched.
 A row that someone else changed since is a conflict: by default the undo is
 refused (exit 3), the conflicts are listed, and nothing is changed.
 --on-conflict skip undoes the rest; --on-conflict merge restores column by
-column only the values still as the session left them.
+column only the values still as the session left them. On a table without a
+primary key, skip leaves a conflicting row whole (refusing where equal rows
+make the log ambiguous) and merge refuses (exit 3).
 
 The undo runs in one transaction, re-checks the rows under lock, keeps
 application triggers and FK actions from firing (session_replication_role =
