@@ -49,8 +49,14 @@ type Session struct {
 	Tags []string `json:"tags"`
 	// UndoOf is the session this session undid, or nil.
 	UndoOf *string `json:"undo_of"`
-	// UndoneBy is the session that undid this one, or nil.
-	UndoneBy *string `json:"undone_by"`
+	// UndoneBy is the first session that undid this one (or part of it),
+	// or nil; UndoneByAll lists every such session, oldest first.
+	UndoneBy    *string  `json:"undone_by"`
+	UndoneByAll []string `json:"undone_by_all"`
+	// UndoState is "undone" when every change of the session is undone,
+	// "partly undone" when some are (an undo of one transaction, rows an
+	// undo skipped), or nil.
+	UndoState *string `json:"undo_state"`
 }
 
 // SessionFilter selects sessions. Zero fields do not filter. A session
@@ -112,10 +118,18 @@ func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) 
 		       array_agg(DISTINCT quote_ident(st.schema_name) || '.' || quote_ident(st.table_name)),
 		       coalesce(array_agg(DISTINCT st.tag) FILTER (WHERE st.tag IS NOT NULL), '{}'),
 		       (SELECT u.undone_session FROM pgundo.undo u WHERE u.undo_session = s.id ORDER BY u.undone_session LIMIT 1),
-		       (SELECT u.undo_session FROM pgundo.undo u WHERE u.undone_session = s.id LIMIT 1)
+		       (SELECT u.undo_session FROM pgundo.undo u WHERE u.undone_session = s.id ORDER BY u.at, u.undo_session LIMIT 1),
+		       (SELECT coalesce(array_agg(u.undo_session ORDER BY u.at, u.undo_session), '{}') FROM pgundo.undo u WHERE u.undone_session = s.id),
+		       CASE
+		         WHEN NOT bool_or(d.stmt_id IS NOT NULL) THEN NULL
+		         WHEN bool_and(d.stmt_id IS NOT NULL)
+		              AND NOT EXISTS (SELECT FROM pgundo.undo_scope sc JOIN pgundo.undo_left l ON l.undo_session = sc.undo_session AND l.done_by IS NULL
+		                               JOIN pgundo.stmt x ON x.id = sc.stmt_id WHERE x.session_id = s.id) THEN 'undone'
+		         ELSE 'partly undone' END
 		  FROM matched m
 		  JOIN pgundo.session s ON s.id = m.session_id
 		  JOIN pgundo.stmt st ON st.session_id = s.id
+		  LEFT JOIN pgundo.undone d ON d.stmt_id = st.id
 		 GROUP BY s.id
 		 ORDER BY max(st.at) DESC, s.id DESC
 		 LIMIT $8`,
@@ -126,7 +140,7 @@ func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) 
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Session, error) {
 		var s Session
 		err := r.Scan(&s.ID, &s.ApplicationName, &s.User, &s.Roles, &s.StartedAt, &s.FirstChangeAt, &s.LastChangeAt,
-			&s.ClientAddr, &s.PID, &s.Changes, &s.Transactions, &s.Tables, &s.Tags, &s.UndoOf, &s.UndoneBy)
+			&s.ClientAddr, &s.PID, &s.Changes, &s.Transactions, &s.Tables, &s.Tags, &s.UndoOf, &s.UndoneBy, &s.UndoneByAll, &s.UndoState)
 		return s, err
 	})
 }

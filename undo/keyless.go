@@ -45,6 +45,28 @@ type keylessUnit struct {
 
 // keylessUnits walks the selected change rows of t in statement order.
 func (r *runner) keylessUnits(ctx context.Context, t *table) ([]*keylessUnit, error) {
+	var units []*keylessUnit
+	live := map[string][]*keylessUnit{} // image the sessions made -> units now showing it
+	// Rows earlier undos left (pgundo_left) come first, as they were left.
+	left, err := r.tx.Query(ctx, `SELECT old, new FROM pgundo_left WHERE relid = $1`, t.oid)
+	if err != nil {
+		return nil, fmt.Errorf("undo %s: read the rows earlier undos left: %w", t.name, err)
+	}
+	for left.Next() {
+		u := &keylessUnit{}
+		if err := left.Scan(&u.orig, &u.final); err != nil {
+			left.Close()
+			return nil, err
+		}
+		units = append(units, u)
+		if u.final != nil {
+			live[*u.final] = append(live[*u.final], u)
+		}
+	}
+	left.Close()
+	if err := left.Err(); err != nil {
+		return nil, err
+	}
 	rows, err := r.tx.Query(ctx, `
 		SELECT c.stmt_id, c.old, c.new
 		  FROM pgundo_sel s JOIN pgundo.change c ON c.stmt_id = s.id
@@ -54,8 +76,6 @@ func (r *runner) keylessUnits(ctx context.Context, t *table) ([]*keylessUnit, er
 		return nil, fmt.Errorf("undo %s: read the log: %w", t.name, err)
 	}
 	defer rows.Close()
-	var units []*keylessUnit
-	live := map[string][]*keylessUnit{} // image the sessions made -> units now showing it
 	type pair struct {
 		u   *keylessUnit
 		new *string
@@ -207,10 +227,14 @@ func (r *runner) writeKeylessPlan(ctx context.Context, t *table, units []*keyles
 	if _, err := r.tx.Exec(ctx, `TRUNCATE pgundo_c`); err != nil {
 		return err
 	}
-	skipped := map[string]int64{}
+	type pair struct{ final, orig string }
+	skipped := map[pair]int64{}
+	noOrig := map[pair]bool{}
 	for _, u := range units {
 		if u.skipped && u.final != nil {
-			skipped[*u.final]++
+			k := pair{*u.final, imgOr(u.orig, "")}
+			skipped[k]++
+			noOrig[k] = u.orig == nil
 		}
 	}
 	var plan [][]any
@@ -222,14 +246,21 @@ func (r *runner) writeKeylessPlan(ctx context.Context, t *table, units []*keyles
 			plan = append(plan, []any{img, n, have[img], "I", nil})
 		}
 	}
-	for img, n := range skipped {
+	for i := range plan {
+		plan[i] = append(plan[i], nil)
+	}
+	for k, n := range skipped {
 		reason := "changed or deleted since"
-		if h := have[img]; h > 0 {
+		if h := have[k.final]; h > 0 {
 			reason = fmt.Sprintf("only %d of the %d equal rows left remain", h, h+n)
 		}
-		plan = append(plan, []any{img, n, have[img], "S", reason})
+		var orig any = k.orig
+		if noOrig[k] {
+			orig = nil
+		}
+		plan = append(plan, []any{k.final, n, have[k.final], "S", reason, orig})
 	}
-	_, err := r.tx.CopyFrom(ctx, pgx.Identifier{"pgundo_c"}, []string{"pgundo_img", "cnt", "have", "action", "reason"}, pgx.CopyFromRows(plan))
+	_, err := r.tx.CopyFrom(ctx, pgx.Identifier{"pgundo_c"}, []string{"pgundo_img", "cnt", "have", "action", "reason", "orig"}, pgx.CopyFromRows(plan))
 	if err != nil {
 		return fmt.Errorf("undo %s: write the plan: %w", t.name, err)
 	}

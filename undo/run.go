@@ -48,6 +48,11 @@ type runner struct {
 	plan    *Plan
 	maxStmt int64
 	minStmt int64
+	// leftBy are the earlier undos whose left rows (pgundo.undo_left) this
+	// undo takes up; see leaveOutUndone.
+	leftBy []string
+	// planned are the tables planned row by row (not by the fast path).
+	planned []*table
 }
 
 func (r *runner) progress(format string, args ...any) {
@@ -82,7 +87,7 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply
 	if err := r.selectStatements(ctx, sel); err != nil {
 		return nil, err
 	}
-	if apply && !opts.AlwaysPlan {
+	if apply && !opts.AlwaysPlan && len(r.leftBy) == 0 {
 		_, done, err := r.tryFast(ctx, approved)
 		if err != nil {
 			return nil, err
@@ -107,6 +112,7 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply
 			return nil, err
 		}
 	}
+	r.planned = tables
 	sort.Slice(r.plan.Tables, func(i, j int) bool { return r.plan.Tables[i].Table < r.plan.Tables[j].Table })
 	if len(r.plan.Conflicts) > 0 && opts.OnConflict == Refuse {
 		r.explainConflicts(ctx, tables)
@@ -141,10 +147,7 @@ func (r *runner) record(ctx context.Context) (*Plan, error) {
 	if err := tx.QueryRow(ctx, `SELECT pgundo._session()`).Scan(&r.plan.UndoSession); err != nil {
 		return nil, fmt.Errorf("record the undo: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO pgundo.undone (stmt_id, undo_session) SELECT id, $1 FROM pgundo_sel`, r.plan.UndoSession); err != nil {
-		return nil, fmt.Errorf("record the undo: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO pgundo.undo (undo_session, undone_session) SELECT DISTINCT $1, session_id FROM pgundo_sel ON CONFLICT DO NOTHING`, r.plan.UndoSession); err != nil {
+	if err := r.recordWhatWasUndone(ctx); err != nil {
 		return nil, fmt.Errorf("record the undo: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -223,14 +226,8 @@ func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
 	case !errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("check for pruned sessions: %w", err)
 	}
-	var undoneBy, undoneSession string
-	err = tx.QueryRow(ctx, `SELECT u.undo_session, s.session_id FROM pgundo_sel s JOIN pgundo.undone u ON u.stmt_id = s.id LIMIT 1`).Scan(&undoneBy, &undoneSession)
-	switch {
-	case err == nil:
-		return &RefusedError{Kind: ErrAlreadyUndone, Detail: fmt.Sprintf(
-			"session %s was already undone by session %s; nothing was changed (to put its changes back, undo %s: that is a redo)", undoneSession, undoneBy, undoneBy)}
-	case !errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("check for an earlier undo: %w", err)
+	if err := r.leaveOutUndone(ctx); err != nil {
+		return err
 	}
 	// The index serves joins to pgundo_sel where hash joins are off (the
 	// fast path's, see lookupPlan).
@@ -279,13 +276,18 @@ func describeSelection(sel Selection) string {
 func (r *runner) buildNet(ctx context.Context) error {
 	_, err := r.tx.Exec(ctx, `
 		CREATE TEMP TABLE pgundo_net ON COMMIT DROP AS
-		SELECT coalesce(pg_partition_root(s.relid)::oid, s.relid) AS relid, v.img COLLATE "C" AS img, sum(v.d)::int AS cnt
-		  FROM pgundo_sel s
-		  JOIN pgundo.change c ON c.stmt_id = s.id
-		 CROSS JOIN LATERAL (VALUES (c.new, 1), (c.old, -1)) v (img, d)
-		 WHERE v.img IS NOT NULL AND c.stmt_id BETWEEN $1 AND $2
-		 GROUP BY 1, v.img COLLATE "C"
-		HAVING sum(v.d) <> 0`, r.minStmt, r.maxStmt)
+		SELECT x.relid, x.img COLLATE "C" AS img, sum(x.d)::int AS cnt
+		  FROM (SELECT s.root AS relid, v.img, v.d
+		          FROM pgundo_sel s
+		          JOIN pgundo.change c ON c.stmt_id = s.id
+		         CROSS JOIN LATERAL (VALUES (c.new, 1), (c.old, -1)) v (img, d)
+		         WHERE c.stmt_id BETWEEN $1 AND $2
+		        UNION ALL
+		        SELECT l.relid, v.img, v.d
+		          FROM pgundo_left l CROSS JOIN LATERAL (VALUES (l.new, 1), (l.old, -1)) v (img, d)) x
+		 WHERE x.img IS NOT NULL
+		 GROUP BY 1, x.img COLLATE "C"
+		HAVING sum(x.d) <> 0`, r.minStmt, r.maxStmt)
 	if err != nil {
 		return fmt.Errorf("read the sessions' changes from the log: %w", err)
 	}

@@ -95,6 +95,10 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 	p("\\.\n")
 	p("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM pgundo.undone u JOIN pgundo_sel s ON s.id = u.stmt_id) THEN\n")
 	p("  RAISE EXCEPTION 'pgundo: these changes were undone since this script was written; nothing was changed'; END IF; END $pgundo$;\n")
+	if len(r.leftBy) > 0 {
+		p("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM pgundo.undo_left WHERE done_by IS NOT NULL AND undo_session = ANY (%s)) THEN\n", sqlTextArray(r.leftBy))
+		p("  RAISE EXCEPTION 'pgundo: these changes were undone since this script was written; nothing was changed'; END IF; END $pgundo$;\n")
+	}
 	for _, t := range tables {
 		if err := r.writeTableScript(ctx, bw, t); err != nil {
 			return nil, err
@@ -112,6 +116,13 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 	p("INSERT INTO pgundo.undone (stmt_id, undo_session) SELECT id, pgundo._session() FROM pgundo_sel;\n")
 	for _, s := range r.plan.Sessions {
 		p("INSERT INTO pgundo.undo (undo_session, undone_session) VALUES (pgundo._session(), %s) ON CONFLICT DO NOTHING;\n", quoteLiteral(s))
+	}
+	if len(r.leftBy) > 0 {
+		p("-- The rows earlier undos left, undone now.\n")
+		p("UPDATE pgundo.undo_left SET done_by = pgundo._session() WHERE done_by IS NULL AND undo_session = ANY (%s);\n", sqlTextArray(r.leftBy))
+	}
+	if err := r.writeLeftScript(ctx, bw, tables); err != nil {
+		return nil, err
 	}
 	p("COMMIT;\n")
 	if err := bw.Flush(); err != nil {
@@ -205,4 +216,74 @@ func copyEscape(s string) string {
 // quoteLiteral quotes s as a SQL string literal (standard_conforming_strings).
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// sqlTextArray writes ss as a text[] expression of string literals.
+func sqlTextArray(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = quoteLiteral(s)
+	}
+	return "ARRAY[" + strings.Join(q, ", ") + "]::text[]"
+}
+
+// writeLeftScript writes the statements that record the rows the script
+// leaves (skipped conflicts) as pgundo undo does: the rows and the
+// statements selected, loaded with COPY and stamped with the script's
+// session.
+func (r *runner) writeLeftScript(ctx context.Context, w *bufio.Writer, tables []*table) error {
+	var skipped int64
+	for _, t := range r.plan.Tables {
+		skipped += t.Skipped
+	}
+	if skipped == 0 {
+		return nil
+	}
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("-- The rows this undo leaves as they are (skipped), for a later undo.\n")
+	p("CREATE TEMP TABLE pgundo_left_new (relid oid, old text, new text) ON COMMIT DROP;\nCOPY pgundo_left_new FROM stdin;\n")
+	if _, err := r.tx.Exec(ctx, `CREATE TEMP TABLE pgundo_left_new (undo_session text, relid oid, old text, new text) ON COMMIT DROP`); err != nil {
+		return err
+	}
+	for _, t := range tables {
+		q := strings.Replace(t.leftSQL(fmt.Sprintf("pgundo_c_%d", t.oid)), "INSERT INTO pgundo.undo_left", "INSERT INTO pgundo_left_new", 1)
+		if _, err := r.tx.Exec(ctx, q, "", t.oid); err != nil {
+			return fmt.Errorf("script: rows left: %w", err)
+		}
+	}
+	if err := copyOut(ctx, r.tx, w, `SELECT relid::text, old, new FROM pgundo_left_new`); err != nil {
+		return err
+	}
+	p("\\.\n")
+	p("INSERT INTO pgundo.undo_left (undo_session, relid, old, new) SELECT pgundo._session(), relid, old, new FROM pgundo_left_new;\n")
+	p("CREATE TEMP TABLE pgundo_scope_new (id bigint) ON COMMIT DROP;\nCOPY pgundo_scope_new FROM stdin;\n")
+	if err := copyOut(ctx, r.tx, w, `SELECT id::text FROM pgundo_sel_all ORDER BY id`); err != nil {
+		return err
+	}
+	p("\\.\n")
+	p("INSERT INTO pgundo.undo_scope (undo_session, stmt_id) SELECT pgundo._session(), id FROM pgundo_scope_new;\n")
+	return nil
+}
+
+// copyOut writes the rows of query q (text columns) in COPY's text format.
+func copyOut(ctx context.Context, tx pgx.Tx, w *bufio.Writer, q string) error {
+	rows, err := tx.Query(ctx, q)
+	if err != nil {
+		return fmt.Errorf("script: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		for i, v := range rows.RawValues() {
+			if i > 0 {
+				w.WriteByte('\t')
+			}
+			if v == nil {
+				w.WriteString(`\N`)
+			} else {
+				w.WriteString(copyEscape(string(v)))
+			}
+		}
+		w.WriteByte('\n')
+	}
+	return rows.Err()
 }

@@ -122,6 +122,9 @@ func (r *runner) planTable(ctx context.Context, t *table) error {
 			err = r.skipKeyless(ctx, t)
 		}
 	}
+	if err == nil && t.keyed() && r.opts.OnConflict != Refuse {
+		err = r.skipMovedKeys(ctx, t)
+	}
 	if err != nil {
 		return err
 	}
@@ -151,6 +154,45 @@ func (r *runner) planTable(ctx context.Context, t *table) error {
 		return err
 	}
 	return nil
+}
+
+// skipMovedKeys skips, with every skipped key, the keys the sessions moved
+// it from or to (an UPDATE of the key, a partition move): the row under the
+// old key and the row under the new one are one row, so re-inserting the
+// one while skipping the other would leave it twice (or not at all). The
+// links come from the log's old/new pairs, followed transitively.
+func (r *runner) skipMovedKeys(ctx context.Context, t *table) error {
+	var skipped bool
+	if err := r.tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgundo_c WHERE action = 'S')`).Scan(&skipped); err != nil {
+		return err
+	}
+	if !skipped {
+		return nil
+	}
+	keyOf := func(alias string) string {
+		parts := make([]string, len(t.key))
+		for i, k := range t.key {
+			parts[i] = fmt.Sprintf("(%s.r).%s::text", alias, pgx.Identifier{k}.Sanitize())
+		}
+		return "ARRAY[" + strings.Join(parts, ", ") + "]"
+	}
+	_, err := r.exec(ctx, t, "skip moved keys", fmt.Sprintf(`
+		WITH RECURSIVE links AS (
+		  SELECT %[2]s AS a, %[3]s AS b
+		    FROM (SELECT c.old, c.new FROM pgundo_sel s JOIN pgundo.change c ON c.stmt_id = s.id
+		           WHERE s.root = $1 AND c.stmt_id BETWEEN $2 AND $3 AND c.old IS NOT NULL AND c.new IS NOT NULL
+		          OFFSET 0) c -- only this table's images are cast to its row type
+		   CROSS JOIN LATERAL (SELECT c.old::%[1]s AS r OFFSET 0) o
+		   CROSS JOIN LATERAL (SELECT c.new::%[1]s AS r OFFSET 0) n
+		   WHERE %[2]s <> %[3]s),
+		sk (k) AS (
+		  SELECT %[4]s FROM pgundo_c WHERE action = 'S'
+		  UNION
+		  SELECT CASE WHEN l.a = sk.k THEN l.b ELSE l.a END FROM links l JOIN sk ON sk.k IN (l.a, l.b))
+		UPDATE pgundo_c c SET action = 'S', reason = coalesce(c.reason, 'moved to or from a key skipped')
+		  FROM sk WHERE %[5]s = sk.k AND c.action <> 'S'`,
+		t.ident, keyOf("o"), keyOf("n"), t.keyText(""), t.keyText("c.")), t.oid, r.minStmt, r.maxStmt)
+	return err
 }
 
 func countConflicts(cs []Conflict, table string, skipped bool) int {
@@ -235,7 +277,7 @@ func (r *runner) classifyKeyed(ctx context.Context, t *table) error {
 func (r *runner) classifyKeyless(ctx context.Context, t *table) error {
 	err := r.parseGuard(ctx, t, fmt.Sprintf(`
 		CREATE TEMP TABLE pgundo_c ON COMMIT DROP AS
-		SELECT n.img AS pgundo_img, n.cnt, 0::bigint AS have, 'C'::text AS action, NULL::text AS reason
+		SELECT n.img AS pgundo_img, n.cnt, 0::bigint AS have, 'C'::text AS action, NULL::text AS reason, NULL::text AS orig
 		  FROM pgundo_net n CROSS JOIN LATERAL (SELECT n.img::%s AS r OFFSET 0) p
 		 WHERE n.relid = $1`, t.ident), t.oid)
 	if err != nil {

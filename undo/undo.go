@@ -212,7 +212,7 @@ func (c Conflict) String() string {
 var (
 	// ErrNothingSelected: the selection matched no logged change.
 	ErrNothingSelected = errors.New("no logged changes match")
-	// ErrAlreadyUndone: a selected session was undone before.
+	// ErrAlreadyUndone: everything selected was undone before.
 	ErrAlreadyUndone = errors.New("already undone")
 	// ErrSchemaChanged: a table's columns changed since capture.
 	ErrSchemaChanged = errors.New("table changed since capture")
@@ -238,6 +238,9 @@ var (
 	// table without a primary key whose history the log cannot tell apart
 	// from an equal row's, so which rows to leave would be a guess.
 	ErrAmbiguousRow = errors.New("cannot tell equal rows apart")
+	// ErrUndoneTogether: an earlier undo left rows (skipped conflicts) of
+	// changes it undid together with changes not selected now.
+	ErrUndoneTogether = errors.New("left by an undo of more changes")
 )
 
 // RefusedError wraps a refusal on purpose (already undone, schema changed,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -120,8 +121,8 @@ func renderSessions(w io.Writer, sessions []history.Session) error {
 	for _, s := range sessions {
 		undo := "-"
 		switch {
-		case s.UndoneBy != nil:
-			undo = "undone by " + *s.UndoneBy
+		case s.UndoState != nil:
+			undo = *s.UndoState + " by " + strings.Join(s.UndoneByAll, ",")
 		case s.UndoOf != nil:
 			undo = "undo of " + *s.UndoOf
 		}

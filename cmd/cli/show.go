@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -79,8 +80,8 @@ func renderShow(w io.Writer, d *history.SessionDetail) error {
 	if s.UndoOf != nil {
 		fmt.Fprintf(w, "this session is the undo of %s\n", *s.UndoOf)
 	}
-	if s.UndoneBy != nil {
-		fmt.Fprintf(w, "undone by session %s\n", *s.UndoneBy)
+	if s.UndoState != nil {
+		fmt.Fprintf(w, "%s by session %s\n", *s.UndoState, strings.Join(s.UndoneByAll, ", "))
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
