@@ -83,7 +83,7 @@ func execAll(t *testing.T, db pgtest.Execer, stmts ...string) {
 }
 
 // track tracks names with triggers.Track and fails the test on error.
-func track(t *testing.T, conn *pgx.Conn, names ...string) []triggers.Table {
+func track(t *testing.T, conn *pgx.Conn, names ...string) []triggers.Tracked {
 	t.Helper()
 	tables, err := triggers.Track(ctxT(t), conn, names)
 	require.NoError(t, err, "track %q", names)
@@ -905,12 +905,15 @@ func TestTrackOddIdentifiers(t *testing.T) {
 		`CREATE TABLE app.widgets (id int)`,
 		`CREATE TABLE public.widgets (id int)`)
 	tables := track(t, conn, `"Billing Ops"."Order ""Items"""`, `"MixedCase"`, `MixedCase`, `"Ünïcødé 表"`, `public."select"`)
-	strip := func(ts []triggers.Table) []triggers.Table {
-		for i := range ts {
-			require.NotZero(t, ts[i].OID)
-			ts[i].OID = 0
+	strip := func(ts []triggers.Tracked) []triggers.Table {
+		var out []triggers.Table
+		for _, tr := range ts {
+			require.NotZero(t, tr.OID)
+			require.False(t, tr.AlreadyTracked)
+			tr.OID = 0
+			out = append(out, tr.Table)
 		}
-		return ts
+		return out
 	}
 	require.Equal(t, []triggers.Table{
 		{Schema: "Billing Ops", Name: `Order "Items"`, QualifiedName: `"Billing Ops"."Order ""Items"""`},
@@ -1052,10 +1055,10 @@ func TestStatusFlagsBrokenCapture(t *testing.T) {
 		{"healthy", false, 0, false, true, []string{}},
 		{"origin_only", false, 0, false, false, []string{"trigger pgundo_capture_update" + notAlways}},
 		{"parts", true, 2, false, false, []string{
-			"partition parts_2: trigger pgundo_capture_delete is missing",
-			"partition parts_2: trigger pgundo_capture_insert is missing",
-			"partition parts_2: trigger pgundo_capture_truncate is missing",
-			"partition parts_2: trigger pgundo_capture_update is missing",
+			"partition public.parts_2: trigger pgundo_capture_delete is missing",
+			"partition public.parts_2: trigger pgundo_capture_insert is missing",
+			"partition public.parts_2: trigger pgundo_capture_truncate is missing",
+			"partition public.parts_2: trigger pgundo_capture_update is missing",
 		}},
 	}, status())
 	require.Equal(t, []string{"disabled", "healthy", "origin_only", "parts"},

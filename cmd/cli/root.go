@@ -25,6 +25,7 @@ const (
 	ExitError   = 1 // error: the server, the connection, or pgundo itself
 	ExitUsage   = 2 // bad usage: unknown flag, table or session; missing --yes
 	ExitRefused = 3 // ran fine but refused on purpose (conflicts, already undone, verification failed)
+	ExitBroken  = 4 // status: capture is broken (a capture trigger missing or not firing ALWAYS, a tracked table dropped)
 )
 
 // exitError carries an exit code with an error.
@@ -66,7 +67,9 @@ Exit codes:
   0  done
   1  error (connection, server, pgundo not installed, ...)
   2  bad usage (unknown flag, table or session; a missing --yes)
-  3  refused on purpose (conflicts, already undone, verification failed)`
+  3  refused on purpose (conflicts, already undone, verification failed)
+  4  status only: capture is broken (a trigger missing, disabled or not
+     firing ALWAYS; a tracked table dropped); the report is still printed`
 
 // NewRootCommand builds the pgundo command tree with its own flag state.
 func NewRootCommand(g *globals) *cobra.Command {
