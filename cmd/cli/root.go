@@ -180,3 +180,22 @@ func (g *globals) output(v any, human func(w io.Writer) error) error {
 	}
 	return human(g.stdout)
 }
+
+// noteCut says on stderr that output stopped at --limit: more things match
+// than were listed.
+func (g *globals) noteCut(limit int64, things string) {
+	fmt.Fprintf(g.stderr, "pgundo: output cut at --limit %d: more %s match; --limit 0 lists them all\n", limit, things)
+}
+
+// noteMoreChanges says on stderr that more row changes than --limit were
+// left out of show's or try's output.
+func (g *globals) noteMoreChanges(limit int, more int64) {
+	if more <= 0 {
+		return
+	}
+	what := "row changes"
+	if more == 1 {
+		what = "row change"
+	}
+	fmt.Fprintf(g.stderr, "pgundo: output cut at --limit %d: %d more %s not shown; --limit 0 shows them all\n", limit, more, what)
+}
