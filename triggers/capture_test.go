@@ -1079,6 +1079,47 @@ func TestStatusFlagsBrokenCapture(t *testing.T) {
 		captureTriggers(t, conn)[len(captureTriggers(t, conn))-12:])
 }
 
+// TestTrackRepairsCapture: tracking an already tracked table repairs every
+// capture trigger on it and on its partitions at any depth (created when
+// missing, set to ENABLE ALWAYS otherwise), says what it repaired, and
+// status is whole after.
+func TestTrackRepairsCapture(t *testing.T) {
+	t.Parallel()
+	_, conn := setup(t)
+	execAll(t, conn,
+		`CREATE TABLE r (id int, k int) PARTITION BY LIST (k)`,
+		`CREATE TABLE r1 PARTITION OF r FOR VALUES IN (1)`,
+		`CREATE TABLE r2 PARTITION OF r FOR VALUES IN (2) PARTITION BY LIST (id)`,
+		`CREATE TABLE r2a PARTITION OF r2 FOR VALUES IN (1)`)
+	first := track(t, conn, "r")
+	require.False(t, first[0].AlreadyTracked)
+	require.Empty(t, first[0].Repaired)
+	execAll(t, conn,
+		`ALTER TABLE r DISABLE TRIGGER pgundo_capture_update`,
+		`ALTER TABLE r2 ENABLE REPLICA TRIGGER pgundo_capture_insert`,
+		`DROP TRIGGER pgundo_capture_delete ON r2a`,
+		`ALTER TABLE r2a ENABLE TRIGGER pgundo_capture_truncate`)
+	again := track(t, conn, "r")
+	require.True(t, again[0].AlreadyTracked)
+	var repaired []string
+	for _, p := range again[0].Repaired {
+		require.Equal(t, "public.r", p.Table)
+		repaired = append(repaired, p.Repaired())
+	}
+	require.Equal(t, []string{
+		"pgundo_capture_update was disabled",
+		"partition public.r2: pgundo_capture_insert was ENABLE REPLICA",
+		"partition public.r2a: pgundo_capture_delete was missing",
+		"partition public.r2a: pgundo_capture_truncate was ENABLE, not ENABLE ALWAYS",
+	}, repaired)
+	require.Equal(t, wantTriggers("r", "r1", "r2", "r2a"), captureTriggers(t, conn))
+	ss, err := triggers.Status(ctxT(t), conn)
+	require.NoError(t, err)
+	require.True(t, ss[0].Healthy(), "%v", ss[0].Problems)
+	execAll(t, conn, `INSERT INTO r2a VALUES (1, 2)`, `DELETE FROM r2a`, `INSERT INTO r VALUES (1, 1)`, `UPDATE r SET id = 2`)
+	require.Equal(t, chgs(ins("(1,2)"), del("(1,2)"), ins("(1,1)"), upd("(1,1)", "(2,1)")), changes(t, conn, "r", "r1", "r2", "r2a"))
+}
+
 // ---------------------------------------------------------------------------
 // Product bugs found while writing these tests. Each test states what the
 // contract needs; they fail until the product is fixed.

@@ -90,7 +90,7 @@ and the repair); 1 error. Absent event triggers alone do not make status
 fail: partitions created without capture are flagged when they appear.`,
 		Example: `  pgundo status
   pgundo status --json | jq .problems
-  pgundo status --json > status.json || echo "capture broken (exit $?)"`,
+  pgundo status --json > status.json; [ $? -eq 4 ] && echo "capture broken"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

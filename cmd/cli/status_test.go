@@ -161,12 +161,28 @@ func TestStatusAndTrackRepairCapture(t *testing.T) {
 				"to repair capture: pgundo track public.nopk public.parts public.pk\n",
 				statusUntilLog(t, r.stdout))
 
+			r = run(t, url, "track", "parts", "--json")
+			require.Equal(t, 0, r.code, r.stderr)
+			repaired := func(p statusProblem) string {
+				return fmt.Sprintf(`{"table": %q, "relation": %q, "partition": %t, "trigger": %q, "state": %q, "problem": %q}`,
+					p.Table, p.Relation, p.Partition, p.Trigger, p.State, p.Problem)
+			}
+			require.JSONEq(t, `{"tables": [{"oid": `+oidOf(t, conn, "parts")+`, "schema": "public", "name": "parts", "qualified_name": "public.parts",
+				"already_tracked": true, "dropped": false, "repaired": [`+repaired(want[1])+`, `+repaired(want[2])+`]}]}`, r.stdout)
 			r = run(t, url, "track", "pk", "nopk", "parts")
 			require.Equal(t, 0, r.code, r.stderr)
 			was := c.trigger + " was " + c.was
 			require.Equal(t, "public.pk: already tracked; repaired: "+was+"\n"+
 				"public.nopk: already tracked; repaired: "+was+"\n"+
-				"public.parts: already tracked; repaired: "+was+", partition public.parts_2: "+was+"\n", r.stdout)
+				"public.parts: already tracked; capture is whole, nothing to repair\n", r.stdout)
+			r = run(t, url, "track", "pk", "nopk")
+			require.Equal(t, 0, r.code, r.stderr)
+			require.Equal(t, "public.pk: already tracked; capture is whole, nothing to repair\npublic.nopk: already tracked; capture is whole, nothing to repair\n", r.stdout)
+			// Both repair messages at once, on a partition too.
+			pgtest.Exec(t, conn, c.sql("parts", c.trigger)+"; "+c.sql("parts_2", c.trigger))
+			r = run(t, url, "track", "parts")
+			require.Equal(t, 0, r.code, r.stderr)
+			require.Equal(t, "public.parts: already tracked; repaired: "+was+", partition public.parts_2: "+was+"\n", r.stdout)
 			r = run(t, url, "track", "pk", "parts", "--json")
 			require.Equal(t, 0, r.code, r.stderr)
 			require.JSONEq(t, `{"tables": [
