@@ -1120,6 +1120,40 @@ func TestTrackRepairsCapture(t *testing.T) {
 	require.Equal(t, chgs(ins("(1,2)"), del("(1,2)"), ins("(1,1)"), upd("(1,1)", "(2,1)")), changes(t, conn, "r", "r1", "r2", "r2a"))
 }
 
+// TestTrackRepairsWithEventTriggers: pgundo's DDL event trigger attaches
+// capture to a tracked relation without pgundo_capture_insert when an ALTER
+// TABLE runs on it; repair's own ALTER TABLE must not make it create a
+// trigger that repair created already.
+func TestTrackRepairsWithEventTriggers(t *testing.T) {
+	t.Parallel()
+	_, conn := setup(t)
+	execAll(t, conn, `CREATE TABLE e (id int PRIMARY KEY)`,
+		`CREATE TABLE ep (id int, k int) PARTITION BY LIST (k)`, `CREATE TABLE ep1 PARTITION OF ep FOR VALUES IN (1)`)
+	track(t, conn, "e", "ep")
+	require.Equal(t, 2, queryOne[int](t, conn, `SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgundo%'`))
+	execAll(t, conn,
+		`DROP TRIGGER pgundo_capture_insert ON e`, `DROP TRIGGER pgundo_capture_update ON e`,
+		`ALTER TABLE e DISABLE TRIGGER pgundo_capture_delete`,
+		`DROP TRIGGER pgundo_capture_insert ON ep1`, `DROP TRIGGER pgundo_capture_delete ON ep1`)
+	again := track(t, conn, "e", "ep")
+	var repaired []string
+	for _, tr := range again {
+		for _, p := range tr.Repaired {
+			repaired = append(repaired, p.Table+": "+p.Repaired())
+		}
+	}
+	require.Equal(t, []string{
+		"public.e: pgundo_capture_delete was disabled",
+		"public.e: pgundo_capture_insert was missing",
+		"public.e: pgundo_capture_update was missing",
+		"public.ep: partition public.ep1: pgundo_capture_delete was missing",
+		"public.ep: partition public.ep1: pgundo_capture_insert was missing",
+	}, repaired)
+	require.Equal(t, wantTriggers("e", "ep", "ep1"), captureTriggers(t, conn))
+	execAll(t, conn, `INSERT INTO e VALUES (1)`, `UPDATE e SET id = 2`, `DELETE FROM e`, `INSERT INTO ep1 VALUES (1, 1)`, `DELETE FROM ep1`)
+	require.Equal(t, chgs(ins("(1)"), upd("(1)", "(2)"), del("(2)"), ins("(1,1)"), del("(1,1)")), changes(t, conn, "e", "ep", "ep1"))
+}
+
 // ---------------------------------------------------------------------------
 // Product bugs found while writing these tests. Each test states what the
 // contract needs; they fail until the product is fixed.

@@ -194,15 +194,22 @@ func repair(ctx context.Context, tx pgx.Tx, oid uint32) ([]Problem, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every missing trigger first: an ALTER TABLE fires pgundo's DDL event
+	// trigger, which attaches all four triggers to a tracked relation that
+	// lacks pgundo_capture_insert (and fails on those that exist).
+	for _, b := range broken {
+		if b.State != StateMissing {
+			continue
+		}
+		rel := pgx.Identifier{b.schema, b.relname}.Sanitize()
+		if _, err := tx.Exec(ctx, fmt.Sprintf(captureTriggerDDL[b.Trigger], rel)); err != nil {
+			return nil, fmt.Errorf("recreate trigger %s on %s: %w", b.Trigger, b.Relation, err)
+		}
+	}
 	repaired := []Problem{}
 	for _, b := range broken {
 		rel := pgx.Identifier{b.schema, b.relname}.Sanitize()
 		trg := pgx.Identifier{b.Trigger}.Sanitize()
-		if b.State == StateMissing {
-			if _, err := tx.Exec(ctx, fmt.Sprintf(captureTriggerDDL[b.Trigger], rel)); err != nil {
-				return nil, fmt.Errorf("recreate trigger %s on %s: %w", b.Trigger, b.Relation, err)
-			}
-		}
 		if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", rel, trg)); err != nil {
 			return nil, fmt.Errorf("enable trigger %s on %s: %w", b.Trigger, b.Relation, err)
 		}
