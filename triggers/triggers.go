@@ -165,8 +165,7 @@ type Tracked struct {
 // one that is disabled or not set to fire ALWAYS is set to ENABLE ALWAYS;
 // Tracked.Repaired lists what was repaired.
 func Track(ctx context.Context, db TxBeginner, names []string) ([]Tracked, error) {
-	done, err := apply(ctx, db, "track", names, "SELECT pgundo.track($1::oid::regclass)")
-	return done, err
+	return apply(ctx, db, "track", names, "SELECT pgundo.track($1::oid::regclass)")
 }
 
 // Untrack stops capture on the named tables (and their partitions), in one
@@ -379,15 +378,17 @@ type TableStatus struct {
 	// sentence each (the Problem of each of Broken). Empty when capture is
 	// whole.
 	Problems []string `json:"problems"`
-	// Broken are the same problems, one object each.
+	// Broken are the same problems, one object each, and the table's
+	// dropping when Dropped (pgundo status --json lists them all in one
+	// "problems" array).
 	Broken []Problem `json:"-"`
 }
 
 // Healthy reports whether every change to the table is being captured.
 func (s TableStatus) Healthy() bool { return !s.Dropped && len(s.Problems) == 0 }
 
-// Trigger states of a capture trigger that is not whole, as Problem.State
-// reports them; TableDropped is a tracked table that no longer exists.
+// States of a capture trigger that does not fire ALWAYS, as Problem.State
+// reports them; StateTableDropped is a tracked table that no longer exists.
 const (
 	// StateMissing: the trigger does not exist.
 	StateMissing = "missing"
