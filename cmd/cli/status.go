@@ -121,13 +121,16 @@ fail: partitions created without capture are flagged when they appear.`,
 					res.Problems = append(res.Problems, statusProblem{Problem: p, Fix: fix})
 				}
 			}
-			if err := g.output(res, func(w io.Writer) error { return renderStatus(w, res) }); err != nil {
-				return err
-			}
+			outErr := g.output(res, func(w io.Writer) error { return renderStatus(w, res) })
 			if !res.Healthy {
+				// Exit 4 even when the report could not be written (a
+				// closed pipe): monitoring reads the exit code.
+				if outErr != nil {
+					fmt.Fprintf(g.stderr, "pgundo: status: write the report: %v\n", outErr)
+				}
 				return brokenErr(res.Tables)
 			}
-			return nil
+			return outErr
 		},
 	}
 }
