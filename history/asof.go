@@ -146,7 +146,8 @@ func AsOfRow(ctx context.Context, db Conn, t *Table, k Key, at time.Time) (*stri
 
 // AsOf streams the rows of t as they were at time at (see AsOfRow for what
 // that means), ordered by primary key (by row image without one), calling
-// emit with each row's image and its fields in column order. It reads, in
+// emit with each row's image and its fields in column order. Every check,
+// the *MismatchError included, comes before the first call of emit. It reads, in
 // one REPEATABLE READ read-only transaction, the table now and the changes
 // logged for it after at, and nets them as multisets of row images on the
 // server: memory stays constant on the client; the server's work grows with
@@ -180,12 +181,14 @@ func AsOf(ctx context.Context, db Conn, t *Table, at time.Time, emit func(img st
 				) x GROUP BY img HAVING sum(n) <> 0)
 			SELECT d.img, d.n FROM d
 			  LEFT JOIN LATERAL (SELECT d.img::`+t.ident+` AS r WHERE d.n > 0 OFFSET 0) x ON true
-			 ORDER BY d.n < 0, `+order,
+			 ORDER BY d.n > 0, `+order,
 			t.Partitions, at)
 		if err != nil {
 			return fmt.Errorf("rebuild %s as of %s: %w", t.Name, at.UTC().Format(time.RFC3339Nano), err)
 		}
 		defer rows.Close()
+		// Images the log has but the table lacks come first: a mismatch is
+		// known before any row is emitted.
 		var bad int64
 		for rows.Next() {
 			var img string
@@ -196,6 +199,9 @@ func AsOf(ctx context.Context, db Conn, t *Table, at time.Time, emit func(img st
 			if n < 0 {
 				bad += -n
 				continue
+			}
+			if bad > 0 {
+				return &MismatchError{Table: t.Name, Count: bad}
 			}
 			f, err := namedFields(&img, cols)
 			if err != nil {

@@ -76,12 +76,11 @@ type SessionFilter struct {
 	Tag string
 	// ID matches one session id.
 	ID string
-	// Limit caps the number of sessions returned; 0 means 50.
+	// Limit caps the number of sessions returned; 0 means no limit.
 	Limit int
 }
 
-// DefaultLimit is the number of sessions Sessions returns when the filter
-// sets no Limit.
+// DefaultLimit is the number of sessions pgundo sessions lists by default.
 const DefaultLimit = 50
 
 // ErrNoSuchSession is returned by GetSession for an id the log does not hold.
@@ -89,9 +88,9 @@ var ErrNoSuchSession = errors.New("no such session")
 
 // Sessions lists the sessions that match f, the most recently active first.
 func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultLimit
+	var limit *int // NULL: no limit
+	if f.Limit > 0 {
+		limit = &f.Limit
 	}
 	var tableOID *uint32
 	if f.TableOID != 0 {
@@ -132,7 +131,7 @@ func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) 
 		  LEFT JOIN pgundo.undone d ON d.stmt_id = st.id
 		 GROUP BY s.id
 		 ORDER BY max(st.at) DESC, s.id DESC
-		 LIMIT $8`,
+		 LIMIT $8::int`,
 		f.Since, f.Until, f.User, f.App, tableOID, f.Tag, f.ID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)

@@ -43,18 +43,18 @@ type SessionDetail struct {
 	Session Session      `json:"session"`
 	Tables  []TableCount `json:"tables"`
 	Changes []Change     `json:"changes"`
-	// More is the number of row changes not listed because of the limit.
-	More int64 `json:"more"`
+	// More is the number of row changes not listed because of the limit;
+	// Truncated is More > 0.
+	More      int64 `json:"more"`
+	Truncated bool  `json:"truncated"`
 }
 
 var opNames = map[string]string{"I": "INSERT", "U": "UPDATE", "D": "DELETE", "T": "TRUNCATE"}
 
 // Show returns what session id changed: counts per table and operation,
-// then up to limit row changes (0: 100) in the order they were logged.
+// then up to limit row changes (0: all of them) in the order they were
+// logged.
 func Show(ctx context.Context, db DBTX, id string, limit int) (*SessionDetail, error) {
-	if limit <= 0 {
-		limit = 100
-	}
 	s, err := GetSession(ctx, db, id)
 	if err != nil {
 		return nil, err
@@ -64,5 +64,6 @@ func Show(ctx context.Context, db DBTX, id string, limit int) (*SessionDetail, e
 	if err != nil {
 		return nil, fmt.Errorf("show session %s: %w", id, err)
 	}
+	d.Truncated = d.More > 0
 	return d, nil
 }

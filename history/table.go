@@ -57,24 +57,79 @@ type Table struct {
 	ident     string
 }
 
+// relkindNames names the kinds of relation that are not tables.
+var relkindNames = map[string]string{"v": "view", "m": "materialized view", "f": "foreign table", "S": "sequence",
+	"i": "index", "I": "index", "c": "composite type", "t": "TOAST table"}
+
+// notATable is the RequestError for a relation that is not a table (pgundo
+// tracks tables only). For a view or materialized view that reads exactly
+// one table, and that table is tracked, it names that table.
+func notATable(ctx context.Context, db DBTX, oid uint32, name, kind string) error {
+	what := relkindNames[kind]
+	if what == "" {
+		what = "relation of kind " + kind
+	}
+	plural := what + "s"
+	switch {
+	case what == "index":
+		plural = "indexes"
+	case strings.HasPrefix(what, "relation"):
+		plural = "they"
+	}
+	msg := fmt.Sprintf("%s is a %s: %s cannot be tracked, so pgundo has no log of its rows", name, what, plural)
+	if kind != "v" && kind != "m" {
+		return requestErr("%s", msg)
+	}
+	bases, err := db.Query(ctx, `
+		SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+		       EXISTS (SELECT FROM pgundo.tracked tr WHERE tr.relid = coalesce(pg_partition_root(c.oid), c.oid))
+		  FROM pg_rewrite rw
+		  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid AND d.refclassid = 'pg_class'::regclass
+		  JOIN pg_class c ON c.oid = d.refobjid AND c.oid <> rw.ev_class
+		  JOIN pg_namespace n ON n.oid = c.relnamespace
+		 WHERE rw.ev_class = $1`, oid)
+	if err != nil {
+		return fmt.Errorf("read what %s reads: %w", name, err)
+	}
+	type base struct {
+		name    string
+		tracked bool
+	}
+	read, err := pgx.CollectRows(bases, func(r pgx.CollectableRow) (base, error) {
+		var b base
+		return b, r.Scan(&b.name, &b.tracked)
+	})
+	if err != nil {
+		return fmt.Errorf("read what %s reads: %w", name, err)
+	}
+	if len(read) == 1 && read[0].tracked {
+		msg += fmt.Sprintf("; its base table %s is tracked: use %s instead", read[0].name, read[0].name)
+	}
+	return requestErr("%s", msg)
+}
+
 // LoadTable reads what the read side needs about the table with oid (a
-// partition stands for its partitioned root).
+// partition stands for its partitioned root). A relation that is not a
+// table (a view, a foreign table, ...) is a *RequestError that says so.
 func LoadTable(ctx context.Context, db DBTX, oid uint32) (*Table, error) {
 	t := &Table{}
-	var schema, name string
+	var schema, name, kind string
 	err := db.QueryRow(ctx, `
-		SELECT r.oid, quote_ident(n.nspname) || '.' || quote_ident(r.relname), n.nspname, r.relname,
+		SELECT r.relkind::text, r.oid, quote_ident(n.nspname) || '.' || quote_ident(r.relname), n.nspname, r.relname,
 		       (SELECT array_agg(p.relid::oid) FROM pg_partition_tree(r.oid) p),
 		       EXISTS (SELECT FROM pgundo.tracked tr WHERE tr.relid = r.oid),
 		       (SELECT tr.tracked_at FROM pgundo.tracked tr WHERE tr.relid = r.oid)
 		  FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace
 		 WHERE r.oid = coalesce(pg_partition_root($1::oid), $1::oid)`, oid).
-		Scan(&t.OID, &t.Name, &schema, &name, &t.Partitions, &t.Tracked, &t.TrackedAt)
+		Scan(&kind, &t.OID, &t.Name, &schema, &name, &t.Partitions, &t.Tracked, &t.TrackedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, requestErr("table with oid %d no longer exists", oid)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read table %d: %w", oid, err)
+	}
+	if kind != "r" && kind != "p" {
+		return nil, notATable(ctx, db, t.OID, t.Name, kind)
 	}
 	t.ident = pgx.Identifier{schema, name}.Sanitize()
 	if len(t.Partitions) == 0 {

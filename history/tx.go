@@ -19,15 +19,17 @@ type TxDetail struct {
 	XID     string       `json:"xid"`
 	Tables  []TableCount `json:"tables"`
 	Changes []Change     `json:"changes"`
-	// More is the number of row changes not listed because of the limit.
-	More int64 `json:"more"`
+	// More is the number of row changes not listed because of the limit;
+	// Truncated is More > 0.
+	More      int64 `json:"more"`
+	Truncated bool  `json:"truncated"`
 }
 
 // CurrentTx returns what the calling transaction has changed in tracked
 // tables so far, cascades and trigger side effects included: the capture
 // triggers write the log in the same transaction, so it can be read back
 // before a rollback (pgundo try). db must be the transaction (or the
-// connection it runs on). It lists up to limit row changes (0: 100) in the
+// connection it runs on). It lists up to limit row changes (0: all) in the
 // order they were logged. It reads only: it assigns no transaction id and
 // registers no session.
 func CurrentTx(ctx context.Context, db DBTX, limit int) (*TxDetail, error) {
@@ -48,15 +50,17 @@ func CurrentTx(ctx context.Context, db DBTX, limit int) (*TxDetail, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the changes of transaction %s: %w", d.XID, err)
 	}
+	d.Truncated = d.More > 0
 	return d, nil
 }
 
-// readChanges reads per-table counts and up to limit (0: 100) row diffs of
+// readChanges reads per-table counts and up to limit (0: all) row diffs of
 // the pgundo.stmt rows (alias st) that match where, a constant SQL
 // condition over st with its values in args (never user text).
 func readChanges(ctx context.Context, db DBTX, where string, args []any, limit int) ([]TableCount, []Change, int64, error) {
-	if limit <= 0 {
-		limit = 100
+	limitClause := ""
+	if limit > 0 {
+		limitClause = " LIMIT " + fmt.Sprint(limit)
 	}
 	rows, err := db.Query(ctx, `
 		SELECT quote_ident(st.schema_name) || '.' || quote_ident(st.table_name),
@@ -82,8 +86,7 @@ func readChanges(ctx context.Context, db DBTX, where string, args []any, limit i
 		       pgundo._diff(st.relid, c.old, c.new, st.op <> 'U')
 		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
 		 WHERE `+where+`
-		 ORDER BY st.id
-		 LIMIT `+fmt.Sprint(limit), args...)
+		 ORDER BY st.id`+limitClause, args...)
 	if err != nil {
 		return nil, nil, 0, err
 	}

@@ -83,7 +83,7 @@ func execAll(t *testing.T, db pgtest.Execer, stmts ...string) {
 }
 
 // track tracks names with triggers.Track and fails the test on error.
-func track(t *testing.T, conn *pgx.Conn, names ...string) []triggers.Table {
+func track(t *testing.T, conn *pgx.Conn, names ...string) []triggers.Tracked {
 	t.Helper()
 	tables, err := triggers.Track(ctxT(t), conn, names)
 	require.NoError(t, err, "track %q", names)
@@ -905,12 +905,15 @@ func TestTrackOddIdentifiers(t *testing.T) {
 		`CREATE TABLE app.widgets (id int)`,
 		`CREATE TABLE public.widgets (id int)`)
 	tables := track(t, conn, `"Billing Ops"."Order ""Items"""`, `"MixedCase"`, `MixedCase`, `"Ünïcødé 表"`, `public."select"`)
-	strip := func(ts []triggers.Table) []triggers.Table {
-		for i := range ts {
-			require.NotZero(t, ts[i].OID)
-			ts[i].OID = 0
+	strip := func(ts []triggers.Tracked) []triggers.Table {
+		var out []triggers.Table
+		for _, tr := range ts {
+			require.NotZero(t, tr.OID)
+			require.False(t, tr.AlreadyTracked)
+			tr.OID = 0
+			out = append(out, tr.Table)
 		}
-		return ts
+		return out
 	}
 	require.Equal(t, []triggers.Table{
 		{Schema: "Billing Ops", Name: `Order "Items"`, QualifiedName: `"Billing Ops"."Order ""Items"""`},
@@ -1052,10 +1055,10 @@ func TestStatusFlagsBrokenCapture(t *testing.T) {
 		{"healthy", false, 0, false, true, []string{}},
 		{"origin_only", false, 0, false, false, []string{"trigger pgundo_capture_update" + notAlways}},
 		{"parts", true, 2, false, false, []string{
-			"partition parts_2: trigger pgundo_capture_delete is missing",
-			"partition parts_2: trigger pgundo_capture_insert is missing",
-			"partition parts_2: trigger pgundo_capture_truncate is missing",
-			"partition parts_2: trigger pgundo_capture_update is missing",
+			"partition public.parts_2: trigger pgundo_capture_delete is missing",
+			"partition public.parts_2: trigger pgundo_capture_insert is missing",
+			"partition public.parts_2: trigger pgundo_capture_truncate is missing",
+			"partition public.parts_2: trigger pgundo_capture_update is missing",
 		}},
 	}, status())
 	require.Equal(t, []string{"disabled", "healthy", "origin_only", "parts"},
@@ -1074,6 +1077,81 @@ func TestStatusFlagsBrokenCapture(t *testing.T) {
 	track(t, conn, "parts")
 	require.Equal(t, wantTriggers("parts", "parts_1", "parts_2"),
 		captureTriggers(t, conn)[len(captureTriggers(t, conn))-12:])
+}
+
+// TestTrackRepairsCapture: tracking an already tracked table repairs every
+// capture trigger on it and on its partitions at any depth (created when
+// missing, set to ENABLE ALWAYS otherwise), says what it repaired, and
+// status is whole after.
+func TestTrackRepairsCapture(t *testing.T) {
+	t.Parallel()
+	_, conn := setup(t)
+	execAll(t, conn,
+		`CREATE TABLE r (id int, k int) PARTITION BY LIST (k)`,
+		`CREATE TABLE r1 PARTITION OF r FOR VALUES IN (1)`,
+		`CREATE TABLE r2 PARTITION OF r FOR VALUES IN (2) PARTITION BY LIST (id)`,
+		`CREATE TABLE r2a PARTITION OF r2 FOR VALUES IN (1)`)
+	first := track(t, conn, "r")
+	require.False(t, first[0].AlreadyTracked)
+	require.Empty(t, first[0].Repaired)
+	execAll(t, conn,
+		`ALTER TABLE r DISABLE TRIGGER pgundo_capture_update`,
+		`ALTER TABLE r2 ENABLE REPLICA TRIGGER pgundo_capture_insert`,
+		`DROP TRIGGER pgundo_capture_delete ON r2a`,
+		`ALTER TABLE r2a ENABLE TRIGGER pgundo_capture_truncate`)
+	again := track(t, conn, "r")
+	require.True(t, again[0].AlreadyTracked)
+	var repaired []string
+	for _, p := range again[0].Repaired {
+		require.Equal(t, "public.r", p.Table)
+		repaired = append(repaired, p.Repaired())
+	}
+	require.Equal(t, []string{
+		"pgundo_capture_update was disabled",
+		"partition public.r2: pgundo_capture_insert was ENABLE REPLICA",
+		"partition public.r2a: pgundo_capture_delete was missing",
+		"partition public.r2a: pgundo_capture_truncate was ENABLE, not ENABLE ALWAYS",
+	}, repaired)
+	require.Equal(t, wantTriggers("r", "r1", "r2", "r2a"), captureTriggers(t, conn))
+	ss, err := triggers.Status(ctxT(t), conn)
+	require.NoError(t, err)
+	require.True(t, ss[0].Healthy(), "%v", ss[0].Problems)
+	execAll(t, conn, `INSERT INTO r2a VALUES (1, 2)`, `DELETE FROM r2a`, `INSERT INTO r VALUES (1, 1)`, `UPDATE r SET id = 2`)
+	require.Equal(t, chgs(ins("(1,2)"), del("(1,2)"), ins("(1,1)"), upd("(1,1)", "(2,1)")), changes(t, conn, "r", "r1", "r2", "r2a"))
+}
+
+// TestTrackRepairsWithEventTriggers: pgundo's DDL event trigger attaches
+// capture to a tracked relation without pgundo_capture_insert when an ALTER
+// TABLE runs on it; repair's own ALTER TABLE must not make it create a
+// trigger that repair created already.
+func TestTrackRepairsWithEventTriggers(t *testing.T) {
+	t.Parallel()
+	_, conn := setup(t)
+	execAll(t, conn, `CREATE TABLE e (id int PRIMARY KEY)`,
+		`CREATE TABLE ep (id int, k int) PARTITION BY LIST (k)`, `CREATE TABLE ep1 PARTITION OF ep FOR VALUES IN (1)`)
+	track(t, conn, "e", "ep")
+	require.Equal(t, 2, queryOne[int](t, conn, `SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgundo%'`))
+	execAll(t, conn,
+		`DROP TRIGGER pgundo_capture_insert ON e`, `DROP TRIGGER pgundo_capture_update ON e`,
+		`ALTER TABLE e DISABLE TRIGGER pgundo_capture_delete`,
+		`DROP TRIGGER pgundo_capture_insert ON ep1`, `DROP TRIGGER pgundo_capture_delete ON ep1`)
+	again := track(t, conn, "e", "ep")
+	var repaired []string
+	for _, tr := range again {
+		for _, p := range tr.Repaired {
+			repaired = append(repaired, p.Table+": "+p.Repaired())
+		}
+	}
+	require.Equal(t, []string{
+		"public.e: pgundo_capture_delete was disabled",
+		"public.e: pgundo_capture_insert was missing",
+		"public.e: pgundo_capture_update was missing",
+		"public.ep: partition public.ep1: pgundo_capture_delete was missing",
+		"public.ep: partition public.ep1: pgundo_capture_insert was missing",
+	}, repaired)
+	require.Equal(t, wantTriggers("e", "ep", "ep1"), captureTriggers(t, conn))
+	execAll(t, conn, `INSERT INTO e VALUES (1)`, `UPDATE e SET id = 2`, `DELETE FROM e`, `INSERT INTO ep1 VALUES (1, 1)`, `DELETE FROM ep1`)
+	require.Equal(t, chgs(ins("(1)"), upd("(1)", "(2)"), del("(2)"), ins("(1,1)"), del("(1,1)")), changes(t, conn, "e", "ep", "ep1"))
 }
 
 // ---------------------------------------------------------------------------

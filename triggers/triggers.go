@@ -143,21 +143,81 @@ func resolve(ctx context.Context, db DBTX, name string) (oid uint32, reason stri
 	return *got, "", nil
 }
 
+// Tracked is a table that Track tracks.
+type Tracked struct {
+	Table
+	// AlreadyTracked is true when the table was tracked before this call.
+	AlreadyTracked bool `json:"already_tracked"`
+	// Dropped is true, for Untrack, when the table no longer existed: only
+	// its entry in the tracked list was removed.
+	Dropped bool `json:"dropped"`
+	// Repaired lists, for an already tracked table, each capture trigger
+	// that Track recreated (it was missing) or set back to ENABLE ALWAYS,
+	// as it was before. Empty when capture was whole.
+	Repaired []Problem `json:"repaired"`
+}
+
 // Track starts capture on the named tables, in one transaction: if any name
 // is refused (unknown, a view, foreign or temporary table, a partition, one of
 // pgundo's own tables) nothing is tracked and a *RefusedError names each.
-// Tracking an already tracked table is a no-op.
-func Track(ctx context.Context, db TxBeginner, names []string) ([]Table, error) {
+// Tracking an already tracked table repairs its capture: every capture
+// trigger on it and on its partitions that is missing is created, and every
+// one that is disabled or not set to fire ALWAYS is set to ENABLE ALWAYS;
+// Tracked.Repaired lists what was repaired.
+func Track(ctx context.Context, db TxBeginner, names []string) ([]Tracked, error) {
 	return apply(ctx, db, "track", names, "SELECT pgundo.track($1::oid::regclass)")
 }
 
 // Untrack stops capture on the named tables (and their partitions), in one
-// transaction. The log is kept. Naming a table that is not tracked is refused.
-func Untrack(ctx context.Context, db TxBeginner, names []string) ([]Table, error) {
+// transaction. The log is kept. Naming a table that is not tracked is
+// refused. A tracked table that was dropped (while pgundo's event triggers
+// were absent) is untracked by the name it had; Tracked.Dropped says so.
+func Untrack(ctx context.Context, db TxBeginner, names []string) ([]Tracked, error) {
 	return apply(ctx, db, "untrack", names, "SELECT pgundo.untrack($1::oid::regclass)")
 }
 
-func apply(ctx context.Context, db TxBeginner, op string, names []string, call string) ([]Table, error) {
+// captureTriggerDDL creates one capture trigger on a table (%s: its
+// sanitized name); each is the same statement as pgundo._attach runs.
+var captureTriggerDDL = map[string]string{
+	"pgundo_capture_insert":   "CREATE TRIGGER pgundo_capture_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_insert()",
+	"pgundo_capture_update":   "CREATE TRIGGER pgundo_capture_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS pgundo_old NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_update()",
+	"pgundo_capture_delete":   "CREATE TRIGGER pgundo_capture_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS pgundo_old FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_delete()",
+	"pgundo_capture_truncate": "CREATE TRIGGER pgundo_capture_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_truncate()",
+}
+
+// repair makes capture of the tracked table oid whole again, inside tx:
+// each missing capture trigger is created, and each one that does not fire
+// ALWAYS is set to. It returns what it repaired.
+func repair(ctx context.Context, tx pgx.Tx, oid uint32) ([]Problem, error) {
+	broken, err := brokenTriggers(ctx, tx, &oid)
+	if err != nil {
+		return nil, err
+	}
+	// Every missing trigger first: an ALTER TABLE fires pgundo's DDL event
+	// trigger, which attaches all four triggers to a tracked relation that
+	// lacks pgundo_capture_insert (and fails on those that exist).
+	for _, b := range broken {
+		if b.State != StateMissing {
+			continue
+		}
+		rel := pgx.Identifier{b.schema, b.relname}.Sanitize()
+		if _, err := tx.Exec(ctx, fmt.Sprintf(captureTriggerDDL[b.Trigger], rel)); err != nil {
+			return nil, fmt.Errorf("recreate trigger %s on %s: %w", b.Trigger, b.Relation, err)
+		}
+	}
+	repaired := []Problem{}
+	for _, b := range broken {
+		rel := pgx.Identifier{b.schema, b.relname}.Sanitize()
+		trg := pgx.Identifier{b.Trigger}.Sanitize()
+		if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", rel, trg)); err != nil {
+			return nil, fmt.Errorf("enable trigger %s on %s: %w", b.Trigger, b.Relation, err)
+		}
+		repaired = append(repaired, b.Problem)
+	}
+	return repaired, nil
+}
+
+func apply(ctx context.Context, db TxBeginner, op string, names []string, call string) ([]Tracked, error) {
 	if len(names) == 0 {
 		return nil, ErrNoTables
 	}
@@ -167,20 +227,30 @@ func apply(ctx context.Context, db TxBeginner, op string, names []string, call s
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
 	var refused []Refusal
-	var done []Table
+	var done []Tracked
 	seen := map[uint32]bool{}
 	for _, name := range names {
 		oid, reason, err := resolve(ctx, tx, name)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", op, name, err)
 		}
-		if reason == "" && op == "untrack" {
-			var tracked bool
+		var tracked bool
+		if reason == "" {
 			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pgundo.tracked WHERE relid = $1)", oid).Scan(&tracked); err != nil {
 				return nil, fmt.Errorf("%s %s: %w", op, name, err)
 			}
-			if !tracked {
+			if !tracked && op == "untrack" {
 				reason = "not tracked; pgundo status lists the tracked tables"
+			}
+		}
+		if reason != "" && op == "untrack" && strings.HasPrefix(reason, "no such table") {
+			t, found, err := untrackDropped(ctx, tx, name)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", op, name, err)
+			}
+			if found {
+				done = append(done, t)
+				continue
 			}
 		}
 		if reason != "" {
@@ -194,7 +264,14 @@ func apply(ctx context.Context, db TxBeginner, op string, names []string, call s
 		if _, err := tx.Exec(ctx, "SAVEPOINT pgundo_apply"); err != nil {
 			return nil, err
 		}
-		if _, err := tx.Exec(ctx, call, oid); err != nil {
+		t := Tracked{Table: Table{OID: oid}, AlreadyTracked: tracked && op == "track", Repaired: []Problem{}}
+		if t.AlreadyTracked {
+			t.Repaired, err = repair(ctx, tx, oid)
+		}
+		if err == nil {
+			_, err = tx.Exec(ctx, call, oid)
+		}
+		if err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code != "" && !isFatalClass(pgErr.Code) {
 				refused = append(refused, Refusal{Name: name, Reason: pgErr.Message})
@@ -205,7 +282,6 @@ func apply(ctx context.Context, db TxBeginner, op string, names []string, call s
 			}
 			return nil, fmt.Errorf("%s %s: %w", op, name, err)
 		}
-		t := Table{OID: oid}
 		if err := tx.QueryRow(ctx, tableByOID, oid).Scan(&t.Schema, &t.Name, &t.QualifiedName); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", op, name, err)
 		}
@@ -218,6 +294,35 @@ func apply(ctx context.Context, db TxBeginner, op string, names []string, call s
 		return nil, fmt.Errorf("%s: commit: %w", op, err)
 	}
 	return done, nil
+}
+
+// untrackDropped removes from the tracked list a tracked table that no
+// longer exists (dropped while pgundo's event triggers were absent), found
+// by the name it had: schema.table, or a table name alone when one dropped
+// tracked table of a schema on search_path had it.
+func untrackDropped(ctx context.Context, tx pgx.Tx, name string) (Tracked, bool, error) {
+	rows, err := tx.Query(ctx, `
+		DELETE FROM pgundo.tracked t
+		 WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = t.relid)
+		   AND (parse_ident($1) = ARRAY[t.schema_name::text, t.table_name::text]
+		        OR (parse_ident($1) = ARRAY[t.table_name::text] AND t.schema_name = ANY (current_schemas(false))))
+		RETURNING t.relid, t.schema_name, t.table_name, quote_ident(t.schema_name) || '.' || quote_ident(t.table_name)`, name)
+	if err != nil {
+		return Tracked{}, false, err
+	}
+	gone, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Tracked, error) {
+		t := Tracked{Dropped: true, Repaired: []Problem{}}
+		return t, r.Scan(&t.OID, &t.Schema, &t.Name, &t.QualifiedName)
+	})
+	if err != nil {
+		return Tracked{}, false, err
+	}
+	if len(gone) != 1 {
+		// None, or one name for dropped tables of several schemas: the
+		// caller refuses it; the transaction is rolled back.
+		return Tracked{}, false, nil
+	}
+	return gone[0], true, nil
 }
 
 // isFatalClass reports SQLSTATE classes that mean the connection or server
@@ -268,45 +373,174 @@ type TableStatus struct {
 	Partitions  int  `json:"partitions"`
 	// Dropped is true when the table no longer exists.
 	Dropped bool `json:"dropped"`
-	// Problems names each capture trigger that is missing, disabled, or not
-	// set to fire ALWAYS, on the table or on one of its partitions. Empty
-	// when capture is whole.
+	// Problems describes each capture trigger that is missing, disabled, or
+	// not set to fire ALWAYS, on the table or on one of its partitions, one
+	// sentence each (the Problem of each of Broken). Empty when capture is
+	// whole.
 	Problems []string `json:"problems"`
+	// Broken are the same problems, one object each, and the table's
+	// dropping when Dropped (pgundo status --json lists them all in one
+	// "problems" array).
+	Broken []Problem `json:"-"`
 }
 
 // Healthy reports whether every change to the table is being captured.
 func (s TableStatus) Healthy() bool { return !s.Dropped && len(s.Problems) == 0 }
+
+// States of a capture trigger that does not fire ALWAYS, as Problem.State
+// reports them; StateTableDropped is a tracked table that no longer exists.
+const (
+	// StateMissing: the trigger does not exist.
+	StateMissing = "missing"
+	// StateDisabled: ALTER TABLE ... DISABLE TRIGGER.
+	StateDisabled = "disabled"
+	// StateEnableOrigin: ALTER TABLE ... ENABLE TRIGGER (not ALWAYS): it
+	// does not fire under session_replication_role = replica.
+	StateEnableOrigin = "enable_origin"
+	// StateEnableReplica: ALTER TABLE ... ENABLE REPLICA TRIGGER: it fires
+	// only under session_replication_role = replica.
+	StateEnableReplica = "enable_replica"
+	// StateTableDropped: the tracked table itself was dropped.
+	StateTableDropped = "table_dropped"
+)
+
+// Problem is one reason why capture of a tracked table is not whole: one
+// capture trigger, on the table or on one of its partitions, that is
+// missing or does not fire ALWAYS; or the table dropped.
+type Problem struct {
+	// Table is the tracked table, schema-qualified, quoted where needed.
+	Table string `json:"table"`
+	// Relation is where the trigger belongs: Table itself or, when
+	// Partition is true, one of its partitions (schema-qualified).
+	Relation  string `json:"relation"`
+	Partition bool   `json:"partition"`
+	// Trigger is the capture trigger's name; empty for a dropped table.
+	Trigger string `json:"trigger"`
+	// State is one of the State* constants.
+	State string `json:"state"`
+	// Problem says what is wrong, in a sentence.
+	Problem string `json:"problem"`
+}
+
+// describe renders a problem's sentence, as status prints it.
+func (p Problem) describe() string {
+	prefix := ""
+	if p.Partition {
+		prefix = "partition " + p.Relation + ": "
+	}
+	what := ""
+	switch p.State {
+	case StateMissing:
+		what = "is missing"
+	case StateDisabled:
+		what = "is disabled"
+	case StateEnableOrigin:
+		what = "does not fire ALWAYS (it would miss changes made under session_replication_role = replica)"
+	case StateEnableReplica:
+		what = "fires only under session_replication_role = replica (ENABLE REPLICA), so ordinary changes are not captured"
+	case StateTableDropped:
+		return "table dropped"
+	}
+	return prefix + "trigger " + p.Trigger + " " + what
+}
+
+// Repaired says, for track, what was wrong with a trigger before track
+// repaired it: "pgundo_capture_delete was disabled", prefixed with the
+// partition when it is on one.
+func (p Problem) Repaired() string {
+	prefix := ""
+	if p.Partition {
+		prefix = "partition " + p.Relation + ": "
+	}
+	was := p.State
+	switch p.State {
+	case StateEnableOrigin:
+		was = "ENABLE, not ENABLE ALWAYS"
+	case StateEnableReplica:
+		was = "ENABLE REPLICA"
+	}
+	return prefix + p.Trigger + " was " + was
+}
+
+// problemsQuery lists, for the tracked tables (all of them, or the one whose
+// oid is $2), each capture trigger ($1) that is missing or does not fire
+// ALWAYS, on the table or on a partition at any depth.
+const problemsQuery = `
+	SELECT t.relid, quote_ident(t.schema_name) || '.' || quote_ident(t.table_name), p.relid <> c.oid,
+	       pn.nspname, pc.relname, quote_ident(pn.nspname) || '.' || quote_ident(pc.relname), tn,
+	       CASE WHEN tg.oid IS NULL THEN 'missing' WHEN tg.tgenabled = 'D' THEN 'disabled'
+	            WHEN tg.tgenabled = 'R' THEN 'enable_replica' ELSE 'enable_origin' END
+	  FROM pgundo.tracked t
+	  JOIN pg_class c ON c.oid = t.relid
+	 CROSS JOIN LATERAL (SELECT pt.relid FROM pg_partition_tree(c.oid) pt UNION SELECT c.oid) p
+	  JOIN pg_class pc ON pc.oid = p.relid
+	  JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+	 CROSS JOIN unnest($1::text[]) tn
+	  LEFT JOIN pg_trigger tg ON tg.tgrelid = p.relid AND tg.tgname = tn
+	 WHERE (tg.oid IS NULL OR tg.tgenabled <> 'A') AND ($2::oid IS NULL OR t.relid = $2)
+	 ORDER BY t.schema_name, t.table_name, p.relid <> c.oid, pn.nspname, pc.relname, tn`
+
+// brokenTrigger is a row of problemsQuery.
+type brokenTrigger struct {
+	Problem
+	tracked         uint32
+	schema, relname string
+}
+
+func brokenTriggers(ctx context.Context, db DBTX, tracked *uint32) ([]brokenTrigger, error) {
+	rows, err := db.Query(ctx, problemsQuery, TriggerNames, tracked)
+	if err != nil {
+		return nil, fmt.Errorf("read capture triggers: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (brokenTrigger, error) {
+		var b brokenTrigger
+		err := r.Scan(&b.tracked, &b.Table, &b.Partition, &b.schema, &b.relname, &b.Relation, &b.Trigger, &b.State)
+		b.Problem.Problem = b.describe()
+		return b, err
+	})
+}
 
 // Status reports every tracked table with its capture problems, ordered by
 // schema and name.
 func Status(ctx context.Context, db DBTX) ([]TableStatus, error) {
 	rows, err := db.Query(ctx, `
 		SELECT t.relid, t.schema_name, t.table_name, quote_ident(t.schema_name) || '.' || quote_ident(t.table_name), c.oid IS NULL, coalesce(c.relkind = 'p', false),
-		       (SELECT count(*) FROM pg_partition_tree(c.oid) p WHERE p.relid <> c.oid),
-		       ARRAY(
-		         SELECT CASE WHEN p.relid <> c.oid THEN 'partition ' || p.relid::regclass::text || ': ' ELSE '' END
-		                || 'trigger ' || tn || CASE
-		                     WHEN tg.oid IS NULL THEN ' is missing'
-		                     WHEN tg.tgenabled = 'D' THEN ' is disabled'
-		                     ELSE ' does not fire ALWAYS (it would miss changes made under session_replication_role = replica)' END
-		           FROM (SELECT p.relid FROM pg_partition_tree(c.oid) p UNION SELECT c.oid) p
-		          CROSS JOIN unnest($1::text[]) tn
-		           LEFT JOIN pg_trigger tg ON tg.tgrelid = p.relid AND tg.tgname = tn
-		          WHERE c.oid IS NOT NULL AND (tg.oid IS NULL OR tg.tgenabled <> 'A')
-		          ORDER BY p.relid::regclass::text, tn)
+		       (SELECT count(*) FROM pg_partition_tree(c.oid) p WHERE p.relid <> c.oid)
 		  FROM pgundo.tracked t LEFT JOIN pg_class c ON c.oid = t.relid
-		 ORDER BY t.schema_name, t.table_name`, TriggerNames)
+		 ORDER BY t.schema_name, t.table_name`)
 	if err != nil {
 		return nil, fmt.Errorf("read tracked tables: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableStatus, error) {
+	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableStatus, error) {
 		var s TableStatus
-		err := r.Scan(&s.OID, &s.Schema, &s.Name, &s.QualifiedName, &s.Dropped, &s.Partitioned, &s.Partitions, &s.Problems)
-		if s.Problems == nil {
-			s.Problems = []string{}
+		err := r.Scan(&s.OID, &s.Schema, &s.Name, &s.QualifiedName, &s.Dropped, &s.Partitioned, &s.Partitions)
+		s.Problems = []string{}
+		s.Broken = []Problem{}
+		if s.Dropped {
+			s.Broken = append(s.Broken, Problem{Table: s.QualifiedName, Relation: s.QualifiedName, State: StateTableDropped, Problem: "table dropped"})
 		}
 		return s, err
 	})
+	if err != nil {
+		return nil, fmt.Errorf("read tracked tables: %w", err)
+	}
+	broken, err := brokenTriggers(ctx, db, nil)
+	if err != nil {
+		return nil, err
+	}
+	byOID := make(map[uint32]*TableStatus, len(tables))
+	for i := range tables {
+		byOID[tables[i].OID] = &tables[i]
+	}
+	for _, b := range broken {
+		s := byOID[b.tracked]
+		if s == nil {
+			continue // tracked since the first query
+		}
+		s.Problems = append(s.Problems, b.Problem.Problem)
+		s.Broken = append(s.Broken, b.Problem)
+	}
+	return tables, nil
 }
 
 // NameError says why a table name given by the user does not resolve.

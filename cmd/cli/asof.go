@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -49,16 +50,21 @@ TIME is refused, as is a time before the table was tracked. When the log
 does not account for the rows now (capture was off for a while between
 changes logged after TIME), asof fails with exit code 1 and says so.
 
-Formats (--format, default table; --json is --format json): table, json (an
-array of objects, column -> value as PostgreSQL prints it, null for NULL),
-ndjson (one object per line), csv (a header, then PostgreSQL's CSV: the same
-bytes COPY (SELECT ...) TO STDOUT WITH (FORMAT csv, HEADER) would write with
+Formats (--format, default table; --json is --format json): table (aligned
+columns, values as PostgreSQL prints them, unquoted, NULL for null, tabs and
+line breaks shown as \t and \n; laid out 500 rows at a time, the header
+printed again above rows that need wider columns), json (an array of
+objects, column -> value as PostgreSQL prints it, null for NULL), ndjson
+(one object per line), csv (a header, then PostgreSQL's CSV: the same bytes
+COPY (SELECT ...) TO STDOUT WITH (FORMAT csv, HEADER) would write with
 pgundo's pinned settings, such as TimeZone UTC). Rows come in primary-key
-order and stream: the client's memory stays constant.
+order and stream: the client's memory stays constant. Every check, the log
+accounting for the rows included, runs before the first row is written, so
+a failure leaves stdout empty (no CSV header in a redirected file).
 
 Exit codes: 0 shown; 1 error, or the log does not account for the rows now;
-2 unknown or untracked table, a time before tracking, columns changed since,
-a bad key.`,
+2 unknown or untracked table, a view or other relation that is not a table,
+a time before tracking, columns changed since, a bad key.`,
 		Example: `  pgundo asof public.orders --at '2026-11-25 09:00'
   pgundo asof orders --at 2h 42
   pgundo asof orders --at 2026-11-25T09:00:00Z --format csv > orders-0900.csv
@@ -108,9 +114,6 @@ a bad key.`,
 					return nil
 				}
 				w.vertical = true
-				if err := w.begin(); err != nil {
-					return err
-				}
 				if img != nil {
 					f, err := history.ParseImage(*img)
 					if err != nil || len(f) != len(cols) {
@@ -122,15 +125,14 @@ a bad key.`,
 				}
 				return w.end()
 			}
-			if err := w.begin(); err != nil {
-				return err
-			}
+			// Every check runs, and a log that does not account for the rows
+			// is found, before the first row is written: a failure leaves
+			// stdout empty (what is still buffered is dropped).
 			err = history.AsOf(ctx, conn, t, at, w.write)
 			if errors.As(err, &re) {
 				return usageErr(err)
 			}
 			if err != nil {
-				_ = w.flush()
 				return err
 			}
 			return w.end()
@@ -141,15 +143,23 @@ a bad key.`,
 	return cmd
 }
 
-// rowWriter streams table rows in one format.
+// tableBlock is how many rows the table format lays out at a time.
+const tableBlock = 500
+
+// rowWriter streams table rows in one format. Nothing is written before
+// the first row or end: a command that fails first leaves stdout empty.
 type rowWriter struct {
 	w        *bufio.Writer
-	tw       *tabwriter.Writer
 	format   string
 	cols     []string
 	keys     [][]byte // JSON-encoded column names
 	n        int64
 	vertical bool // table format: one "column: value" line each (one row)
+	started  bool
+	// Table format: rows waiting to be laid out, and the column widths
+	// printed so far (nil before the first block).
+	block  [][]string
+	widths []int
 }
 
 func newRowWriter(out io.Writer, format string, cols []string) *rowWriter {
@@ -161,22 +171,33 @@ func newRowWriter(out io.Writer, format string, cols []string) *rowWriter {
 	return rw
 }
 
-func (rw *rowWriter) begin() error {
+// start writes what comes before the first row: a JSON array's bracket, a
+// CSV header. The table format's header goes with the first block.
+func (rw *rowWriter) start() {
+	if rw.started {
+		return
+	}
+	rw.started = true
 	switch rw.format {
 	case formatJSON:
 		rw.w.WriteString("[")
 	case formatCSV:
 		writeCSVLine(rw.w, strPtrs(rw.cols))
-	case formatTable:
-		if !rw.vertical {
-			rw.tw = tabwriter.NewWriter(rw.w, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(rw.tw, strings.Join(rw.cols, "\t"))
-		}
 	}
-	return rw.flush()
+}
+
+// cellText shows a value for people: as PostgreSQL prints it, unquoted,
+// NULL for null; tabs and line breaks as \t, \n and \r so that a row stays
+// on one line.
+func cellText(f *string) string {
+	if f == nil {
+		return "NULL"
+	}
+	return strings.NewReplacer("\t", `\t`, "\n", `\n`, "\r", `\r`).Replace(*f)
 }
 
 func (rw *rowWriter) write(_ string, fields []*string) error {
+	rw.start()
 	switch rw.format {
 	case formatJSON, formatNDJSON:
 		if rw.format == formatJSON {
@@ -211,36 +232,74 @@ func (rw *rowWriter) write(_ string, fields []*string) error {
 	default:
 		if rw.vertical {
 			for i, f := range fields {
-				fmt.Fprintf(rw.w, "%s: %s\n", rw.cols[i], quoteValue(f))
+				fmt.Fprintf(rw.w, "%s: %s\n", rw.cols[i], cellText(f))
 			}
 			break
 		}
-		vals := make([]string, len(fields))
+		cells := make([]string, len(fields))
 		for i, f := range fields {
-			vals[i] = strings.NewReplacer("\t", `\t`, "\n", `\n`).Replace(quoteValue(f))
+			cells[i] = cellText(f)
 		}
-		fmt.Fprintln(rw.tw, strings.Join(vals, "\t"))
+		rw.block = append(rw.block, cells)
 	}
 	rw.n++
 	switch {
+	case len(rw.block) >= tableBlock:
+		rw.writeBlock()
+		return rw.w.Flush()
 	case rw.n%500 == 0:
-		return rw.flush() // a table realigns every 500 rows
-	case rw.n <= 10 && rw.tw == nil:
+		return rw.w.Flush()
+	case rw.n <= 10 && rw.format != formatTable:
 		return rw.w.Flush()
 	}
 	return nil
 }
 
-func (rw *rowWriter) flush() error {
-	if rw.tw != nil {
-		if err := rw.tw.Flush(); err != nil {
-			return err
+// writeBlock lays out the waiting rows of the table format: columns as
+// wide as their widest value so far, two spaces apart. The header comes
+// first, and again above a block that needs wider columns than the rows
+// before it.
+func (rw *rowWriter) writeBlock() {
+	need := make([]int, len(rw.cols))
+	for i, c := range rw.cols {
+		need[i] = utf8.RuneCountInString(c)
+		if rw.widths != nil {
+			need[i] = max(need[i], rw.widths[i])
 		}
 	}
-	return rw.w.Flush()
+	for _, cells := range rw.block {
+		for i, c := range cells {
+			need[i] = max(need[i], utf8.RuneCountInString(c))
+		}
+	}
+	if rw.widths == nil || !slices.Equal(need, rw.widths) {
+		rw.widths = need
+		rw.writeLine(rw.cols)
+	}
+	for _, cells := range rw.block {
+		rw.writeLine(cells)
+	}
+	rw.block = rw.block[:0]
+}
+
+// writeLine writes one row of the table format, padded to the widths, with
+// no padding after its last non-empty cell.
+func (rw *rowWriter) writeLine(cells []string) {
+	last := len(cells) - 1
+	for last > 0 && cells[last] == "" {
+		last--
+	}
+	for i := 0; i <= last; i++ {
+		rw.w.WriteString(cells[i])
+		if i < last {
+			rw.w.WriteString(strings.Repeat(" ", rw.widths[i]-utf8.RuneCountInString(cells[i])+2))
+		}
+	}
+	rw.w.WriteByte('\n')
 }
 
 func (rw *rowWriter) end() error {
+	rw.start()
 	switch rw.format {
 	case formatJSON:
 		if rw.n > 0 {
@@ -248,16 +307,14 @@ func (rw *rowWriter) end() error {
 		}
 		rw.w.WriteString("]\n")
 	case formatTable:
-		if rw.tw != nil {
-			if err := rw.tw.Flush(); err != nil {
-				return err
-			}
-		}
 		if !rw.vertical {
+			if len(rw.block) > 0 || rw.widths == nil {
+				rw.writeBlock()
+			}
 			fmt.Fprintf(rw.w, "(%d rows)\n", rw.n)
 		}
 	}
-	return rw.flush()
+	return rw.w.Flush()
 }
 
 // parseTimeAlso reads a time as parseTime does, and also as pgundo history

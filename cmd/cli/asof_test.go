@@ -135,7 +135,7 @@ func TestAsofAgainstSavedCopies(t *testing.T) {
 	// Human output.
 	r = run(t, url, "asof", "t", "--at", at1, "101")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stdout, "id: 101\nnote: 'x\"y\ny'\nprice: NULL\n")
+	require.Contains(t, r.stdout, "id: 101\nnote: x\"y\\ny\nprice: NULL\n")
 	r = run(t, url, "asof", "t", "--at", at1, "999")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, "public.t had no row with id=999 at ")
@@ -149,7 +149,9 @@ func TestAsofRefusals(t *testing.T) {
 	t.Parallel()
 	url, conn := setup(t, `CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text);
 		CREATE TABLE c (id int PRIMARY KEY, v text); CREATE TABLE u (id int PRIMARY KEY);
-		INSERT INTO a VALUES (1, 'x'); INSERT INTO b VALUES (1, 'x'); INSERT INTO c VALUES (1, 'x')`)
+		INSERT INTO a VALUES (1, 'x'); INSERT INTO b VALUES (1, 'x'); INSERT INTO c VALUES (1, 'x');
+		CREATE VIEW av AS SELECT * FROM a WHERE v <> 'hidden'; CREATE VIEW abv AS SELECT a.id, b.v FROM a JOIN b USING (id);
+		CREATE VIEW uv AS SELECT * FROM u; CREATE MATERIALIZED VIEW am AS SELECT * FROM a`)
 	before := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
 	r0 := run(t, url, "install")
 	require.Equal(t, 0, r0.code, r0.stderr)
@@ -179,13 +181,78 @@ func TestAsofRefusals(t *testing.T) {
 		{[]string{"asof", "a", "--at", at, "--format", "yaml"}, 2, `unknown --format "yaml"`},
 		{[]string{"asof", "c", "--at", at}, 1, "public.c: 1 row image(s) logged since then are not in the table now"},
 		{[]string{"asof", "c", "--at", at, "1"}, 1, "public.c id=1: 1 row image(s) logged since then are not in the table now"},
+		// A failure leaves stdout empty, whatever the format: no header
+		// in a redirected CSV.
+		{[]string{"asof", "u", "--at", at, "--format", "csv"}, 2, "table public.u is not tracked"},
+		{[]string{"asof", "b", "--at", at, "--format", "csv"}, 2, "the columns of public.b changed after "},
+		{[]string{"asof", "b", "--at", at, "--json"}, 2, "the columns of public.b changed after "},
+		{[]string{"asof", "a", "--at", before, "--format", "ndjson"}, 2, "table public.a is tracked since "},
+		{[]string{"asof", "c", "--at", at, "--format", "csv"}, 1, "public.c: 1 row image(s) logged since then are not in the table now"},
+		{[]string{"asof", "c", "--at", at, "--json"}, 1, "public.c: 1 row image(s) logged since then are not in the table now"},
+		{[]string{"asof", "c", "--at", at, "--format", "csv", "1"}, 1, "public.c id=1: 1 row image(s) logged since then are not in the table now"},
+		// Views cannot be tracked: no advice to track them.
+		{[]string{"asof", "av", "--at", at, "--format", "csv"}, 2,
+			"pgundo: public.av is a view: views cannot be tracked, so pgundo has no log of its rows; its base table public.a is tracked: use public.a instead\n"},
+		{[]string{"asof", "abv", "--at", at}, 2, "pgundo: public.abv is a view: views cannot be tracked, so pgundo has no log of its rows\n"},
+		{[]string{"asof", "uv", "--at", at}, 2, "pgundo: public.uv is a view: views cannot be tracked, so pgundo has no log of its rows\n"},
+		{[]string{"asof", "am", "--at", at}, 2,
+			"pgundo: public.am is a materialized view: materialized views cannot be tracked, so pgundo has no log of its rows; its base table public.a is tracked: use public.a instead\n"},
+		{[]string{"history", "av", "1"}, 2,
+			"pgundo: public.av is a view: views cannot be tracked, so pgundo has no log of its rows; its base table public.a is tracked: use public.a instead\n"},
 	} {
 		r := run(t, url, c.args...)
 		require.Equal(t, c.code, r.code, "%v: %s", c.args, r.stderr)
-		require.Contains(t, r.stderr, c.want, c.args)
+		if strings.HasPrefix(c.want, "pgundo: ") {
+			require.Equal(t, c.want, r.stderr, c.args)
+		} else {
+			require.Contains(t, r.stderr, c.want, c.args)
+		}
+		require.Empty(t, r.stdout, c.args)
 	}
 	r := run(t, url, "asof", "a", "--at", at, "--format", "csv")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Equal(t, copyCSV(t, conn, "SELECT * FROM a_copy"), r.stdout)
 	require.True(t, strings.HasPrefix(r.stdout, "id,v\n"))
+}
+
+// TestAsofTableFormat: the table format aligns the header with the columns
+// and prints values as PostgreSQL prints them, unquoted.
+func TestAsofTableFormat(t *testing.T) {
+	t.Parallel()
+	url, conn := setup(t, `CREATE TABLE t (id int PRIMARY KEY, at timestamptz, note text, n int);
+		INSERT INTO t VALUES (1, '2026-01-01 10:00+00', 'hello world', 1), (2, NULL, '', NULL),
+		                     (10, '2026-01-02 00:00:00.5+00', E'tab\there, it''s', 3)`)
+	require.Equal(t, 0, run(t, url, "install").code)
+	require.Equal(t, 0, run(t, url, "track", "t").code)
+	at := saveCopy(t, conn, "t", "t_copy")
+	pgtest.Exec(t, conn, "UPDATE t SET note = 'changed'")
+	r := run(t, url, "asof", "t", "--at", at)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, ""+
+		"id  at                        note             n\n"+
+		"1   2026-01-01 10:00:00+00    hello world      1\n"+
+		"2   NULL                                       NULL\n"+
+		"10  2026-01-02 00:00:00.5+00  tab\\there, it's  3\n"+
+		"(3 rows)\n", r.stdout)
+	r = run(t, url, "asof", "t", "--at", at, "10")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "id: 10\nat: 2026-01-02 00:00:00.5+00\nnote: tab\\there, it's\nn: 3\n", r.stdout)
+
+	// A long table is laid out in blocks of 500 rows; when a later block
+	// needs wider columns, the header is printed again above it, aligned.
+	pgtest.Exec(t, conn, `CREATE TABLE long (id int PRIMARY KEY, v text, w text);
+		INSERT INTO long SELECT i, 'x', 'y' FROM generate_series(1, 500) i;
+		INSERT INTO long VALUES (501, 'a longer value', 'z')`)
+	require.Equal(t, 0, run(t, url, "track", "long").code)
+	at = saveCopy(t, conn, "long", "long_copy")
+	pgtest.Exec(t, conn, "DELETE FROM long")
+	r = run(t, url, "asof", "long", "--at", at)
+	require.Equal(t, 0, r.code, r.stderr)
+	var want strings.Builder
+	want.WriteString("id   v  w\n")
+	for i := 1; i <= 500; i++ {
+		fmt.Fprintf(&want, "%-3d  x  y\n", i)
+	}
+	want.WriteString("id   v               w\n501  a longer value  z\n(501 rows)\n")
+	require.Equal(t, want.String(), r.stdout)
 }

@@ -150,11 +150,30 @@ first lines appear at once. Pipe it to head, jq or a file.`,
 			if err := w.begin(); err != nil {
 				return err
 			}
-			if err := history.Log(ctx, conn, f, w.write); err != nil {
+			// One more than --limit, to tell whether the output is cut.
+			cut := false
+			emit := w.write
+			if o.limit > 0 {
+				f.Limit = o.limit + 1
+				emit = func(v *history.Version) error {
+					if w.n == o.limit {
+						cut = true
+						return nil
+					}
+					return w.write(v)
+				}
+			}
+			if err := history.Log(ctx, conn, f, emit); err != nil {
 				_ = w.flush()
 				return err
 			}
-			return w.end()
+			if err := w.end(); err != nil {
+				return err
+			}
+			if cut {
+				g.noteCut(o.limit, "changes")
+			}
+			return nil
 		},
 	}
 	fl := cmd.Flags()
@@ -168,7 +187,7 @@ first lines appear at once. Pipe it to head, jq or a file.`,
 	fl.StringVar(&o.since, "since", "", "only changes at or after this time (RFC 3339, '2026-11-25 10:00', or 2h / 7d ago)")
 	fl.StringVar(&o.until, "until", "", "only changes before this time (same forms as --since)")
 	fl.StringVar(&o.format, "format", formatTable, "output format: table, json, ndjson or csv")
-	fl.Int64Var(&o.limit, "limit", 0, "stop after this many changes (default 0: all)")
+	fl.Int64Var(&o.limit, "limit", 0, "stop after this many changes (default 0: all); a cut is said on stderr")
 	return cmd
 }
 

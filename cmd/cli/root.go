@@ -25,6 +25,7 @@ const (
 	ExitError   = 1 // error: the server, the connection, or pgundo itself
 	ExitUsage   = 2 // bad usage: unknown flag, table or session; missing --yes
 	ExitRefused = 3 // ran fine but refused on purpose (conflicts, already undone, verification failed)
+	ExitBroken  = 4 // status: capture is broken (a capture trigger missing or not firing ALWAYS, a tracked table dropped)
 )
 
 // exitError carries an exit code with an error.
@@ -66,7 +67,9 @@ Exit codes:
   0  done
   1  error (connection, server, pgundo not installed, ...)
   2  bad usage (unknown flag, table or session; a missing --yes)
-  3  refused on purpose (conflicts, already undone, verification failed)`
+  3  refused on purpose (conflicts, already undone, verification failed)
+  4  status only: capture is broken (a trigger missing, disabled or not
+     firing ALWAYS; a tracked table dropped); the report is still printed`
 
 // NewRootCommand builds the pgundo command tree with its own flag state.
 func NewRootCommand(g *globals) *cobra.Command {
@@ -176,4 +179,23 @@ func (g *globals) output(v any, human func(w io.Writer) error) error {
 		return enc.Encode(v)
 	}
 	return human(g.stdout)
+}
+
+// noteCut says on stderr that output stopped at --limit: more things match
+// than were listed.
+func (g *globals) noteCut(limit int64, things string) {
+	fmt.Fprintf(g.stderr, "pgundo: output cut at --limit %d: more %s match; --limit 0 lists them all\n", limit, things)
+}
+
+// noteMoreChanges says on stderr that more row changes than --limit were
+// left out of show's or try's output.
+func (g *globals) noteMoreChanges(limit int, more int64) {
+	if more <= 0 {
+		return
+	}
+	what := "row changes"
+	if more == 1 {
+		what = "row change"
+	}
+	fmt.Fprintf(g.stderr, "pgundo: output cut at --limit %d: %d more %s not shown; --limit 0 shows them all\n", limit, more, what)
 }

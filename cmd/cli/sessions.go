@@ -25,13 +25,16 @@ type sessionsOptions struct {
 // Validate checks the flag values that need no database.
 func (o sessionsOptions) Validate() error {
 	if o.limit < 0 {
-		return usageErr(errors.New("--limit must be positive"))
+		return usageErr(errors.New("--limit must be 0 (no limit) or more"))
 	}
 	return nil
 }
 
 func (o sessionsOptions) filter(now time.Time) (history.SessionFilter, error) {
-	f := history.SessionFilter{User: o.user, App: o.app, Tag: o.tag, Limit: o.limit}
+	f := history.SessionFilter{User: o.user, App: o.app, Tag: o.tag}
+	if o.limit > 0 {
+		f.Limit = o.limit + 1 // one more, to tell whether the output is cut
+	}
 	for _, p := range []struct {
 		flag, val string
 		dst       **time.Time
@@ -97,7 +100,17 @@ statement, cascades and trigger side effects included.`,
 			if sessions == nil {
 				sessions = []history.Session{}
 			}
-			return g.output(sessions, func(w io.Writer) error { return renderSessions(w, sessions) })
+			cut := o.limit > 0 && len(sessions) > o.limit
+			if cut {
+				sessions = sessions[:o.limit]
+			}
+			if err := g.output(sessions, func(w io.Writer) error { return renderSessions(w, sessions) }); err != nil {
+				return err
+			}
+			if cut {
+				g.noteCut(int64(o.limit), "sessions")
+			}
+			return nil
 		},
 	}
 	fl := cmd.Flags()
@@ -107,7 +120,7 @@ statement, cascades and trigger side effects included.`,
 	fl.StringVar(&o.app, "app", "", "only sessions with changes under this application_name")
 	fl.StringVar(&o.table, "table", "", "only sessions that changed this table (or one of its partitions)")
 	fl.StringVar(&o.tag, "tag", "", "only sessions with changes tagged so (SET pgundo.tag = '...')")
-	fl.IntVar(&o.limit, "limit", history.DefaultLimit, "list at most this many sessions")
+	fl.IntVar(&o.limit, "limit", history.DefaultLimit, "list at most this many sessions, the most recent (0: all); a cut is said on stderr")
 	return cmd
 }
 

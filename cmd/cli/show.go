@@ -20,7 +20,7 @@ type showOptions struct {
 // Validate checks the flag values.
 func (o showOptions) Validate() error {
 	if o.limit < 0 {
-		return usageErr(errors.New("--limit must be positive"))
+		return usageErr(errors.New("--limit must be 0 (no limit) or more"))
 	}
 	return nil
 }
@@ -55,10 +55,14 @@ of an insert or delete.`,
 			if err != nil {
 				return err
 			}
-			return g.output(d, func(w io.Writer) error { return renderShow(w, d) })
+			if err := g.output(d, func(w io.Writer) error { return renderShow(w, d) }); err != nil {
+				return err
+			}
+			g.noteMoreChanges(o.limit, d.More)
+			return nil
 		},
 	}
-	cmd.Flags().IntVar(&o.limit, "limit", 100, "list at most this many row changes")
+	cmd.Flags().IntVar(&o.limit, "limit", 100, "list at most this many row changes (0: all); a cut is said on stderr, and in --json by \"more\" and \"truncated\"")
 	return cmd
 }
 
@@ -120,9 +124,6 @@ func renderShow(w io.Writer, d *history.SessionDetail) error {
 				fmt.Fprintf(w, "    %s: %s\n", col.Column, deref(col.Old))
 			}
 		}
-	}
-	if d.More > 0 {
-		fmt.Fprintf(w, "... %d more row changes (--limit, or --json)\n", d.More)
 	}
 	return nil
 }

@@ -15,10 +15,57 @@ import (
 )
 
 type statusResult struct {
-	Healthy       bool                   `json:"healthy"`
-	Tables        []triggers.TableStatus `json:"tables"`
-	EventTriggers bool                   `json:"event_triggers"`
-	Log           history.LogStats       `json:"log"`
+	Healthy bool                   `json:"healthy"`
+	Tables  []triggers.TableStatus `json:"tables"`
+	// Problems lists every reason capture is broken, one object each, with
+	// the command that repairs it.
+	Problems      []statusProblem  `json:"problems"`
+	EventTriggers bool             `json:"event_triggers"`
+	Log           history.LogStats `json:"log"`
+}
+
+// statusProblem is one capture problem and the command that repairs it.
+type statusProblem struct {
+	triggers.Problem
+	Fix string `json:"fix"`
+}
+
+// repairCommands returns the commands that repair every problem of tables:
+// track for broken triggers, untrack for dropped tables.
+func repairCommands(tables []triggers.TableStatus) (track, untrack []string) {
+	for _, t := range tables {
+		switch {
+		case t.Dropped:
+			untrack = append(untrack, shellQuote(t.Qualified()))
+		case !t.Healthy():
+			track = append(track, shellQuote(t.Qualified()))
+		}
+	}
+	return track, untrack
+}
+
+// brokenErr is status's exit 4: which tables, and what repairs them.
+func brokenErr(tables []triggers.TableStatus) error {
+	var names []string
+	for _, t := range tables {
+		if !t.Healthy() {
+			names = append(names, t.Qualified())
+		}
+	}
+	plural := "s"
+	if len(names) == 1 {
+		plural = ""
+	}
+	var fixes []string
+	track, untrack := repairCommands(tables)
+	if len(track) > 0 {
+		fixes = append(fixes, "pgundo track "+strings.Join(track, " "))
+	}
+	if len(untrack) > 0 {
+		fixes = append(fixes, "pgundo untrack "+strings.Join(untrack, " "))
+	}
+	return &exitError{code: ExitBroken, err: fmt.Errorf("capture is broken on %d tracked table%s (%s): changes to them are not all logged; repair: %s",
+		len(names), plural, strings.Join(names, ", "), strings.Join(fixes, "; "))}
 }
 
 func newStatusCommand(g *globals) *cobra.Command {
@@ -26,13 +73,24 @@ func newStatusCommand(g *globals) *cobra.Command {
 		Use:   "status",
 		Short: "Tracked tables, capture health, log size and age",
 		Long: `List the tracked tables and flag any whose capture is not whole: a capture
-trigger missing or disabled on the table or on one of its partitions (for
-example a partition created while pgundo's event trigger was absent), or a
-tracked table that was dropped. Then the log's size and oldest entry.
+trigger missing, disabled, or not set to fire ALWAYS (ENABLE or ENABLE
+REPLICA) on the table or on one of its partitions (for example a partition
+created while pgundo's event trigger was absent), or a tracked table that was
+dropped. Then the log's size and oldest entry.
 
-status exits 0 even when it flags problems; use --json and "healthy" in scripts.`,
+pgundo track on a flagged table repairs its capture (pgundo untrack for a
+dropped one); status names the exact command. With --json, "problems" lists
+each problem as an object: table, relation (the table or the partition),
+partition, trigger, state (missing, disabled, enable_origin, enable_replica
+or table_dropped), problem (in words) and fix (the command that repairs it).
+
+Exit codes: 0 capture is whole; 4 capture is broken (the report is still
+printed in full, with --json too, and the error on stderr names the tables
+and the repair); 1 error. Absent event triggers alone do not make status
+fail: partitions created without capture are flagged when they appear.`,
 		Example: `  pgundo status
-  pgundo status --json | jq .healthy`,
+  pgundo status --json | jq .problems
+  pgundo status --json > status.json; [ $? -eq 4 ] && echo "capture broken"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -52,10 +110,27 @@ status exits 0 even when it flags problems; use --json and "healthy" in scripts.
 				return fmt.Errorf("read event triggers: %w", err)
 			}
 			res.Healthy = true
+			res.Problems = []statusProblem{}
 			for _, t := range res.Tables {
 				res.Healthy = res.Healthy && t.Healthy()
+				fix := "pgundo track " + shellQuote(t.Qualified())
+				if t.Dropped {
+					fix = "pgundo untrack " + shellQuote(t.Qualified())
+				}
+				for _, p := range t.Broken {
+					res.Problems = append(res.Problems, statusProblem{Problem: p, Fix: fix})
+				}
 			}
-			return g.output(res, func(w io.Writer) error { return renderStatus(w, res) })
+			outErr := g.output(res, func(w io.Writer) error { return renderStatus(w, res) })
+			if !res.Healthy {
+				// Exit 4 even when the report could not be written (a
+				// closed pipe): monitoring reads the exit code.
+				if outErr != nil {
+					fmt.Fprintf(g.stderr, "pgundo: status: write the report: %v\n", outErr)
+				}
+				return brokenErr(res.Tables)
+			}
+			return outErr
 		},
 	}
 }
@@ -74,7 +149,9 @@ func renderStatus(w io.Writer, res statusResult) error {
 			state := "ok"
 			switch {
 			case t.Dropped:
-				state = "TABLE DROPPED (pgundo untrack it, or track the new table)"
+				state = "TABLE DROPPED (pgundo untrack it)"
+			case len(t.Problems) == 1:
+				state = "BROKEN: 1 problem"
 			case len(t.Problems) > 0:
 				state = fmt.Sprintf("BROKEN: %d problems", len(t.Problems))
 			}
@@ -88,8 +165,12 @@ func renderStatus(w io.Writer, res statusResult) error {
 				fmt.Fprintf(w, "  %s: %s\n", t.Qualified(), p)
 			}
 		}
-		if !res.Healthy {
-			fmt.Fprintln(w, "to repair capture, run pgundo track again on the flagged tables")
+		track, untrack := repairCommands(res.Tables)
+		if len(track) > 0 {
+			fmt.Fprintf(w, "to repair capture: pgundo track %s\n", strings.Join(track, " "))
+		}
+		if len(untrack) > 0 {
+			fmt.Fprintf(w, "to stop tracking dropped tables: pgundo untrack %s\n", strings.Join(untrack, " "))
 		}
 	}
 	if !res.EventTriggers {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -24,7 +25,7 @@ func (o trackOptions) Validate(args []string) error {
 }
 
 type trackResult struct {
-	Tables []triggers.Table `json:"tables"`
+	Tables []triggers.Tracked `json:"tables"`
 }
 
 func newTrackCommand(g *globals) *cobra.Command {
@@ -40,8 +41,14 @@ search_path, or SQL-quoted parts ('"Billing Ops"."Order ""Items"""').
 A partitioned table is tracked at its parent and covers every partition,
 present and future; a partition on its own is refused. Views, foreign tables,
 temporary tables and pgundo's own tables are refused by name. The list is all
-or nothing: if one name is refused, nothing is tracked. Tracking a table
-twice is a no-op.`,
+or nothing: if one name is refused, nothing is tracked.
+
+Tracking a table that is already tracked repairs its capture, on it and on
+each of its partitions: a capture trigger that was dropped is created again,
+and one that was disabled, or set to ENABLE or ENABLE REPLICA instead of
+ENABLE ALWAYS, fires ALWAYS again. Each repair is named
+("public.orders: already tracked; repaired: pgundo_capture_delete was
+disabled"); pgundo status lists what needs it.`,
 		Example: `  pgundo track public.orders order_items
   pgundo track '"Billing Ops"."Order ""Items"""'
   pgundo track --schema public`,
@@ -72,7 +79,18 @@ twice is a no-op.`,
 			}
 			return g.output(trackResult{Tables: tables}, func(w io.Writer) error {
 				for _, t := range tables {
-					fmt.Fprintf(w, "tracking %s\n", t.Qualified())
+					switch {
+					case !t.AlreadyTracked:
+						fmt.Fprintf(w, "tracking %s\n", t.Qualified())
+					case len(t.Repaired) == 0:
+						fmt.Fprintf(w, "%s: already tracked; capture is whole, nothing to repair\n", t.Qualified())
+					default:
+						was := make([]string, len(t.Repaired))
+						for i, p := range t.Repaired {
+							was[i] = p.Repaired()
+						}
+						fmt.Fprintf(w, "%s: already tracked; repaired: %s\n", t.Qualified(), strings.Join(was, ", "))
+					}
 				}
 				return nil
 			})

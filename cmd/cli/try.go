@@ -46,7 +46,7 @@ func (o tryOptions) Validate(args []string, stdin io.Reader) error {
 		return usageErr(errors.New("--lock-timeout and --statement-timeout must not be negative (0 means no limit)"))
 	}
 	if o.limit < 0 {
-		return usageErr(errors.New("--limit must be positive"))
+		return usageErr(errors.New("--limit must be 0 (no limit) or more"))
 	}
 	if o.yes && !o.commit {
 		return usageErr(errors.New("--yes only makes sense with --commit (without it try always rolls back)"))
@@ -240,7 +240,7 @@ func newTryCommand(g *globals) *cobra.Command {
 	fl.BoolVar(&o.yes, "yes", false, "with --commit: commit without asking")
 	fl.DurationVar(&o.lockTimeout, "lock-timeout", defaultTryLockTimeout, "give up a statement that waits longer than this for a lock (0: no limit)")
 	fl.DurationVar(&o.statementTimeout, "statement-timeout", defaultTryStatementTimeout, "give up a statement that runs longer than this (0: no limit)")
-	fl.IntVar(&o.limit, "limit", 100, "list at most this many row changes")
+	fl.IntVar(&o.limit, "limit", 100, "list at most this many row changes (0: all); a cut is said on stderr, and in --json by \"more\" and \"truncated\"")
 	fl.StringVar(&o.tag, "tag", "", "set pgundo.tag for the script's changes (kept with --commit; pgundo undo --tag)")
 	return cmd
 }
@@ -352,14 +352,19 @@ func (g *globals) try(ctx context.Context, conn *pgx.Conn, name string, stmts []
 		if err := tx.Rollback(ctx); err != nil {
 			return fmt.Errorf("try %s: roll back: %w", name, err)
 		}
-		return g.output(res, func(w io.Writer) error {
+		if err := g.output(res, func(w io.Writer) error {
 			renderTry(w, res)
 			fmt.Fprintln(w, "rolled back: nothing was changed (sequences the script used stay advanced); pgundo try --commit keeps these changes")
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		g.noteMoreChanges(o.limit, res.More)
+		return nil
 	}
 	if !o.yes {
 		renderTry(g.stdout, res)
+		g.noteMoreChanges(o.limit, res.More)
 		ok, err := confirm(g.stdin, g.stderr, "commit these changes? [y/N] ")
 		if err != nil {
 			return err
@@ -386,11 +391,17 @@ func (g *globals) try(ctx context.Context, conn *pgx.Conn, name string, stmts []
 		done(g.stdout)
 		return nil
 	}
-	return g.output(res, func(w io.Writer) error {
+	if err := g.output(res, func(w io.Writer) error {
 		renderTry(w, res)
 		done(w)
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
+	if o.yes {
+		g.noteMoreChanges(o.limit, res.More)
+	}
+	return nil
 }
 
 // execStatement runs one statement with the simple query protocol, as psql
@@ -494,9 +505,6 @@ func renderTry(w io.Writer, r *TryResult) {
 		_ = tw.Flush()
 		fmt.Fprintln(w)
 		renderChanges(w, r.Changes)
-		if r.More > 0 {
-			fmt.Fprintf(w, "... %d more row changes (--limit, or --json)\n", r.More)
-		}
 	}
 	if len(r.Untracked) > 0 {
 		fmt.Fprintln(w)
