@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 // DBTX is what the package needs: a connection or pool.
@@ -88,7 +90,7 @@ func Prune(ctx context.Context, db DBTX, before time.Time) (*PruneResult, error)
 			(SELECT count(*) FROM pgundo.session WHERE pruned_at IS NOT NULL)`).Scan(&res.Oldest, &res.PartlyPruned)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("prune the log before %s: %w", before.UTC().Format(time.RFC3339), err)
+		return nil, fmt.Errorf("prune the log before %s: %w", timefmt.Format(before), err)
 	}
 	return res, nil
 }

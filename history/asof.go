@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 // MismatchError is returned by AsOf and AsOfRow when the log and the table
@@ -37,7 +39,7 @@ func checkAsOf(ctx context.Context, tx pgx.Tx, t *Table, at time.Time) error {
 	}
 	if t.TrackedAt != nil && at.Before(*t.TrackedAt) {
 		return requestErr("table %s is tracked since %s; pgundo cannot rebuild its rows as of %s, before that", t.Name,
-			t.TrackedAt.UTC().Format("2006-01-02 15:04:05.000000 UTC"), at.UTC().Format("2006-01-02 15:04:05.000000 UTC"))
+			timefmt.Format(*t.TrackedAt), timefmt.Format(at))
 	}
 	var changedAt *int64
 	var odd *string
@@ -57,7 +59,7 @@ func checkAsOf(ctx context.Context, tx pgx.Tx, t *Table, at time.Time) error {
 		err = tx.QueryRow(ctx, `
 			SELECT min(sh.since_stmt) FROM pgundo.shape sh
 			 WHERE sh.relid = ANY ($1::oid[])
-			   AND sh.since_stmt >= (SELECT min(st.id) FROM pgundo.stmt st WHERE st.relid = ANY ($1::oid[]) AND st.at > $2)
+			   AND sh.since_stmt >= (SELECT min(st.id) FROM pgundo.stmt st WHERE st.relid = ANY ($1::oid[]) AND st.at >= $2)
 			   AND EXISTS (SELECT FROM pgundo.shape e WHERE e.relid = sh.relid AND e.since_stmt < sh.since_stmt)`,
 			t.Partitions, at).Scan(&changedAt)
 		if err != nil {
@@ -66,7 +68,7 @@ func checkAsOf(ctx context.Context, tx pgx.Tx, t *Table, at time.Time) error {
 	}
 	if changedAt != nil {
 		return requestErr("the columns of %s changed after %s (after statement %d); asof rebuilds rows across data changes, not column changes", t.Name,
-			at.UTC().Format("2006-01-02 15:04:05.000000 UTC"), *changedAt)
+			timefmt.Format(at), *changedAt)
 	}
 	if odd != nil {
 		return requestErr("partition %s of %s orders its columns differently from %s; asof needs them laid out alike", *odd, t.Name, t.Name)
@@ -77,10 +79,11 @@ func checkAsOf(ctx context.Context, tx pgx.Tx, t *Table, at time.Time) error {
 // AsOfRow returns the row of t with key k as it was at time at, as its text
 // image, or nil when there was no such row then. "At time at" means after
 // every statement that started before at (a statement's time is its start;
-// its transaction may have committed later). The state is rebuilt from the
-// row now and the changes logged after at: the row now, plus the old images,
-// minus the new images of those changes (as multisets), found through the
-// row-history index, without scanning the log.
+// its transaction may have committed later), so it is the state that the
+// changes logged before at (pgundo log --until at) left. The state is
+// rebuilt from the row now and the changes logged at or after at: the row
+// now, plus the old images, minus the new images of those changes (as
+// multisets), found through the row-history index, without scanning the log.
 func AsOfRow(ctx context.Context, db Conn, t *Table, k Key, at time.Time) (*string, error) {
 	if err := refreshIfAllowed(ctx, db); err != nil {
 		return nil, err
@@ -149,7 +152,7 @@ func AsOfRow(ctx context.Context, db Conn, t *Table, k Key, at time.Time) (*stri
 // emit with each row's image and its fields in column order. Every check,
 // the *MismatchError included, comes before the first call of emit. It reads, in
 // one REPEATABLE READ read-only transaction, the table now and the changes
-// logged for it after at, and nets them as multisets of row images on the
+// logged for it at or after at, and nets them as multisets of row images on the
 // server: memory stays constant on the client; the server's work grows with
 // the table and with the changes since at.
 func AsOf(ctx context.Context, db Conn, t *Table, at time.Time, emit func(img string, fields []*string) error) error {
@@ -170,7 +173,7 @@ func AsOf(ctx context.Context, db Conn, t *Table, at time.Time, emit func(img st
 			order = strings.Join(parts, ", ")
 		}
 		rows, err := tx.Query(ctx, `
-			WITH s AS MATERIALIZED (SELECT id FROM pgundo.stmt WHERE relid = ANY ($1::oid[]) AND at > $2),
+			WITH s AS MATERIALIZED (SELECT id FROM pgundo.stmt WHERE relid = ANY ($1::oid[]) AND at >= $2),
 			d AS (
 				SELECT img, sum(n)::bigint AS n FROM (
 					SELECT ROW(t.*)::text AS img, 1 AS n FROM `+t.ident+` t
@@ -184,7 +187,7 @@ func AsOf(ctx context.Context, db Conn, t *Table, at time.Time, emit func(img st
 			 ORDER BY d.n > 0, `+order,
 			t.Partitions, at)
 		if err != nil {
-			return fmt.Errorf("rebuild %s as of %s: %w", t.Name, at.UTC().Format(time.RFC3339Nano), err)
+			return fmt.Errorf("rebuild %s as of %s: %w", t.Name, timefmt.Format(at), err)
 		}
 		defer rows.Close()
 		// Images the log has but the table lacks come first: a mismatch is
@@ -214,7 +217,7 @@ func AsOf(ctx context.Context, db Conn, t *Table, at time.Time, emit func(img st
 			}
 		}
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("rebuild %s as of %s: %w", t.Name, at.UTC().Format(time.RFC3339Nano), err)
+			return fmt.Errorf("rebuild %s as of %s: %w", t.Name, timefmt.Format(at), err)
 		}
 		if bad > 0 {
 			return &MismatchError{Table: t.Name, Count: bad}

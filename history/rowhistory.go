@@ -162,7 +162,7 @@ func pending(ctx context.Context, tx pgx.Tx, t *Table) (map[string][]entry, erro
 }
 
 // lookup reads the changes of the row with key text key logged before
-// statement before (and after time after, when set), oldest first.
+// statement before (and at or after time after, when set), oldest first.
 func lookup(ctx context.Context, tx pgx.Tx, t *Table, key string, before int64, after *time.Time, extra []entry) ([]entry, []Version, error) {
 	var ids []int64
 	var parts []uint32
@@ -188,7 +188,7 @@ func lookup(ctx context.Context, tx pgx.Tx, t *Table, key string, before int64, 
 		  JOIN pgundo.stmt st ON st.id = e.stmt_id
 		  LEFT JOIN pgundo.session s ON s.id = st.session_id
 		  LEFT JOIN pgundo.change c ON c.ctid = e.loc AND c.tableoid = e.part AND c.stmt_id = e.stmt_id
-		 WHERE $4::timestamptz IS NULL OR st.at > $4
+		 WHERE $4::timestamptz IS NULL OR st.at >= $4
 		 ORDER BY e.stmt_id, e.side DESC`,
 		t.OID, key, before, after, ids, parts, locs, sides, others)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 // outputSettings are the settings capture pins when it writes row images;
@@ -222,7 +224,7 @@ func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
 	case err == nil:
 		return &RefusedError{Kind: ErrPruned, Detail: fmt.Sprintf(
 			"session %s was partly removed from the log by pgundo prune at %s (its older changes are gone), so it can no longer be undone exactly; nothing was changed",
-			prunedSession, prunedAt.UTC().Format(time.RFC3339))}
+			prunedSession, timefmt.Format(prunedAt))}
 	case !errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("check for pruned sessions: %w", err)
 	}
@@ -263,10 +265,10 @@ func describeSelection(sel Selection) string {
 		parts = append(parts, fmt.Sprintf("user %q", sel.User))
 	}
 	if sel.Since != nil {
-		parts = append(parts, "since "+sel.Since.Format("2006-01-02 15:04:05 MST"))
+		parts = append(parts, "since "+timefmt.Format(*sel.Since))
 	}
 	if sel.Until != nil {
-		parts = append(parts, "until "+sel.Until.Format("2006-01-02 15:04:05 MST"))
+		parts = append(parts, "until "+timefmt.Format(*sel.Until))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 // WriteScript plans the undo (changing nothing) and writes it to w as a SQL
@@ -77,7 +79,7 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 
 	bw := bufio.NewWriterSize(w, 1<<16)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
-	p("-- pgundo undo of session %s, written %s.\n", strings.Join(r.plan.Sessions, ", "), time.Now().UTC().Format(time.RFC3339))
+	p("-- pgundo undo of session %s, written %s.\n", strings.Join(r.plan.Sessions, ", "), timefmt.Format(time.Now()))
 	p("-- Review, then run with: psql -X -f THIS_FILE  (one transaction; any error or conflict changes nothing)\n")
 	for _, t := range r.plan.Tables {
 		p("--   %s: restore %d, re-insert %d, delete %d, merge %d, skip %d\n", t.Table, t.Restore, t.Reinsert, t.Delete, t.Merged, t.Skipped)

@@ -26,6 +26,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 // ConflictMode says what to do with conflicting rows.
@@ -202,7 +204,7 @@ func (c Conflict) String() string {
 	if c.ChangedBy != nil {
 		s += " by session " + *c.ChangedBy
 		if c.ChangedAt != nil {
-			s += " at " + c.ChangedAt.Local().Format("2006-01-02 15:04:05 MST")
+			s += " at " + timefmt.Format(*c.ChangedAt)
 		}
 	}
 	return s

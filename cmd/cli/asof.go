@@ -9,16 +9,16 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgundo/pgundo/history"
+	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 type asofOptions struct {
-	at     string
+	at     timeFlag
 	format string
 }
 
@@ -27,7 +27,7 @@ func (o asofOptions) Validate(args []string) error {
 	if len(args) < 1 {
 		return usageErr(errors.New("name a table, e.g. pgundo asof public.orders --at '2026-11-25 09:00'"))
 	}
-	if o.at == "" {
+	if !o.at.set {
 		return usageErr(fmt.Errorf("say when: pgundo asof %s --at TIME (RFC 3339, '2026-11-25 10:00', or 2h / 7d ago)", args[0]))
 	}
 	return nil
@@ -77,10 +77,7 @@ a time before tracking, columns changed since, a bad key.`,
 			if err != nil {
 				return err
 			}
-			at, err := parseTimeAlso(o.at, time.Now())
-			if err != nil {
-				return usageErr(fmt.Errorf("--at: %w", err))
-			}
+			at := o.at.t
 			ctx := cmd.Context()
 			conn, err := g.connectInstalled(ctx)
 			if err != nil {
@@ -110,7 +107,7 @@ a time before tracking, columns changed since, a bad key.`,
 					return err
 				}
 				if img == nil && format == formatTable {
-					fmt.Fprintf(g.stdout, "%s had no row with %s at %s\n", t.Name, k, at.UTC().Format("2006-01-02 15:04:05.000000 UTC"))
+					fmt.Fprintf(g.stdout, "%s had no row with %s at %s\n", t.Name, k, timefmt.Format(at))
 					return nil
 				}
 				w.vertical = true
@@ -138,7 +135,7 @@ a time before tracking, columns changed since, a bad key.`,
 			return w.end()
 		},
 	}
-	cmd.Flags().StringVar(&o.at, "at", "", "the time (RFC 3339, '2026-11-25 10:00' local, a date, or 2h / 7d ago)")
+	timeVar(cmd.Flags(), &o.at, "at", "the time")
 	cmd.Flags().StringVar(&o.format, "format", formatTable, "output format: table, json, ndjson or csv")
 	return cmd
 }
@@ -315,18 +312,4 @@ func (rw *rowWriter) end() error {
 		}
 	}
 	return rw.w.Flush()
-}
-
-// parseTimeAlso reads a time as parseTime does, and also as pgundo history
-// and log print it ("2026-11-25 09:41:07.123456 UTC") and as psql prints a
-// timestamptz ("2026-11-25 09:41:07.123456+00"), so times can be pasted.
-func parseTimeAlso(s string, now time.Time) (time.Time, error) {
-	v := strings.TrimSpace(s)
-	for _, layout := range []string{"2006-01-02 15:04:05.999999999 MST", "2006-01-02 15:04:05.999999999Z07", "2006-01-02 15:04:05.999999999Z07:00",
-		"2006-01-02 15:04:05.999999999Z07:00:00"} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t, nil
-		}
-	}
-	return parseTime(s, now)
 }

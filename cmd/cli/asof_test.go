@@ -172,7 +172,7 @@ func TestAsofRefusals(t *testing.T) {
 		want string
 	}{
 		{[]string{"asof", "a"}, 2, "say when: pgundo asof a --at TIME"},
-		{[]string{"asof", "a", "--at", "yesterday-ish"}, 2, `--at: cannot read time "yesterday-ish"`},
+		{[]string{"asof", "a", "--at", "yesterday-ish"}, 2, `for "--at" flag: cannot read time "yesterday-ish"`},
 		{[]string{"asof", "nope", "--at", at}, 2, "table nope: no such table"},
 		{[]string{"asof", "u", "--at", at}, 2, "table public.u is not tracked, so pgundo cannot rebuild its past rows"},
 		{[]string{"asof", "a", "--at", before}, 2, "table public.a is tracked since "},

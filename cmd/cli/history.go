@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgundo/pgundo/history"
+	"github.com/pgundo/pgundo/internal/timefmt"
 	"github.com/pgundo/pgundo/triggers"
 )
 
@@ -140,7 +141,7 @@ func renderHistory(w io.Writer, h *history.RowHistory) error {
 		if v.PreviousKey != nil {
 			key += " (was " + *v.PreviousKey + ")"
 		}
-		fmt.Fprintf(w, "%s  %s %s %s\n", v.At.UTC().Format("2006-01-02 15:04:05.000000 UTC"), v.Op, v.Table, key)
+		fmt.Fprintf(w, "%s  %s %s %s\n", timefmt.Format(v.At), v.Op, v.Table, key)
 		who := "user " + v.User
 		if v.Role != "" && v.Role != v.User {
 			who += " as role " + v.Role

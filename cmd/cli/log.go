@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgundo/pgundo/history"
+	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 // Output formats of log and asof.
@@ -41,7 +42,7 @@ type logOptions struct {
 	table, session, tx string
 	user, app, tag     string
 	ops                []string
-	since, until       string
+	since, until       timeFlag
 	format             string
 	limit              int64
 }
@@ -66,25 +67,13 @@ func (o logOptions) Validate() error {
 	return nil
 }
 
-func (o logOptions) filter(now time.Time) (history.LogFilter, error) {
-	f := history.LogFilter{Session: o.session, XID: o.tx, User: o.user, App: o.app, Tag: o.tag, Limit: o.limit}
+func (o *logOptions) filter() history.LogFilter {
+	f := history.LogFilter{Session: o.session, XID: o.tx, User: o.user, App: o.app, Tag: o.tag, Limit: o.limit,
+		Since: o.since.ptr(), Until: o.until.ptr()}
 	for _, op := range o.ops {
 		f.Ops = append(f.Ops, opLetters[strings.ToLower(op)])
 	}
-	for _, p := range []struct {
-		flag, val string
-		dst       **time.Time
-	}{{"--since", o.since, &f.Since}, {"--until", o.until, &f.Until}} {
-		if p.val == "" {
-			continue
-		}
-		t, err := parseTimeAlso(p.val, now)
-		if err != nil {
-			return f, usageErr(fmt.Errorf("%s: %w", p.flag, err))
-		}
-		*p.dst = &t
-	}
-	return f, nil
+	return f
 }
 
 func newLogCommand(g *globals) *cobra.Command {
@@ -125,10 +114,7 @@ first lines appear at once. Pipe it to head, jq or a file.`,
 			if err != nil {
 				return err
 			}
-			f, err := o.filter(time.Now())
-			if err != nil {
-				return err
-			}
+			f := o.filter()
 			ctx := cmd.Context()
 			conn, err := g.connectInstalled(ctx)
 			if err != nil {
@@ -184,8 +170,8 @@ first lines appear at once. Pipe it to head, jq or a file.`,
 	fl.StringVar(&o.app, "app", "", "only changes under this application_name")
 	fl.StringVar(&o.tag, "tag", "", "only changes tagged so (SET pgundo.tag = '...')")
 	fl.StringSliceVar(&o.ops, "op", nil, "only these operations: insert, update, delete, truncate (repeat or comma-separate)")
-	fl.StringVar(&o.since, "since", "", "only changes at or after this time (RFC 3339, '2026-11-25 10:00', or 2h / 7d ago)")
-	fl.StringVar(&o.until, "until", "", "only changes before this time (same forms as --since)")
+	timeVar(fl, &o.since, "since", "only changes at or after this time")
+	timeVar(fl, &o.until, "until", "only changes before this time")
 	fl.StringVar(&o.format, "format", formatTable, "output format: table, json, ndjson or csv")
 	fl.Int64Var(&o.limit, "limit", 0, "stop after this many changes (default 0: all); a cut is said on stderr")
 	return cmd
@@ -214,7 +200,7 @@ func (cw *changeWriter) begin() error {
 	case formatCSV:
 		writeCSVLine(cw.w, strPtrs(logCSVHeader))
 	case formatTable:
-		fmt.Fprintln(cw.w, "AT (UTC)  SESSION  USER  APPLICATION  TAG  OP  TABLE  KEY  CHANGES")
+		fmt.Fprintln(cw.w, "AT  SESSION  USER  APPLICATION  TAG  OP  TABLE  KEY  CHANGES")
 	}
 	return cw.flush()
 }
@@ -318,7 +304,7 @@ func logLine(v *history.Version) string {
 	if app == "" {
 		app = "-"
 	}
-	return fmt.Sprintf("%s  %s  %s  %s  %s  %s  %s  %s  %s", v.At.UTC().Format("2006-01-02 15:04:05.000000"), v.Session, user,
+	return fmt.Sprintf("%s  %s  %s  %s  %s  %s  %s  %s  %s", timefmt.Format(v.At), v.Session, user,
 		app, tag, v.Op, v.Table, key, changes)
 }
 

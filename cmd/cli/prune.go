@@ -11,25 +11,23 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgundo/pgundo/audit"
+	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 type pruneOptions struct {
-	before string
+	before timeFlag
 	yes    bool
 	dryRun bool
 }
 
 // Validate checks the flags that need no database.
-func (o pruneOptions) Validate(now time.Time) (time.Time, error) {
-	if o.before == "" {
-		return time.Time{}, usageErr(errors.New("--before is required: a time (2026-09-01, RFC 3339) or an age (90d, 720h)"))
+func (o *pruneOptions) Validate(now time.Time) (time.Time, error) {
+	if !o.before.set {
+		return time.Time{}, usageErr(errors.New("--before is required: a time (2026-09-01 UTC, RFC 3339) or an age (90d, 3mo)"))
 	}
-	t, err := parseTime(o.before, now)
-	if err != nil {
-		return time.Time{}, usageErr(fmt.Errorf("--before: %w", err))
-	}
+	t := o.before.t
 	if t.After(now) {
-		return time.Time{}, usageErr(fmt.Errorf("--before %s is in the future; nothing was changed", o.before))
+		return time.Time{}, usageErr(fmt.Errorf("--before %s (%s) is in the future; nothing was changed", o.before.text, timefmt.Format(t)))
 	}
 	return t, nil
 }
@@ -100,7 +98,7 @@ Exit codes: 0 done, 1 error, 2 bad usage.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.before, "before", "", "remove log older than this: a time (RFC 3339, '2026-09-01 10:00', a date) or an age back from now (90d, 720h)")
+	timeVar(f, &o.before, "before", "remove log older than this time or age")
 	f.BoolVar(&o.yes, "yes", false, "remove without asking")
 	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be removed; change nothing")
 	return cmd
@@ -112,9 +110,9 @@ func renderPrune(w io.Writer, res *audit.PruneResult, plan bool) error {
 		verb = "would remove"
 	}
 	if len(res.Removed) == 0 {
-		fmt.Fprintf(w, "nothing to prune before %s: no closed log chunk is entirely older", res.Before.Local().Format(time.RFC3339))
+		fmt.Fprintf(w, "nothing to prune before %s: no closed log chunk is entirely older", timefmt.Format(res.Before))
 		if res.Oldest != nil {
-			fmt.Fprintf(w, " (oldest entry: %s)", res.Oldest.Local().Format(time.RFC3339))
+			fmt.Fprintf(w, " (oldest entry: %s)", timefmt.Format(*res.Oldest))
 		}
 		fmt.Fprintln(w)
 		return nil
@@ -122,15 +120,15 @@ func renderPrune(w io.Writer, res *audit.PruneResult, plan bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHUNK\tSTATEMENTS\tCHANGES\tSIZE\tNEWEST ENTRY")
 	for _, c := range res.Removed {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\n", c.Chunk, c.Statements, c.Changes, humanBytes(c.Bytes), c.Newest.Local().Format(time.RFC3339))
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\n", c.Chunk, c.Statements, c.Changes, humanBytes(c.Bytes), timefmt.Format(c.Newest))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "%s %d statements, %d row changes, %s of log older than %s\n", verb, res.Statements, res.Changes, humanBytes(res.Bytes), res.Before.Local().Format(time.RFC3339))
+	fmt.Fprintf(w, "%s %d statements, %d row changes, %s of log older than %s\n", verb, res.Statements, res.Changes, humanBytes(res.Bytes), timefmt.Format(res.Before))
 	if !plan {
 		if res.Oldest != nil {
-			fmt.Fprintf(w, "oldest entry left: %s\n", res.Oldest.Local().Format(time.RFC3339))
+			fmt.Fprintf(w, "oldest entry left: %s\n", timefmt.Format(*res.Oldest))
 		}
 		if res.PartlyPruned > 0 {
 			fmt.Fprintf(w, "%d sessions lost part of their changes and can no longer be undone\n", res.PartlyPruned)

@@ -63,6 +63,14 @@ it, in the same transaction, in schema "pgundo" of the same database.
 Connection: --database-url, else DATABASE_URL, else the libpq PG* variables
 (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, ...).
 
+Times: pgundo prints every time in UTC, with the zone shown
+(2026-12-04 03:17:43.123456 UTC), whatever TZ says. Every flag that takes a
+time (--since, --until, --at, --before) reads that form, RFC 3339, psql's
+timestamptz output (2026-12-03 22:17:43.123456-05), a date, or an age back
+from now (90s, 15m, 2h, 3d, 1w, 1mo, 1y; m is minutes, mo months). A time
+without a zone is read as UTC, the zone pgundo prints in, so a time pasted
+from one command into another means the same instant.
+
 Exit codes:
   0  done
   1  error (connection, server, pgundo not installed, ...)

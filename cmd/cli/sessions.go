@@ -7,16 +7,16 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgundo/pgundo/history"
+	"github.com/pgundo/pgundo/internal/timefmt"
 	"github.com/pgundo/pgundo/triggers"
 )
 
 type sessionsOptions struct {
-	since, until string
+	since, until timeFlag
 	user, app    string
 	table, tag   string
 	limit        int
@@ -30,25 +30,12 @@ func (o sessionsOptions) Validate() error {
 	return nil
 }
 
-func (o sessionsOptions) filter(now time.Time) (history.SessionFilter, error) {
-	f := history.SessionFilter{User: o.user, App: o.app, Tag: o.tag}
+func (o *sessionsOptions) filter() history.SessionFilter {
+	f := history.SessionFilter{User: o.user, App: o.app, Tag: o.tag, Since: o.since.ptr(), Until: o.until.ptr()}
 	if o.limit > 0 {
 		f.Limit = o.limit + 1 // one more, to tell whether the output is cut
 	}
-	for _, p := range []struct {
-		flag, val string
-		dst       **time.Time
-	}{{"--since", o.since, &f.Since}, {"--until", o.until, &f.Until}} {
-		if p.val == "" {
-			continue
-		}
-		t, err := parseTime(p.val, now)
-		if err != nil {
-			return f, usageErr(fmt.Errorf("%s: %w", p.flag, err))
-		}
-		*p.dst = &t
-	}
-	return f, nil
+	return f
 }
 
 func newSessionsCommand(g *globals) *cobra.Command {
@@ -72,10 +59,7 @@ statement, cascades and trigger side effects included.`,
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			f, err := o.filter(time.Now())
-			if err != nil {
-				return err
-			}
+			f := o.filter()
 			ctx := cmd.Context()
 			conn, err := g.connectInstalled(ctx)
 			if err != nil {
@@ -114,8 +98,8 @@ statement, cascades and trigger side effects included.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&o.since, "since", "", "only sessions with a change at or after this time (RFC 3339, '2026-11-25 10:00', or 2h / 7d ago)")
-	fl.StringVar(&o.until, "until", "", "only sessions with a change before this time (same forms as --since)")
+	timeVar(fl, &o.since, "since", "only sessions with a change at or after this time")
+	timeVar(fl, &o.until, "until", "only sessions with a change before this time")
 	fl.StringVar(&o.user, "user", "", "only sessions of this login role or effective role")
 	fl.StringVar(&o.app, "app", "", "only sessions with changes under this application_name")
 	fl.StringVar(&o.table, "table", "", "only sessions that changed this table (or one of its partitions)")
@@ -143,7 +127,7 @@ func renderSessions(w io.Writer, sessions []history.Session) error {
 		if client == "" {
 			client = "local"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.LastChangeAt.Local().Format("2006-01-02 15:04:05"),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, timefmt.Format(s.LastChangeAt),
 			s.User, s.ApplicationName, client, s.Changes, joinOr(s.Tables, ","), joinOr(s.Tags, ","), undo)
 	}
 	return tw.Flush()

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgundo/pgundo/history"
+	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 type showOptions struct {
@@ -73,8 +74,8 @@ func renderShow(w io.Writer, d *history.SessionDetail) error {
 		client = "local socket"
 	}
 	fmt.Fprintf(w, "session %s: user %s, application %q, from %s, pid %d\n", s.ID, s.User, s.ApplicationName, client, s.PID)
-	fmt.Fprintf(w, "connected %s; changes %s .. %s in %d transactions\n", s.StartedAt.Local().Format("2006-01-02 15:04:05 MST"),
-		s.FirstChangeAt.Local().Format("2006-01-02 15:04:05"), s.LastChangeAt.Local().Format("2006-01-02 15:04:05"), s.Transactions)
+	fmt.Fprintf(w, "connected %s; changes %s .. %s in %d transactions\n", timefmt.Format(s.StartedAt),
+		timefmt.Format(s.FirstChangeAt), timefmt.Format(s.LastChangeAt), s.Transactions)
 	if len(s.Roles) > 0 {
 		fmt.Fprintf(w, "wrote as roles: %s\n", joinOr(s.Roles, ", "))
 	}
@@ -106,7 +107,7 @@ func renderShow(w io.Writer, d *history.SessionDetail) error {
 				}
 			}
 		}
-		fmt.Fprintf(w, "%s %s%s  (xid %s, %s)\n", c.Op, c.Table, key, c.XID, c.At.Local().Format("15:04:05.000000"))
+		fmt.Fprintf(w, "%s %s%s  (xid %s, %s)\n", c.Op, c.Table, key, c.XID, timefmt.Format(c.At))
 		if len(c.Columns) == 0 {
 			fmt.Fprintf(w, "    old: %s\n    new: %s\n", deref(c.Old), deref(c.New))
 			continue

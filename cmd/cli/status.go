@@ -6,11 +6,11 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgundo/pgundo/history"
+	"github.com/pgundo/pgundo/internal/timefmt"
 	"github.com/pgundo/pgundo/triggers"
 )
 
@@ -178,7 +178,7 @@ func renderStatus(w io.Writer, res statusResult) error {
 	}
 	fmt.Fprintf(w, "log: %s, %d sessions, %d statements, about %d row changes", humanBytes(res.Log.Bytes), res.Log.Sessions, res.Log.Statements, res.Log.Changes)
 	if res.Log.Oldest != nil {
-		fmt.Fprintf(w, ", oldest %s, newest %s", res.Log.Oldest.Local().Format(time.RFC3339), res.Log.Newest.Local().Format(time.RFC3339))
+		fmt.Fprintf(w, ", oldest %s, newest %s", timefmt.Format(*res.Log.Oldest), timefmt.Format(*res.Log.Newest))
 	}
 	fmt.Fprintln(w)
 	return nil

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
@@ -24,7 +23,7 @@ type undoOptions struct {
 	txs          []string
 	tag          string
 	app, user    string
-	since, until string
+	since, until timeFlag
 	dryRun       bool
 	sqlFile      string
 	yes          bool
@@ -32,27 +31,14 @@ type undoOptions struct {
 }
 
 // Validate checks the flags that need no database and builds the selection.
-func (o undoOptions) Validate(args []string, now time.Time) (undo.Selection, undo.ConflictMode, error) {
-	sel := undo.Selection{Sessions: args, Tag: o.tag, App: o.app, User: o.user}
+func (o *undoOptions) Validate(args []string) (undo.Selection, undo.ConflictMode, error) {
+	sel := undo.Selection{Sessions: args, Tag: o.tag, App: o.app, User: o.user, Since: o.since.ptr(), Until: o.until.ptr()}
 	for _, x := range o.txs {
 		v, err := strconv.ParseUint(x, 10, 64)
 		if err != nil {
 			return sel, "", usageErr(fmt.Errorf("--tx %q: a transaction id is a number (pgundo sessions and pgundo show list them)", x))
 		}
 		sel.TxIDs = append(sel.TxIDs, v)
-	}
-	for _, p := range []struct {
-		flag, val string
-		dst       **time.Time
-	}{{"--since", o.since, &sel.Since}, {"--until", o.until, &sel.Until}} {
-		if p.val == "" {
-			continue
-		}
-		t, err := parseTime(p.val, now)
-		if err != nil {
-			return sel, "", usageErr(fmt.Errorf("%s: %w", p.flag, err))
-		}
-		*p.dst = &t
 	}
 	if sel.Empty() {
 		return sel, "", usageErr(errors.New("say what to undo: a SESSION id (see pgundo sessions), --tx XID, --tag TAG, or --app/--user with --since/--until"))
@@ -98,7 +84,7 @@ refuses (exit 2). Exit codes: 0 undone (or plan shown), 1 error, 2 bad usage,
   pgundo undo --tag ticket-123 --yes
   pgundo undo --app patch.py --since '2026-11-25 09:00' --until '2026-11-25 09:30' --on-conflict skip --yes`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sel, mode, err := o.Validate(args, time.Now())
+			sel, mode, err := o.Validate(args)
 			if err != nil {
 				return err
 			}
@@ -158,8 +144,8 @@ refuses (exit 2). Exit codes: 0 undone (or plan shown), 1 error, 2 bad usage,
 	fl.StringVar(&o.tag, "tag", "", "undo the changes tagged so (SET pgundo.tag, pgundo run --tag)")
 	fl.StringVar(&o.app, "app", "", "undo the changes made under this application_name")
 	fl.StringVar(&o.user, "user", "", "undo the changes made by this login or effective role")
-	fl.StringVar(&o.since, "since", "", "with --app/--user/--tag: only changes at or after this time")
-	fl.StringVar(&o.until, "until", "", "with --app/--user/--tag: only changes before this time")
+	timeVar(fl, &o.since, "since", "with --app/--user/--tag: only changes at or after this time")
+	timeVar(fl, &o.until, "until", "with --app/--user/--tag: only changes before this time")
 	fl.BoolVar(&o.dryRun, "dry-run", false, "show the plan and conflicts, change nothing")
 	fl.StringVar(&o.sqlFile, "sql", "", "write the undo as a reviewable SQL script for psql to FILE ('-': stdout) instead of applying it")
 	fl.BoolVar(&o.yes, "yes", false, "apply without asking")

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgundo/pgundo/audit"
+	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 type verifyOptions struct {
@@ -60,7 +60,7 @@ bad entry is named).`,
 				p := res.Problems[0]
 				where := fmt.Sprintf("statement %d", p.Statement)
 				if p.Table != "" {
-					where += fmt.Sprintf(" (%s, session %s, %s)", p.Table, p.Session, p.At.Local().Format(time.RFC3339))
+					where += fmt.Sprintf(" (%s, session %s, %s)", p.Table, p.Session, timefmt.Format(*p.At))
 				}
 				return refusedErr(fmt.Errorf("verify: the log does not match its seals: %d problems, the first at %s: %s (%s); restore the log from a backup to investigate, and do not trust undo or history for these entries",
 					len(res.Problems), where, p.Kind, p.Detail))
@@ -83,7 +83,7 @@ func renderVerify(w io.Writer, res *audit.VerifyResult) error {
 		}
 		desc := fmt.Sprintf("statement %d: %s: %s", p.Statement, p.Kind, p.Detail)
 		if p.Table != "" {
-			desc += fmt.Sprintf(" [%s, session %s, %s]", p.Table, p.Session, p.At.Local().Format(time.RFC3339))
+			desc += fmt.Sprintf(" [%s, session %s, %s]", p.Table, p.Session, timefmt.Format(*p.At))
 		}
 		fmt.Fprintln(w, desc)
 	}
