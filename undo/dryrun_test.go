@@ -45,7 +45,7 @@ func fullState(t *testing.T, conn *pgx.Conn) map[string][]string {
 
 // writeLine matches a progress line that says rows were written: none may
 // come before a refusal.
-var writeLine = regexp.MustCompile(`(?i)^(applied|undone)\b|restored|rows written`)
+var writeLine = regexp.MustCompile(`(?i)^(applied|undone|restored)\b|\d+ restored|rows written`)
 
 // refusedAlike runs sc, then a dry run and an apply of the undo of the
 // target session. Both must refuse with a *undo.RefusedError of kind want
