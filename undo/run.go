@@ -151,20 +151,26 @@ func (r *runner) writeAndCheck(ctx context.Context, tables []*table) error {
 }
 
 // record marks the selected statements undone by this transaction's
-// session, has deferred constraints checked as COMMIT would check them,
-// and commits; in a dry run it rolls everything back instead.
+// session, and commits (see finish).
 func (r *runner) record(ctx context.Context) (*Plan, error) {
 	tx := r.tx
-	var session string
-	if err := tx.QueryRow(ctx, `SELECT pgundo._session()`).Scan(&session); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT pgundo._session()`).Scan(&r.plan.UndoSession); err != nil {
 		return nil, fmt.Errorf("record the undo: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO pgundo.undone (stmt_id, undo_session) SELECT id, $1 FROM pgundo_sel`, session); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO pgundo.undone (stmt_id, undo_session) SELECT id, $1 FROM pgundo_sel`, r.plan.UndoSession); err != nil {
 		return nil, fmt.Errorf("record the undo: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO pgundo.undo (undo_session, undone_session) SELECT DISTINCT $1, session_id FROM pgundo_sel ON CONFLICT DO NOTHING`, session); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO pgundo.undo (undo_session, undone_session) SELECT DISTINCT $1, session_id FROM pgundo_sel ON CONFLICT DO NOTHING`, r.plan.UndoSession); err != nil {
 		return nil, fmt.Errorf("record the undo: %w", err)
 	}
+	return r.finish(ctx)
+}
+
+// finish has deferred constraints checked as COMMIT would check them, and
+// commits; in a dry run it rolls everything back instead. The progress
+// lines about rows written are given once the undo committed.
+func (r *runner) finish(ctx context.Context) (*Plan, error) {
+	tx := r.tx
 	// What COMMIT would check, checked now: a dry run fails here as the
 	// commit would.
 	if _, err := tx.Exec(ctx, `SET CONSTRAINTS ALL IMMEDIATE`); err != nil {
@@ -174,13 +180,12 @@ func (r *runner) record(ctx context.Context) (*Plan, error) {
 		if err := tx.Rollback(ctx); err != nil {
 			return nil, fmt.Errorf("roll back the dry run: %w", err)
 		}
-		r.plan.RowsChanged = 0
+		r.plan.UndoSession, r.plan.RowsChanged = "", 0
 		return r.plan, nil
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit undo: %w", err)
 	}
-	r.plan.UndoSession = session
 	r.plan.Applied = true
 	for _, l := range r.written {
 		r.progress("%s", l)
