@@ -131,7 +131,7 @@ func (r *runner) tryFast(ctx context.Context, approved *Plan) ([]*table, bool, e
 	if _, rerr := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_fast"); rerr != nil {
 		return nil, false, errors.Join(err, rerr)
 	}
-	r.plan.Tables, r.plan.RowsChanged = []TablePlan{}, 0
+	r.plan.Tables, r.plan.RowsChanged, r.written = []TablePlan{}, 0, nil
 	why := err.Error()
 	if !errors.Is(err, errFastMismatch) && !errors.Is(err, errNotFast) {
 		why = errNotFast.Error() + ": " + why
@@ -398,7 +398,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	tp := TablePlan{Table: t.name, KeyColumns: t.key, Restore: updated, Reinsert: deleted, Delete: created}
 	r.plan.Tables = append(r.plan.Tables, tp)
 	r.plan.RowsChanged += created + deleted + updated
-	r.progress("undone %s (not committed yet): %d restored, %d re-inserted, %d deleted", t.name, tp.Restore, tp.Reinsert, tp.Delete)
+	r.written = append(r.written, fmt.Sprintf("undone %s: %d restored, %d re-inserted, %d deleted", t.name, tp.Restore, tp.Reinsert, tp.Delete))
 	return nil
 }
 

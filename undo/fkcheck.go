@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -24,6 +25,26 @@ type fkey struct {
 	child, parent        uint32
 	childName, parentNm  string // quote_ident-qualified, usable as SQL
 	childCols, parentCol []string
+	// childRoot and parentRoot are the tables the constraint's tables belong
+	// to: themselves, or the partitioned table at the top of their tree,
+	// which is what pgundo tracks and what refusals name.
+	childRoot, parentRoot       uint32
+	childRootNm, parentRootNm   string
+	parentTypes                 []string // SQL types of parentCol, to read key values back
+	childRootKey, childRootKeyQ []string // childRoot's primary key, plain and quoted for messages
+}
+
+// label names the constraint for messages, with the partition it is
+// declared on or references when that is not the whole table.
+func (f fkey) label() string {
+	s := "foreign key " + quoteAll([]string{f.name})[0]
+	if f.child != f.childRoot {
+		s += " of partition " + f.childName
+	}
+	if f.parent != f.parentRoot {
+		s += " to partition " + f.parentNm
+	}
+	return s
 }
 
 // fkCheck is one set-based query that returns the referencing values of the
@@ -34,9 +55,15 @@ type fkCheck struct {
 	// lock, when set, runs first: it takes FOR KEY SHARE on the parent rows
 	// the restored rows reference, as PostgreSQL's own check would, so that
 	// no concurrent transaction can delete them between check and commit.
-	lock    string
-	sql     string
-	refusal func(vals []string) error
+	lock string
+	// sql returns, for the first row found, the key values of the
+	// reference (text[]) and the key of the row of table (text[]: its
+	// primary key, or its whole row when it has none).
+	sql string
+	// restores tells which side table is on: true when the undo puts back
+	// a row of table that references (child side), false when it removes
+	// a row of table that is referenced (parent side).
+	restores bool
 }
 
 // foreignKeyChecks returns the checks for every foreign key from or to an
@@ -58,10 +85,19 @@ func (r *runner) foreignKeyChecks(ctx context.Context, tables []*table) ([]fkChe
 		       ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k (n, o)
 		               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
 		       ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k (n, o)
-		               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)
+		               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
+		       cr.oid, quote_ident(crn.nspname) || '.' || quote_ident(cr.relname),
+		       pr.oid, quote_ident(prn.nspname) || '.' || quote_ident(pr.relname),
+		       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(c.confkey) WITH ORDINALITY k (n, o)
+		               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
+		       ARRAY(SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k (n, o)
+		               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+		              WHERE i.indrelid = cr.oid AND i.indisprimary ORDER BY k.o)
 		  FROM pg_constraint c
 		  JOIN pg_class cc ON cc.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
 		  JOIN pg_class pc ON pc.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+		  JOIN pg_class cr ON cr.oid = coalesce(pg_partition_root(c.conrelid)::oid, c.conrelid) JOIN pg_namespace crn ON crn.oid = cr.relnamespace
+		  JOIN pg_class pr ON pr.oid = coalesce(pg_partition_root(c.confrelid)::oid, c.confrelid) JOIN pg_namespace prn ON prn.oid = pr.relnamespace
 		 WHERE c.contype = 'f' AND c.conparentid = 0 AND (c.conrelid = ANY ($1) OR c.confrelid = ANY ($1))
 		 ORDER BY c.conname`, oids)
 	if err != nil {
@@ -69,7 +105,9 @@ func (r *runner) foreignKeyChecks(ctx context.Context, tables []*table) ([]fkChe
 	}
 	fks, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (fkey, error) {
 		var f fkey
-		err := row.Scan(&f.name, &f.child, &f.parent, &f.childName, &f.parentNm, &f.childCols, &f.parentCol)
+		err := row.Scan(&f.name, &f.child, &f.parent, &f.childName, &f.parentNm, &f.childCols, &f.parentCol,
+			&f.childRoot, &f.childRootNm, &f.parentRoot, &f.parentRootNm, &f.parentTypes, &f.childRootKey)
+		f.childRootKeyQ = quoteAll(f.childRootKey)
 		return f, err
 	})
 	if err != nil {
@@ -100,17 +138,136 @@ func (r *runner) checkForeignKeys(ctx context.Context, tables []*table) error {
 				return fmt.Errorf("undo %s: lock the rows foreign key %s references: %w", c.table.name, c.fk.name, err)
 			}
 		}
-		var vals []string
-		err := r.tx.QueryRow(ctx, c.sql).Scan(&vals)
+		var vals, row []string
+		err := r.tx.QueryRow(ctx, c.sql).Scan(&vals, &row)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("undo %s: check foreign key %s: %w", c.table.name, c.fk.name, err)
 		}
-		return c.refusal(vals)
+		if c.restores {
+			return r.missingParent(ctx, c, vals, row)
+		}
+		return r.orphanedChild(ctx, c, vals)
 	}
 	return nil
+}
+
+// writer is the latest other session that wrote a row, from the log.
+type writer struct {
+	session string
+	at      time.Time
+	removed bool // the change deleted the row (else it changed it)
+}
+
+func (w *writer) String() string {
+	return fmt.Sprintf("session %s at %s", w.session, w.at.Local().Format("2006-01-02 15:04:05 MST"))
+}
+
+// lookup runs one query of a refusal's explanation in a savepoint: it is
+// best effort (a table not tracked, a log pruned, images that no longer
+// read as the table's row say nothing), so a failure is no answer.
+func (r *runner) lookup(ctx context.Context, sql string, args []any, dest ...any) bool {
+	if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_explain"); err != nil {
+		return false
+	}
+	err := r.tx.QueryRow(ctx, sql, args...).Scan(dest...)
+	if _, rerr := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_explain"); rerr != nil {
+		return false
+	}
+	return err == nil
+}
+
+// otherChanges is the condition on pgundo.stmt st (and the change c it
+// joins) for changes of another session than the undone ones, since the
+// first undone statement, on the tables of root's tree ($1 is root's
+// oid), not made by the undo itself.
+func (r *runner) otherChanges() string {
+	return fmt.Sprintf(`st.relid IN (%[2]s)
+		   AND st.id >= %[1]d AND c.stmt_id >= %[1]d AND st.id NOT IN (SELECT id FROM pgundo_sel)
+		   AND st.xid IS DISTINCT FROM pg_current_xact_id_if_assigned()`, r.minStmt, treeOf1)
+}
+
+// treeOf1 is the oids of table $1 and, when it is partitioned, of its
+// partitions (pg_partition_tree lists nothing for a plain table).
+const treeOf1 = `SELECT $1::oid UNION ALL SELECT relid FROM pg_partition_tree($1::oid::regclass) WHERE relid <> $1::oid::regclass`
+
+// keyArgs returns "(x.a, x.b) = ($2::int, $3::text)" for the reference's
+// columns cols of row x against the key values vals, with its arguments
+// from position first.
+func keyArgs(x string, cols, types, vals []string, first int) (string, []any) {
+	l, rt := make([]string, len(cols)), make([]string, len(cols))
+	args := make([]any, len(cols))
+	for i, c := range cols {
+		l[i] = fmt.Sprintf("(%s).%s", x, pgx.Identifier{c}.Sanitize())
+		rt[i] = fmt.Sprintf("$%d::%s", first+i, types[i])
+		args[i] = vals[i]
+	}
+	return fmt.Sprintf("(%s) = (%s)", strings.Join(l, ", "), strings.Join(rt, ", ")), args
+}
+
+// missingParent refuses an undo that would put back row (its key) of
+// c.table whose reference vals finds no row, naming the session that
+// removed the referenced row when the log has it.
+func (r *runner) missingParent(ctx context.Context, c fkCheck, vals, row []string) error {
+	t, f := c.table, c.fk
+	cond, args := keyArgs("p.o", f.parentCol, f.parentTypes, vals, 2)
+	notNow, _ := keyArgs("p.n", f.parentCol, f.parentTypes, vals, 2)
+	var w writer
+	found := r.lookup(ctx, fmt.Sprintf(`
+		SELECT st.session_id, st.at, c.new IS NULL
+		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
+		 CROSS JOIN LATERAL (SELECT c.old::%[1]s AS o, c.new::%[1]s AS n OFFSET 0) p
+		 WHERE %[2]s AND c.old IS NOT NULL AND %[3]s AND NOT coalesce(%[4]s, false)
+		 ORDER BY st.id DESC LIMIT 1`, f.parentRootNm, r.otherChanges(), cond, notNow),
+		append([]any{f.parentRoot}, args...), &w.session, &w.at, &w.removed)
+	what := fmt.Sprintf("the undo would put back %s %s, whose %s no longer exists in %s (%s",
+		t.name, formatKey(t.keyShown, row), formatKey(quoteAll(f.childCols), vals), f.parentRootNm, f.label())
+	next := fmt.Sprintf("put that row of %s back (pgundo sessions --table %s lists who changed it)", f.parentRootNm, f.parentRootNm)
+	if found {
+		verb := "changed"
+		if w.removed {
+			verb = "deleted"
+		}
+		what += fmt.Sprintf("; %s by %s", verb, w.String())
+		next = fmt.Sprintf("undo session %s first (pgundo undo %s), or %s", w.session, w.session, next)
+	}
+	return &RefusedError{Kind: ErrForeignKey, Detail: fmt.Sprintf(
+		"undo refused: %s); nothing was changed; %s, then run this undo again", what, next)}
+}
+
+// orphanedChild refuses an undo that would remove the row of c.table that
+// vals references while a row of the referencing table still does: it
+// names that row and, when the log has it, the session that last wrote it.
+func (r *runner) orphanedChild(ctx context.Context, c fkCheck, vals []string) error {
+	t, f := c.table, c.fk
+	cond, args := keyArgs("x", f.childCols, f.parentTypes, vals, 2)
+	keyOf := "ARRAY[x::text]"
+	if len(f.childRootKey) > 0 {
+		keyOf = textArray(f.childRootKey, col("x."))
+	}
+	var img string
+	var key []string
+	rowShown := "a row of " + f.childRootNm
+	if r.lookup(ctx, fmt.Sprintf(`SELECT x::text, %s FROM %s x WHERE x.tableoid IN (%s) AND %s LIMIT 1`,
+		keyOf, f.childRootNm, treeOf1, cond), append([]any{f.child}, args...), &img, &key) {
+		rowShown = f.childRootNm + " " + formatKey(f.childRootKeyQ, key)
+	}
+	var w writer
+	found := img != "" && r.lookup(ctx, fmt.Sprintf(`
+		SELECT st.session_id, st.at, false FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
+		 WHERE %s AND c.new = $2 ORDER BY st.id DESC LIMIT 1`, r.otherChanges()),
+		[]any{f.childRoot, img}, &w.session, &w.at, &w.removed)
+	what := fmt.Sprintf("the undo would remove %s %s, which %s still references (%s",
+		t.name, formatKey(quoteAll(f.parentCol), vals), rowShown, f.label())
+	next := fmt.Sprintf("change or delete that row (pgundo sessions --table %s lists who wrote to it)", f.childRootNm)
+	if found {
+		what += "; that row was last written by " + w.String()
+		next = fmt.Sprintf("undo session %s first (pgundo undo %s), or change or delete that row", w.session, w.session)
+	}
+	return &RefusedError{Kind: ErrForeignKey, Detail: fmt.Sprintf(
+		"undo refused: %s); nothing was changed; %s, then run this undo again", what, next)}
 }
 
 // refMatch is "x.a = y.b AND ..." over two column lists, with each side's
@@ -169,16 +326,21 @@ func childSide(t *table, f fkey) fkCheck {
 	default:
 		src = fmt.Sprintf(`SELECT pgundo_img::%s AS x FROM %s WHERE action = 'I'`, t.ident, c)
 	}
-	q := t.aliased(fmt.Sprintf(`SELECT %s FROM (%s OFFSET 0) s WHERE %s AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
-		textArray(f.childCols, col("(s.x).")), src, notNull(f.childCols, col("(s.x).")), f.parentNm,
+	q := t.aliased(fmt.Sprintf(`SELECT %s, %s FROM (%s OFFSET 0) s WHERE %s AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
+		textArray(f.childCols, col("(s.x).")), t.rowKey("s.x"), src, notNull(f.childCols, col("(s.x).")), f.parentNm,
 		refMatch(f.parentCol, f.childCols, col("p."), col("(s.x)."))))
 	lock := t.aliased(fmt.Sprintf(`SELECT FROM %s p WHERE EXISTS (SELECT FROM (%s OFFSET 0) s WHERE %s) FOR KEY SHARE OF p`,
 		f.parentNm, src, refMatch(f.parentCol, f.childCols, col("p."), col("(s.x)."))))
-	return fkCheck{table: t, fk: f, lock: lock, sql: q, refusal: func(vals []string) error {
-		return &RefusedError{Kind: ErrForeignKey, Detail: fmt.Sprintf(
-			"undo refused: it would put back a row of %s whose %s no longer exists in %s (foreign key %s); nothing was changed; undo the session that deleted it first, or restore that row",
-			f.childName, formatKey(quoteAll(f.childCols), vals), f.parentNm, quoteAll([]string{f.name})[0])}
-	}}
+	return fkCheck{table: t, fk: f, lock: lock, sql: q, restores: true}
+}
+
+// rowKey is a text array naming row x of t for messages: its primary key,
+// or its whole row when t has none.
+func (t *table) rowKey(x string) string {
+	if !t.keyed() {
+		return fmt.Sprintf("ARRAY[(%s)::text]", x)
+	}
+	return textArray(t.key, col("("+x+")."))
 }
 
 // parentSide: no row may reference a row the undo deleted or changed away
@@ -196,16 +358,12 @@ func parentSide(t *table, f fkey) fkCheck {
 	}
 	// The referenced table is t, or the partition of t the key was
 	// declared on: the removed row's values must still be found there.
-	q := fmt.Sprintf(`SELECT %s FROM (%s OFFSET 0) s WHERE %s
+	q := fmt.Sprintf(`SELECT %s, %s FROM (%s OFFSET 0) s WHERE %s
 		AND EXISTS (SELECT FROM %s ch WHERE %s) AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
-		textArray(f.parentCol, col("(s.x).")), src, notNull(f.parentCol, col("(s.x).")),
+		textArray(f.parentCol, col("(s.x).")), t.rowKey("s.x"), src, notNull(f.parentCol, col("(s.x).")),
 		f.childName, refMatch(f.childCols, f.parentCol, col("ch."), col("(s.x).")),
 		f.parentNm, refMatch(f.parentCol, f.parentCol, col("p."), col("(s.x).")))
-	return fkCheck{table: t, fk: f, sql: q, refusal: func(vals []string) error {
-		return &RefusedError{Kind: ErrForeignKey, Detail: fmt.Sprintf(
-			"undo refused: rows of %s written since still reference %s %s, which the undo would remove (foreign key %s); nothing was changed; undo or delete those rows first (pgundo sessions --table %s)",
-			f.childName, f.parentNm, formatKey(quoteAll(f.parentCol), vals), quoteAll([]string{f.name})[0], f.childName)}
-	}}
+	return fkCheck{table: t, fk: f, sql: q}
 }
 
 // inPartition is a condition that row cur of a partitioned table is in the

@@ -29,8 +29,14 @@ var outputSettings = [][2]string{
 	{"search_path", "pg_catalog, pg_temp"},
 }
 
-// Plan makes the undo's plan without changing anything: it runs the same
-// checks as Apply in a transaction that it rolls back.
+// MakePlan makes the undo's plan without changing anything: the dry run.
+// It runs the undo exactly as Apply would, every write and every check
+// (conflicts, triggers, privileges, schema, foreign keys, the result, the
+// record of the undo, deferred constraints), in a transaction that it rolls
+// back instead of committing. It refuses when and as Apply would, and takes
+// the same locks while it runs. The plan it returns has Applied false,
+// UndoSession "" and RowsChanged 0. Sequences the undo's own log draws from
+// are not rewound (nextval is not transactional); nothing else is left.
 func MakePlan(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options) (*Plan, error) {
 	return run(ctx, conn, sel, opts, false, nil)
 }
@@ -44,12 +50,18 @@ func Apply(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, app
 }
 
 type runner struct {
-	tx      pgx.Tx
-	opts    Options
-	apply   bool
-	plan    *Plan
-	maxStmt int64
-	minStmt int64
+	tx   pgx.Tx
+	opts Options
+	// apply is set when the undo writes (Apply and MakePlan), not when a
+	// script is written; commit when it commits (Apply).
+	apply, commit bool
+	plan          *Plan
+	maxStmt       int64
+	minStmt       int64
+	// written holds the progress lines about rows written: they are given
+	// only once the undo committed, so no line says rows were written
+	// before a refusal, or in a dry run.
+	written []string
 	// leftBy are the earlier undos whose left rows (pgundo.undo_left) this
 	// undo takes up; see leaveOutUndone.
 	leftBy []string
@@ -63,7 +75,7 @@ func (r *runner) progress(format string, args ...any) {
 	}
 }
 
-func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply bool, approved *Plan) (*Plan, error) {
+func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commit bool, approved *Plan) (*Plan, error) {
 	if sel.Empty() {
 		return nil, errors.New("nothing selected: give a session id, --tx, --tag, or --app/--user")
 	}
@@ -75,7 +87,7 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply
 		return nil, fmt.Errorf("begin undo transaction: %w", err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
-	r := &runner{tx: tx, opts: opts, apply: apply, plan: &Plan{Tables: []TablePlan{}, Conflicts: []Conflict{}, Kept: []KeptColumn{}}}
+	r := &runner{tx: tx, opts: opts, apply: true, commit: commit, plan: &Plan{Tables: []TablePlan{}, Conflicts: []Conflict{}, Kept: []KeptColumn{}}}
 	if opts.WorkMem == "" {
 		opts.WorkMem = DefaultWorkMem
 	}
@@ -89,7 +101,7 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply
 	if err := r.selectStatements(ctx, sel); err != nil {
 		return nil, err
 	}
-	if apply && !opts.AlwaysPlan && len(r.leftBy) == 0 {
+	if !opts.AlwaysPlan && len(r.leftBy) == 0 {
 		_, done, err := r.tryFast(ctx, approved)
 		if err != nil {
 			return nil, err
@@ -120,30 +132,34 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply
 		r.explainConflicts(ctx, tables)
 		return r.plan, &ConflictError{Plan: r.plan}
 	}
-	if !apply {
-		return r.plan, nil
-	}
 	if approved != nil && !samePlan(approved, r.plan) {
 		return nil, &RefusedError{Kind: ErrPlanChanged, Detail: "the data changed between the plan you confirmed and the apply (other sessions wrote to these rows); nothing was changed; run the undo again to see the new plan"}
 	}
-	for _, t := range tables {
-		if err := r.applyTable(ctx, t); err != nil {
-			return nil, err
-		}
-	}
-	for _, t := range tables {
-		if err := r.verifyTable(ctx, t); err != nil {
-			return nil, err
-		}
-	}
-	if err := r.checkForeignKeys(ctx, tables); err != nil {
+	if err := r.writeAndCheck(ctx, tables); err != nil {
 		return nil, err
 	}
 	return r.record(ctx)
 }
 
+// writeAndCheck writes the planned tables' rows, checks that each is back
+// as it was, and checks the foreign keys: the planned path's work between
+// the plan and the record, for Apply, the dry run, and a script's trial.
+func (r *runner) writeAndCheck(ctx context.Context, tables []*table) error {
+	for _, t := range tables {
+		if err := r.applyTable(ctx, t); err != nil {
+			return err
+		}
+	}
+	for _, t := range tables {
+		if err := r.verifyTable(ctx, t); err != nil {
+			return err
+		}
+	}
+	return r.checkForeignKeys(ctx, tables)
+}
+
 // record marks the selected statements undone by this transaction's
-// session, and commits.
+// session, and commits (see finish).
 func (r *runner) record(ctx context.Context) (*Plan, error) {
 	tx := r.tx
 	if err := tx.QueryRow(ctx, `SELECT pgundo._session()`).Scan(&r.plan.UndoSession); err != nil {
@@ -152,10 +168,33 @@ func (r *runner) record(ctx context.Context) (*Plan, error) {
 	if err := r.recordWhatWasUndone(ctx); err != nil {
 		return nil, fmt.Errorf("record the undo: %w", err)
 	}
+	return r.finish(ctx)
+}
+
+// finish has deferred constraints checked as COMMIT would check them, and
+// commits; in a dry run it rolls everything back instead. The progress
+// lines about rows written are given once the undo committed.
+func (r *runner) finish(ctx context.Context) (*Plan, error) {
+	tx := r.tx
+	// What COMMIT would check, checked now: a dry run fails here as the
+	// commit would.
+	if _, err := tx.Exec(ctx, `SET CONSTRAINTS ALL IMMEDIATE`); err != nil {
+		return nil, fmt.Errorf("undo: a deferred constraint failed when checked as COMMIT would check it; nothing was changed: %w", err)
+	}
+	if !r.commit {
+		if err := tx.Rollback(ctx); err != nil {
+			return nil, fmt.Errorf("roll back the dry run: %w", err)
+		}
+		r.plan.UndoSession, r.plan.RowsChanged = "", 0
+		return r.plan, nil
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit undo: %w", err)
 	}
 	r.plan.Applied = true
+	for _, l := range r.written {
+		r.progress("%s", l)
+	}
 	return r.plan, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -14,7 +15,11 @@ import (
 )
 
 // WriteScript plans the undo (changing nothing) and writes it to w as a SQL
-// script for psql that a DBA can review and run: one transaction that pins
+// script for psql that a DBA can review and run. It first runs the undo's
+// writes and every check Apply runs in a savepoint it rolls back, and
+// refuses as Apply would (writing nothing to w) when one fails: a script
+// is written only for an undo that could run now. The script is one
+// transaction that pins
 // the output settings, silences application triggers, loads the rows to put
 // back (COPY data inline), re-checks under lock that every row is still as
 // the sessions left it (else it raises and changes nothing), applies the same
@@ -51,18 +56,34 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 	if err != nil {
 		return nil, err
 	}
+	// The checks in Apply's order, so that the same refusal comes first.
+	if err := r.keepTriggersQuiet(ctx, tables); err != nil {
+		return nil, err
+	}
 	for _, t := range tables {
 		if err := r.planTable(ctx, t); err != nil {
 			return nil, err
 		}
 	}
+	sort.Slice(r.plan.Tables, func(i, j int) bool { return r.plan.Tables[i].Table < r.plan.Tables[j].Table })
 	if len(r.plan.Conflicts) > 0 && opts.OnConflict == Refuse {
 		r.explainConflicts(ctx, tables)
 		return r.plan, &ConflictError{Plan: r.plan}
 	}
-	if err := r.keepTriggersQuiet(ctx, tables); err != nil {
+	// A script that Apply would refuse now is not written: the trial runs
+	// the script's statements and every check Apply runs after them
+	// (result, foreign keys), and rolls them back. The script repeats the
+	// checks when it runs, for what changes in between.
+	if _, err := tx.Exec(ctx, "SAVEPOINT pgundo_trial"); err != nil {
 		return nil, err
 	}
+	if err := r.writeAndCheck(ctx, tables); err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_trial"); err != nil {
+		return nil, err
+	}
+	r.plan.RowsChanged, r.written = 0, nil
 	fks, err := r.foreignKeyChecks(ctx, tables)
 	if err != nil {
 		return nil, err

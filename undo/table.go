@@ -506,7 +506,7 @@ func (r *runner) applyTable(ctx context.Context, t *table) error {
 		}
 	}
 	r.plan.RowsChanged += total
-	r.progress("applied %s: %d rows written", t.name, total)
+	r.written = append(r.written, fmt.Sprintf("applied %s: %d rows written", t.name, total))
 	return nil
 }
 

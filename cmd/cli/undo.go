@@ -76,9 +76,16 @@ replica: superuser, rds_superuser, or GRANT SET ON PARAMETER on PostgreSQL
 15+), and is itself recorded as a session (undo it again to redo).
 Sequences are not rewound.
 
-Without --yes it shows the plan and asks on a terminal; with no terminal it
-refuses (exit 2). Exit codes: 0 undone (or plan shown), 1 error, 2 bad usage,
-3 refused (conflicts, already undone, schema changed).`,
+--dry-run runs the undo exactly as --yes would, every write and every check
+(conflicts, foreign keys, triggers, privileges, schema changes), in a
+transaction it rolls back: it shows the plan, or refuses as --yes would, with
+the same exit code, and changes nothing (it holds the same locks while it
+runs). --sql writes no script for an undo that --yes would refuse now.
+
+Without --yes it shows the plan (made as --dry-run makes it) and asks on a
+terminal; with no terminal it refuses (exit 2). Exit codes: 0 undone (or plan
+shown), 1 error, 2 bad usage, 3 refused (conflicts, foreign keys, triggers
+that would fire, already undone, schema changed).`,
 		Example: `  pgundo undo 6740a1b2.3f1c --dry-run
   pgundo undo 6740a1b2.3f1c --yes
   pgundo undo --tag ticket-123 --yes
@@ -111,7 +118,7 @@ refuses (exit 2). Exit codes: 0 undone (or plan shown), 1 error, 2 bad usage,
 			if o.dryRun {
 				return g.output(plan, func(w io.Writer) error {
 					renderPlan(w, plan)
-					fmt.Fprintln(w, "dry run: nothing was changed")
+					fmt.Fprintln(w, "dry run: nothing was changed (the undo ran with every check --yes runs, then was rolled back)")
 					return nil
 				})
 			}
@@ -146,8 +153,8 @@ refuses (exit 2). Exit codes: 0 undone (or plan shown), 1 error, 2 bad usage,
 	fl.StringVar(&o.user, "user", "", "undo the changes made by this login or effective role")
 	timeVar(fl, &o.since, "since", "with --app/--user/--tag: only changes at or after this time")
 	timeVar(fl, &o.until, "until", "with --app/--user/--tag: only changes before this time")
-	fl.BoolVar(&o.dryRun, "dry-run", false, "show the plan and conflicts, change nothing")
-	fl.StringVar(&o.sqlFile, "sql", "", "write the undo as a reviewable SQL script for psql to FILE ('-': stdout) instead of applying it")
+	fl.BoolVar(&o.dryRun, "dry-run", false, "run the undo and every check --yes runs, then roll it back: show the plan or the refusal, change nothing")
+	fl.StringVar(&o.sqlFile, "sql", "", "write the undo as a reviewable SQL script for psql to FILE ('-': stdout) instead of applying it; none is written for an undo --yes would refuse")
 	fl.BoolVar(&o.yes, "yes", false, "apply without asking")
 	fl.StringVar(&o.onConflict, "on-conflict", "refuse", "refuse (change nothing), skip (undo the rest), or merge (keep later column edits)")
 	return cmd
