@@ -1,12 +1,16 @@
 package undo_test
 
 import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgundo/pgundo/history"
+	"github.com/pgundo/pgundo/internal/pgtest"
 	"github.com/pgundo/pgundo/undo"
 )
 
@@ -185,4 +189,34 @@ func TestUndoLeftTogether(t *testing.T) {
 	_, err = undo.Apply(ctxT(t), w.undoConn(), undo.Selection{Sessions: w.IDs[:2]}, undo.Options{}, nil)
 	require.NoError(t, err)
 	require.Equal(t, original, tableRows(t, w.Conn, "acct"))
+}
+
+// TestUndoSkipThenRestByScript: the same through --sql scripts run with
+// psql: the script records what it skipped, and a later script undoes it.
+func TestUndoSkipThenRestByScript(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, scenario{Setup: acctSetup, Apps: []string{"s0", "s1"}}, nil)
+	original := tableRows(t, w.Conn, "acct")
+	w.run(seq(on(0, `UPDATE acct SET v = v || '!' WHERE id <= 3`), on(1, `UPDATE acct SET v = 'other' WHERE id = 2`)), nil)
+	script := func(opts undo.Options) {
+		t.Helper()
+		var buf bytes.Buffer
+		_, err := undo.WriteScript(ctxT(t), w.undoConn(), undo.Selection{Sessions: w.IDs[:1]}, opts, &buf)
+		require.NoError(t, err)
+		cmd := exec.CommandContext(ctxT(t), filepath.Join(pgtest.BinDir(), "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", w.cfg.ConnString())
+		cmd.Stdin = &buf
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "psql: %s", out)
+	}
+	script(undo.Options{OnConflict: undo.Skip})
+	require.Equal(t, []string{"(1,v1)", "(2,other)", "(3,v3)", "(4,v4)", "(5,v5)"}, tableRows(t, w.Conn, "acct"))
+	state, _ := undoState(t, w, w.IDs[0])
+	require.Equal(t, "partly undone", state)
+	_, err := undo.Apply(ctxT(t), w.undoConn(), undo.Selection{Sessions: w.IDs[1:2]}, undo.Options{}, nil)
+	require.NoError(t, err)
+	script(undo.Options{})
+	require.Equal(t, original, tableRows(t, w.Conn, "acct"))
+	state, by := undoState(t, w, w.IDs[0])
+	require.Equal(t, "undone", state)
+	require.Len(t, by, 2)
 }

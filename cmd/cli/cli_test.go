@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -303,6 +304,11 @@ func TestUndoCLI(t *testing.T) {
 	undoID := ss[0]["id"].(string)
 	require.Equal(t, sid, ss[0]["undo_of"])
 	require.Equal(t, undoID, ss[1]["undone_by"])
+	require.Equal(t, "undone", ss[1]["undo_state"])
+	require.Equal(t, []any{undoID}, ss[1]["undone_by_all"])
+	require.Nil(t, ss[0]["undo_state"])
+	r = run(t, url, "sessions")
+	require.Regexp(t, sid+`\s.*\sundone by `+regexp.QuoteMeta(undoID), r.stdout)
 
 	r = run(t, url, "undo", undoID, "--yes")
 	require.Equal(t, 0, r.code, r.stderr)
