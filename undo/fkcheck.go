@@ -304,7 +304,7 @@ func col(prefix string) func(string) string {
 // its referenced row. A key declared on one partition of t (f.child is not
 // t) checks the rows now in that partition only.
 func childSide(t *table, f fkey) fkCheck {
-	c := fmt.Sprintf("pgundo_c_%d", t.oid)
+	c, cur := fmt.Sprintf("pgundo_c_%d", t.oid), t.cur
 	var src string
 	switch {
 	case f.child != t.oid && t.keyed():
@@ -315,22 +315,25 @@ func childSide(t *table, f fkey) fkCheck {
 		if t.fast {
 			written = fmt.Sprintf(`SELECT %s FROM %s`, t.keyOf("x", "o"), t.fastSource("x", restoredRows, true, false))
 		}
-		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE %s AND (%s) IN (%s)`, t.ident, inPartition(f.childName), t.curKeyCols("cur"), written)
+		src = fmt.Sprintf(`SELECT %[2]s AS x FROM %[1]s %[2]s WHERE %[3]s AND (%[4]s) IN (%[5]s)`, t.ident, cur, inPartition(cur, f.childName), t.curKeyCols(cur), written)
 	case f.child != t.oid:
-		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE %s AND cur::text IN (SELECT pgundo_img FROM %s WHERE action = 'I')`, t.ident, inPartition(f.childName), c)
+		src = fmt.Sprintf(`SELECT %[2]s AS x FROM %[1]s %[2]s WHERE %[3]s AND %[2]s::text IN (SELECT pgundo_img FROM %[4]s WHERE action = 'I')`, t.ident, cur, inPartition(cur, f.childName), c)
 	case t.fast:
 		// The fast path checked that these rows now read as logged.
 		src = fmt.Sprintf(`SELECT x.o AS x FROM %s`, t.fastSource("x", restoredRows, true, false))
 	case t.keyed():
-		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur JOIN %s c ON %s WHERE c.action IN ('U', 'I', 'M')`, t.ident, c, t.keyMatch("cur", "c"))
+		src = fmt.Sprintf(`SELECT %[2]s AS x FROM %[1]s %[2]s JOIN %[3]s c ON %[4]s WHERE c.action IN ('U', 'I', 'M')`, t.ident, cur, c, t.keyMatch(cur, "c"))
 	default:
 		src = fmt.Sprintf(`SELECT pgundo_img::%s AS x FROM %s WHERE action = 'I'`, t.ident, c)
 	}
-	q := t.aliased(fmt.Sprintf(`SELECT %s, %s FROM (%s OFFSET 0) s WHERE %s AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
+	q := fmt.Sprintf(`SELECT %s, %s FROM (%s OFFSET 0) s WHERE %s AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
 		textArray(f.childCols, col("(s.x).")), t.rowKey("s.x"), src, notNull(f.childCols, col("(s.x).")), f.parentNm,
-		refMatch(f.parentCol, f.childCols, col("p."), col("(s.x)."))))
-	lock := t.aliased(fmt.Sprintf(`SELECT FROM %s p WHERE EXISTS (SELECT FROM (%s OFFSET 0) s WHERE %s) FOR KEY SHARE OF p`,
-		f.parentNm, src, refMatch(f.parentCol, f.childCols, col("p."), col("(s.x)."))))
+		refMatch(f.parentCol, f.childCols, col("p."), col("(s.x).")))
+	// src is a FROM item beside p, not a subquery under it: there p's
+	// columns would be in scope, and one named like t's alias would take
+	// the place of t's whole row.
+	lock := fmt.Sprintf(`SELECT FROM %s p, (%s OFFSET 0) s WHERE %s FOR KEY SHARE OF p`,
+		f.parentNm, src, refMatch(f.parentCol, f.childCols, col("p."), col("(s.x).")))
 	return fkCheck{table: t, fk: f, lock: lock, sql: q, restores: true}
 }
 
@@ -366,11 +369,12 @@ func parentSide(t *table, f fkey) fkCheck {
 	return fkCheck{table: t, fk: f, sql: q}
 }
 
-// inPartition is a condition that row cur of a partitioned table is in the
-// partition (or sub-partition tree) with quoted name part.
-func inPartition(part string) string {
-	lit := "'" + strings.ReplaceAll(part, "'", "''") + "'"
-	return fmt.Sprintf(`cur.tableoid IN (SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf)`, lit)
+// inPartition is a condition that row cur (the alias of a partitioned
+// table's live rows) is in the partition (or sub-partition tree) with
+// quoted name part. The name is a literal (see quoteLiteral): the same
+// check goes into --sql scripts.
+func inPartition(cur, part string) string {
+	return fmt.Sprintf(`%s.tableoid IN (SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf)`, cur, quoteLiteral(part))
 }
 
 // quoteAll quotes column names for messages where SQL would need quotes
