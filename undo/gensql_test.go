@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -164,7 +165,8 @@ x" SET cur = 'edited' WHERE "o'k\" = 'b3'`)
 	})
 }
 
-// sqlLog records the SQL text of every statement a connection runs.
+// sqlLog records the SQL text of every statement a connection runs, and
+// the values of its parameters.
 type sqlLog struct {
 	mu    sync.Mutex
 	stmts []string
@@ -173,7 +175,15 @@ type sqlLog struct {
 func (l *sqlLog) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.stmts = append(l.stmts, data.SQL)
+	stmt := data.SQL
+	if len(data.Args) > 0 {
+		args := make([]string, len(data.Args))
+		for i, a := range data.Args {
+			args[i] = fmt.Sprintf("%q", fmt.Sprint(a))
+		}
+		stmt += "\n-- args: " + strings.Join(args, ", ")
+	}
+	l.stmts = append(l.stmts, stmt)
 	return ctx
 }
 
@@ -191,8 +201,9 @@ func tracedConn(t *testing.T, w *world) (*pgx.Conn, *sqlLog) {
 }
 
 // normalize replaces what differs from run to run in generated SQL: table
-// oids (by <oid:N>, N the table's rank by name), session ids (<session:N>)
-// and the time a script was written.
+// oids (by <oid:N>, N the table's rank by name), session ids (<session:N>
+// for the scenario's, <undo session> for the undo's own) and the time a
+// script was written.
 func normalize(t *testing.T, w *world, sql string) string {
 	t.Helper()
 	rows, err := w.Conn.Query(ctxT(t), `SELECT oid::text FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') ORDER BY relname`)
@@ -205,7 +216,28 @@ func normalize(t *testing.T, w *world, sql string) string {
 	for i, id := range w.IDs {
 		sql = strings.ReplaceAll(sql, id, fmt.Sprintf("<session:%d>", i))
 	}
-	return regexp.MustCompile(`(?m)^(-- pgundo undo of session .*, written ).*\.$`).ReplaceAllString(sql, "${1}<time>.")
+	// The undo's own session (pgundo._session(): hex backend start . hex pid).
+	sql = regexp.MustCompile(`"[0-9a-f]{8}\.[0-9a-f]+"`).ReplaceAllString(sql, `"<undo session>"`)
+	sql = regexp.MustCompile(`(?m)^(-- pgundo undo of session .*, written ).*\.$`).ReplaceAllString(sql, "${1}<time>.")
+	return sortCopyData(sql)
+}
+
+// sortCopyData sorts the rows of each COPY ... FROM stdin block of a
+// script: the script lists rows in the order the server reads them.
+func sortCopyData(script string) string {
+	lines := strings.Split(script, "\n")
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(lines[i], "COPY ") || !strings.HasSuffix(lines[i], " FROM stdin;") {
+			continue
+		}
+		end := i + 1
+		for end < len(lines) && lines[end] != `\.` {
+			end++
+		}
+		slices.Sort(lines[i+1 : end])
+		i = end
+	}
+	return strings.Join(lines, "\n")
 }
 
 // checkGolden compares got with testdata/name.golden, or writes it there
@@ -220,7 +252,19 @@ func checkGolden(t *testing.T, name, got string) {
 	}
 	want, err := os.ReadFile(path)
 	require.NoError(t, err, "no golden file: run go test ./undo -run Golden -update")
-	require.Equal(t, string(want), got, "generated SQL differs from %s (if intended, run go test ./undo -run Golden -update and review the diff)", path)
+	if string(want) == got {
+		return
+	}
+	w, g := strings.Split(string(want), "\n"), strings.Split(got, "\n")
+	i := 0
+	for i < len(w) && i < len(g) && w[i] == g[i] {
+		i++
+	}
+	excerpt := func(lines []string) string {
+		return strings.Join(lines[max(0, i-3):min(len(lines), i+4)], "\n")
+	}
+	t.Fatalf("generated SQL differs from %s from line %d on (if intended, run go test ./undo -run Golden -update and review the diff):\n--- want\n%s\n+++ got\n%s",
+		path, i+1, excerpt(w), excerpt(g))
 }
 
 // TestGoldenSQL: the SQL the undo generates for the odd scenario, every

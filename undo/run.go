@@ -30,13 +30,15 @@ var outputSettings = [][2]string{
 }
 
 // txSettings are the settings the undo's transaction pins (set_config,
-// local to it): outputSettings, work_mem, jit off, and
-// standard_conforming_strings on, under which the literals generated SQL
-// holds (see quoteLiteral) read as written whatever the server's, database's
-// or role's setting.
+// local to it): standard_conforming_strings on, under which the literals
+// generated SQL holds (see quoteLiteral) read as written whatever the
+// server's, database's or role's setting; outputSettings; work_mem; jit
+// off; and plan_cache_mode = force_custom_plan, so that every statement is
+// planned with its parameters' values, as if they were written into it
+// (see changeRows).
 func txSettings(opts Options) [][2]string {
 	return append(append([][2]string{{"standard_conforming_strings", "on"}}, outputSettings...),
-		[2]string{"work_mem", opts.WorkMem}, [2]string{"jit", "off"})
+		[2]string{"work_mem", opts.WorkMem}, [2]string{"jit", "off"}, [2]string{"plan_cache_mode", "force_custom_plan"})
 }
 
 // MakePlan makes the undo's plan without changing anything: the dry run.

@@ -131,6 +131,9 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 	}
 	p("\n-- Foreign keys: PostgreSQL does not check them under session_replication_role = replica.\n")
 	for _, c := range fks {
+		if len(c.args) > 0 {
+			return nil, fmt.Errorf("script: the check of foreign key %s has parameters; a script must hold its values", c.fk.name)
+		}
 		if c.lock != "" {
 			p("%s", doBlock(fmt.Sprintf("BEGIN PERFORM FROM (%s) l; END", c.lock)))
 		}
