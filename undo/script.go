@@ -19,8 +19,9 @@ import (
 // writes and every check Apply runs in a savepoint it rolls back, and
 // refuses as Apply would (writing nothing to w) when one fails: a script
 // is written only for an undo that could run now. The script is one
-// transaction that pins
-// the output settings, silences application triggers, loads the rows to put
+// transaction that pins standard_conforming_strings on (its literals read
+// as written whatever the server's setting) and the output settings,
+// silences application triggers, loads the rows to put
 // back (COPY data inline), re-checks under lock that every row is still as
 // the sessions left it (else it raises and changes nothing), applies the same
 // set-based statements Apply runs, checks the result, and records the undo.
