@@ -299,3 +299,36 @@ func TestGoldenSQL(t *testing.T) {
 	require.NoError(t, err)
 	checkGolden(t, "script", normalize(t, w, script.String()))
 }
+
+// TestUndoScriptOddNamesSkip: with --on-conflict skip, the script of the
+// odd scenario (standard_conforming_strings off) leaves the tables and
+// records the rows it skipped (pgundo.undo_left) exactly as the same undo
+// applied by Go does.
+func TestUndoScriptOddNamesSkip(t *testing.T) {
+	t.Parallel()
+	other := []string{`UPDATE "we$pgundo$ird" SET n = -5 WHERE id = 1`}
+	left := func(w *world) []string {
+		return queryStrings(t, w.Conn, `SELECT relid::regclass::text || ' ' || coalesce(old, '-') || ' ' || coalesce(new, '-') FROM pgundo.undo_left ORDER BY 1`)
+	}
+	sel := func(w *world) undo.Selection { return undo.Selection{Sessions: []string{w.IDs[0]}} }
+	opts := undo.Options{OnConflict: undo.Skip}
+
+	a, _ := oddWorld(t, true, oddSession, other)
+	plan, err := undo.Apply(ctxT(t), a.undoConn(), sel(a), opts, nil)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), countsOf(tablePlan(t, plan, `public."we$pgundo$ird"`)).Skipped)
+
+	b, _ := oddWorld(t, true, oddSession, other)
+	var script bytes.Buffer
+	_, err = undo.WriteScript(ctxT(t), b.undoConn(), sel(b), opts, &script)
+	require.NoError(t, err)
+	require.Contains(t, script.String(), "COPY pgundo_left_new FROM stdin;")
+	path := filepath.Join(t.TempDir(), "undo.sql")
+	require.NoError(t, os.WriteFile(path, script.Bytes(), 0o600))
+	out, err := runPsql(t, b.cfg, path)
+	require.NoError(t, err, "psql: %s\nscript:\n%s", out, script.String())
+
+	requireSameTables(t, a.tables(), b.tables(), "after the script vs after the undo")
+	require.Equal(t, []string{`"we$pgundo$ird" (1,cur1,"o\\'k1",1) -`, `"we$pgundo$ird" - (1,C'1,"back\\slash'q",2)`}, left(a))
+	require.Equal(t, left(a), left(b))
+}

@@ -309,7 +309,7 @@ func (r *runner) writeLeftScript(ctx context.Context, w *bufio.Writer, tables []
 		return err
 	}
 	for _, t := range tables {
-		q := strings.Replace(t.leftSQL(fmt.Sprintf("pgundo_c_%d", t.oid)), "INSERT INTO pgundo.undo_left", "INSERT INTO pgundo_left_new", 1)
+		q := t.leftSQL(fmt.Sprintf("pgundo_c_%d", t.oid), "pgundo_left_new")
 		if _, err := r.tx.Exec(ctx, q, "", t.oid); err != nil {
 			return fmt.Errorf("script: rows left: %w", err)
 		}
