@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -40,27 +39,34 @@ var errFastMismatch = errors.New("rows were changed more than once or since")
 var errNotFast = errors.New("cannot undo straight from the log")
 
 // changeRows is the log's changes of the selected statements on t, as a
-// FROM item with columns old and new. The id range lets the scan prune
-// chunks and use the BRIN index. A few statements (selIDs, at most
-// literalIDs) are written into the SQL as constants: each change then tests
-// a short list (hashed from PostgreSQL 14 on), where in the fast path's
-// statements (hash joins off, see lookupPlan) a join to pgundo_sel is a loop
-// per change. More statements are joined through pgundo_sel's index, or a
-// small materialized copy of it: the planner's choice, either linear in
-// the changes.
+// FROM item with columns old and new. Its parameters are $1 on, with the
+// values changeArgs gives; a statement that uses it numbers its own
+// parameters after them. The id range lets the scan prune chunks and use
+// the BRIN index. A few statements (selIDs, at most literalIDs) are given
+// as a list, which the planner sees as a constant (the undo's transaction
+// pins plan_cache_mode = force_custom_plan, see txSettings): each change
+// then tests a short list (hashed from PostgreSQL 14 on), where in the fast
+// path's statements (hash joins off, see lookupPlan) a join to pgundo_sel
+// is a loop per change. More statements are joined through pgundo_sel's
+// index, or a small materialized copy of it: the planner's choice, either
+// linear in the changes.
 func (t *table) changeRows() string {
 	if len(t.selIDs) > 0 {
-		ids := make([]string, len(t.selIDs))
-		for i, id := range t.selIDs {
-			ids[i] = strconv.FormatInt(id, 10)
-		}
-		return fmt.Sprintf(`(SELECT c.old, c.new FROM pgundo.change c
-		 WHERE c.stmt_id = ANY ('{%s}'::bigint[]) AND c.stmt_id BETWEEN %d AND %d)`,
-			strings.Join(ids, ","), slices.Min(t.selIDs), slices.Max(t.selIDs))
+		return `(SELECT c.old, c.new FROM pgundo.change c
+		 WHERE c.stmt_id = ANY ($1::bigint[]) AND c.stmt_id BETWEEN $2::bigint AND $3::bigint)`
 	}
-	return fmt.Sprintf(`(SELECT c.old, c.new FROM pgundo.change c
-		 WHERE c.stmt_id IN (SELECT id FROM pgundo_sel WHERE root = %[1]d)
-		   AND c.stmt_id BETWEEN (SELECT min(id) FROM pgundo_sel WHERE root = %[1]d) AND (SELECT max(id) FROM pgundo_sel WHERE root = %[1]d))`, t.oid)
+	return `(SELECT c.old, c.new FROM pgundo.change c
+		 WHERE c.stmt_id IN (SELECT id FROM pgundo_sel WHERE root = $1::oid)
+		   AND c.stmt_id BETWEEN (SELECT min(id) FROM pgundo_sel WHERE root = $1::oid) AND (SELECT max(id) FROM pgundo_sel WHERE root = $1::oid))`
+}
+
+// changeArgs returns the values of changeRows' parameters ($1 on), and so
+// of fastSource's.
+func (t *table) changeArgs() []any {
+	if len(t.selIDs) > 0 {
+		return []any{t.selIDs, slices.Min(t.selIDs), slices.Max(t.selIDs)}
+	}
+	return []any{t.oid}
 }
 
 // announceRows is the fewest changes of one table for which the fast path
@@ -73,7 +79,7 @@ const announceRows = 100_000
 const literalIDs = 100
 
 // fastSource returns a FROM item named alias over t's changes matching
-// where, with the images parsed once per row into o (old) and n (new) as
+// where (its parameters are changeRows': pass t.changeArgs()), with the images parsed once per row into o (old) and n (new) as
 // needed. OFFSET 0 keeps the subquery whole: each image is parsed once in
 // its target list (flattened, every (x.o).col would parse it again), and
 // the planner joins it as one relation (a LATERAL parse let it nest a
@@ -267,13 +273,15 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		return fmt.Errorf("log the undo: %w", err)
 	}
 	var created, updated, deleted int64
+	args := t.changeArgs()
+	n := len(args) // the ids are the parameters after changeRows'
 	err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH l AS (
 		INSERT INTO pgundo.change (stmt_id, old, new)
-		SELECT CASE WHEN ch.old IS NULL THEN $1::bigint WHEN ch.new IS NULL THEN $3 ELSE $2 END, ch.new, ch.old
-		  FROM %s ch WHERE ch.old IS DISTINCT FROM ch.new
+		SELECT CASE WHEN ch.old IS NULL THEN $%[2]d::bigint WHEN ch.new IS NULL THEN $%[4]d ELSE $%[3]d END, ch.new, ch.old
+		  FROM %[1]s ch WHERE ch.old IS DISTINCT FROM ch.new
 		RETURNING stmt_id)
-		SELECT count(*) FILTER (WHERE stmt_id = $1), count(*) FILTER (WHERE stmt_id = $2), count(*) FILTER (WHERE stmt_id = $3) FROM l`,
-		t.changeRows()), ids[0], ids[1], ids[2]).Scan(&created, &updated, &deleted)
+		SELECT count(*) FILTER (WHERE stmt_id = $%[2]d), count(*) FILTER (WHERE stmt_id = $%[3]d), count(*) FILTER (WHERE stmt_id = $%[4]d) FROM l`,
+		t.changeRows(), n+1, n+2, n+3), append(args, ids[0], ids[1], ids[2])...).Scan(&created, &updated, &deleted)
 	if err != nil {
 		return fmt.Errorf("log the undo: %w", err)
 	}
@@ -283,7 +291,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		var both bool
 		err := r.tx.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT %s FROM %s INTERSECT SELECT %s FROM %s)`,
 			t.keyOf("x", "n"), t.fastSource("x", createdRows, false, true),
-			t.keyOf("y", "o"), t.fastSource("y", deletedRows, true, false))).Scan(&both)
+			t.keyOf("y", "o"), t.fastSource("y", deletedRows, true, false)), t.changeArgs()...).Scan(&both)
 		if err != nil {
 			return err
 		}
@@ -315,7 +323,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	if created > 0 {
 		var n int64
 		err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH d AS (DELETE FROM %s %s USING %s WHERE %s RETURNING 1) SELECT count(*) FROM d`,
-			t.ident, cur, t.fastSource("x", createdRows, false, true), match("n", "new"))).Scan(&n)
+			t.ident, cur, t.fastSource("x", createdRows, false, true), match("n", "new")), t.changeArgs()...).Scan(&n)
 		if err != nil {
 			return err
 		}
@@ -343,7 +351,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 			RETURNING (%[2]s *= x.o OR %[2]s::text = x.old) AS ok)
 			SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM u`,
 			t.ident, cur, strings.Join(set, ", "), t.fastSource("x", updatedRows, true, false),
-			t.curKeyCols(cur), t.keyOf("x", "o"))).Scan(&n, &bad)
+			t.curKeyCols(cur), t.keyOf("x", "o")), t.changeArgs()...).Scan(&n, &bad)
 		if err != nil {
 			return err
 		}
@@ -359,7 +367,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		var n int64
 		err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH i AS (
 			INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s ON CONFLICT DO NOTHING RETURNING 1)
-			SELECT count(*) FROM i`, t.ident, strings.Join(cols, ", "), strings.Join(vals, ", "), t.fastSource("x", deletedRows, true, false))).Scan(&n)
+			SELECT count(*) FROM i`, t.ident, strings.Join(cols, ", "), strings.Join(vals, ", "), t.fastSource("x", deletedRows, true, false)), t.changeArgs()...).Scan(&n)
 		if err != nil {
 			return err
 		}
@@ -370,7 +378,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 		// are recomputed, for one).
 		var bad int64
 		err = r.tx.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s JOIN %s %s ON (%s) = (%s) WHERE NOT (%s *= x.o OR %s::text = x.old)`,
-			t.fastSource("x", deletedRows, true, false), t.ident, cur, t.curKeyCols(cur), t.keyOf("x", "o"), cur, cur)).Scan(&bad)
+			t.fastSource("x", deletedRows, true, false), t.ident, cur, t.curKeyCols(cur), t.keyOf("x", "o"), cur, cur), t.changeArgs()...).Scan(&bad)
 		if err != nil {
 			return err
 		}

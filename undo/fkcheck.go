@@ -64,6 +64,10 @@ type fkCheck struct {
 	// a row of table that references (child side), false when it removes
 	// a row of table that is referenced (parent side).
 	restores bool
+	// args are the values of lock's and sql's parameters: the fast path's
+	// (see changeRows); none for a planned table, whose checks also go
+	// into --sql scripts.
+	args []any
 }
 
 // foreignKeyChecks returns the checks for every foreign key from or to an
@@ -134,12 +138,12 @@ func (r *runner) checkForeignKeys(ctx context.Context, tables []*table) error {
 	}
 	for _, c := range checks {
 		if c.lock != "" {
-			if _, err := r.tx.Exec(ctx, c.lock); err != nil {
+			if _, err := r.tx.Exec(ctx, c.lock, c.args...); err != nil {
 				return fmt.Errorf("undo %s: lock the rows foreign key %s references: %w", c.table.name, c.fk.name, err)
 			}
 		}
 		var vals, row []string
-		err := r.tx.QueryRow(ctx, c.sql).Scan(&vals, &row)
+		err := r.tx.QueryRow(ctx, c.sql, c.args...).Scan(&vals, &row)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue
 		}
@@ -181,12 +185,12 @@ func (r *runner) lookup(ctx context.Context, sql string, args []any, dest ...any
 
 // otherChanges is the condition on pgundo.stmt st (and the change c it
 // joins) for changes of another session than the undone ones, since the
-// first undone statement, on the tables of root's tree ($1 is root's
-// oid), not made by the undo itself.
-func (r *runner) otherChanges() string {
+// first undone statement (parameter $first: pass r.minStmt there), on the
+// tables of root's tree ($1 is root's oid), not made by the undo itself.
+func otherChanges(first int) string {
 	return fmt.Sprintf(`st.relid IN (%[2]s)
-		   AND st.id >= %[1]d AND c.stmt_id >= %[1]d AND st.id NOT IN (SELECT id FROM pgundo_sel)
-		   AND st.xid IS DISTINCT FROM pg_current_xact_id_if_assigned()`, r.minStmt, treeOf1)
+		   AND st.id >= $%[1]d AND c.stmt_id >= $%[1]d AND st.id NOT IN (SELECT id FROM pgundo_sel)
+		   AND st.xid IS DISTINCT FROM pg_current_xact_id_if_assigned()`, first, treeOf1)
 }
 
 // treeOf1 is the oids of table $1 and, when it is partitioned, of its
@@ -220,8 +224,8 @@ func (r *runner) missingParent(ctx context.Context, c fkCheck, vals, row []strin
 		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
 		 CROSS JOIN LATERAL (SELECT c.old::%[1]s AS o, c.new::%[1]s AS n OFFSET 0) p
 		 WHERE %[2]s AND c.old IS NOT NULL AND %[3]s AND NOT coalesce(%[4]s, false)
-		 ORDER BY st.id DESC LIMIT 1`, f.parentRootNm, r.otherChanges(), cond, notNow),
-		append([]any{f.parentRoot}, args...), &w.session, &w.at, &w.removed)
+		 ORDER BY st.id DESC LIMIT 1`, f.parentRootNm, otherChanges(len(args)+2), cond, notNow),
+		append(append([]any{f.parentRoot}, args...), r.minStmt), &w.session, &w.at, &w.removed)
 	what := fmt.Sprintf("the undo would put back %s %s, whose %s no longer exists in %s (%s",
 		t.name, formatKey(t.keyShown, row), formatKey(quoteAll(f.childCols), vals), f.parentRootNm, f.label())
 	next := fmt.Sprintf("put that row of %s back (pgundo sessions --table %s lists who changed it)", f.parentRootNm, f.parentRootNm)
@@ -257,8 +261,8 @@ func (r *runner) orphanedChild(ctx context.Context, c fkCheck, vals []string) er
 	var w writer
 	found := img != "" && r.lookup(ctx, fmt.Sprintf(`
 		SELECT st.session_id, st.at, false FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
-		 WHERE %s AND c.new = $2 ORDER BY st.id DESC LIMIT 1`, r.otherChanges()),
-		[]any{f.childRoot, img}, &w.session, &w.at, &w.removed)
+		 WHERE %s AND c.new = $2 ORDER BY st.id DESC LIMIT 1`, otherChanges(3)),
+		[]any{f.childRoot, img, r.minStmt}, &w.session, &w.at, &w.removed)
 	what := fmt.Sprintf("the undo would remove %s %s, which %s still references (%s",
 		t.name, formatKey(quoteAll(f.parentCol), vals), rowShown, f.label())
 	next := fmt.Sprintf("change or delete that row (pgundo sessions --table %s lists who wrote to it)", f.childRootNm)
@@ -304,7 +308,7 @@ func col(prefix string) func(string) string {
 // its referenced row. A key declared on one partition of t (f.child is not
 // t) checks the rows now in that partition only.
 func childSide(t *table, f fkey) fkCheck {
-	c := fmt.Sprintf("pgundo_c_%d", t.oid)
+	c, cur := fmt.Sprintf("pgundo_c_%d", t.oid), t.cur
 	var src string
 	switch {
 	case f.child != t.oid && t.keyed():
@@ -315,23 +319,26 @@ func childSide(t *table, f fkey) fkCheck {
 		if t.fast {
 			written = fmt.Sprintf(`SELECT %s FROM %s`, t.keyOf("x", "o"), t.fastSource("x", restoredRows, true, false))
 		}
-		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE %s AND (%s) IN (%s)`, t.ident, inPartition(f.childName), t.curKeyCols("cur"), written)
+		src = fmt.Sprintf(`SELECT %[2]s AS x FROM %[1]s %[2]s WHERE %[3]s AND (%[4]s) IN (%[5]s)`, t.ident, cur, inPartition(cur, f.childName), t.curKeyCols(cur), written)
 	case f.child != t.oid:
-		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur WHERE %s AND cur::text IN (SELECT pgundo_img FROM %s WHERE action = 'I')`, t.ident, inPartition(f.childName), c)
+		src = fmt.Sprintf(`SELECT %[2]s AS x FROM %[1]s %[2]s WHERE %[3]s AND %[2]s::text IN (SELECT pgundo_img FROM %[4]s WHERE action = 'I')`, t.ident, cur, inPartition(cur, f.childName), c)
 	case t.fast:
 		// The fast path checked that these rows now read as logged.
 		src = fmt.Sprintf(`SELECT x.o AS x FROM %s`, t.fastSource("x", restoredRows, true, false))
 	case t.keyed():
-		src = fmt.Sprintf(`SELECT cur AS x FROM %s cur JOIN %s c ON %s WHERE c.action IN ('U', 'I', 'M')`, t.ident, c, t.keyMatch("cur", "c"))
+		src = fmt.Sprintf(`SELECT %[2]s AS x FROM %[1]s %[2]s JOIN %[3]s c ON %[4]s WHERE c.action IN ('U', 'I', 'M')`, t.ident, cur, c, t.keyMatch(cur, "c"))
 	default:
 		src = fmt.Sprintf(`SELECT pgundo_img::%s AS x FROM %s WHERE action = 'I'`, t.ident, c)
 	}
-	q := t.aliased(fmt.Sprintf(`SELECT %s, %s FROM (%s OFFSET 0) s WHERE %s AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
+	q := fmt.Sprintf(`SELECT %s, %s FROM (%s OFFSET 0) s WHERE %s AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
 		textArray(f.childCols, col("(s.x).")), t.rowKey("s.x"), src, notNull(f.childCols, col("(s.x).")), f.parentNm,
-		refMatch(f.parentCol, f.childCols, col("p."), col("(s.x)."))))
-	lock := t.aliased(fmt.Sprintf(`SELECT FROM %s p WHERE EXISTS (SELECT FROM (%s OFFSET 0) s WHERE %s) FOR KEY SHARE OF p`,
-		f.parentNm, src, refMatch(f.parentCol, f.childCols, col("p."), col("(s.x)."))))
-	return fkCheck{table: t, fk: f, lock: lock, sql: q, restores: true}
+		refMatch(f.parentCol, f.childCols, col("p."), col("(s.x).")))
+	// src is a FROM item beside p, not a subquery under it: there p's
+	// columns would be in scope, and one named like t's alias would take
+	// the place of t's whole row.
+	lock := fmt.Sprintf(`SELECT FROM %s p, (%s OFFSET 0) s WHERE %s FOR KEY SHARE OF p`,
+		f.parentNm, src, refMatch(f.parentCol, f.childCols, col("p."), col("(s.x).")))
+	return fkCheck{table: t, fk: f, lock: lock, sql: q, restores: true, args: fastArgs(t)}
 }
 
 // rowKey is a text array naming row x of t for messages: its primary key,
@@ -363,14 +370,25 @@ func parentSide(t *table, f fkey) fkCheck {
 		textArray(f.parentCol, col("(s.x).")), t.rowKey("s.x"), src, notNull(f.parentCol, col("(s.x).")),
 		f.childName, refMatch(f.childCols, f.parentCol, col("ch."), col("(s.x).")),
 		f.parentNm, refMatch(f.parentCol, f.parentCol, col("p."), col("(s.x).")))
-	return fkCheck{table: t, fk: f, sql: q}
+	return fkCheck{table: t, fk: f, sql: q, args: fastArgs(t)}
 }
 
-// inPartition is a condition that row cur of a partitioned table is in the
-// partition (or sub-partition tree) with quoted name part.
-func inPartition(part string) string {
-	lit := "'" + strings.ReplaceAll(part, "'", "''") + "'"
-	return fmt.Sprintf(`cur.tableoid IN (SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf)`, lit)
+// fastArgs is the values of the parameters of t's foreign-key checks: those
+// of t's changes in the log when the fast path undid t (see changeRows),
+// else none.
+func fastArgs(t *table) []any {
+	if t.fast {
+		return t.changeArgs()
+	}
+	return nil
+}
+
+// inPartition is a condition that row cur (the alias of a partitioned
+// table's live rows) is in the partition (or sub-partition tree) with
+// quoted name part. The name is a literal (see quoteLiteral): the same
+// check goes into --sql scripts.
+func inPartition(cur, part string) string {
+	return fmt.Sprintf(`%s.tableoid IN (SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf)`, cur, quoteLiteral(part))
 }
 
 // quoteAll quotes column names for messages where SQL would need quotes

@@ -204,8 +204,8 @@ func (r *runner) keylessHave(ctx context.Context, t *table, units []*keylessUnit
 		}
 	}
 	have := map[string]int64{}
-	rows, err := r.tx.Query(ctx, t.aliased(fmt.Sprintf(`
-		SELECT cur::text, count(*) FROM %s cur WHERE cur::text = ANY ($1::text[]) GROUP BY 1`, t.ident)), imgs)
+	rows, err := r.tx.Query(ctx, fmt.Sprintf(`
+		SELECT %[2]s::text, count(*) FROM %[1]s %[2]s WHERE %[2]s::text = ANY ($1::text[]) GROUP BY 1`, t.ident, t.cur), imgs)
 	if err != nil {
 		return nil, fmt.Errorf("undo %s: count current rows: %w", t.name, err)
 	}

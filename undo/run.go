@@ -29,6 +29,18 @@ var outputSettings = [][2]string{
 	{"search_path", "pg_catalog, pg_temp"},
 }
 
+// txSettings are the settings the undo's transaction pins (set_config,
+// local to it): standard_conforming_strings on, under which the literals
+// generated SQL holds (see quoteLiteral) read as written whatever the
+// server's, database's or role's setting; outputSettings; work_mem; jit
+// off; and plan_cache_mode = force_custom_plan, so that every statement is
+// planned with its parameters' values, as if they were written into it
+// (see changeRows).
+func txSettings(opts Options) [][2]string {
+	return append(append([][2]string{{"standard_conforming_strings", "on"}}, outputSettings...),
+		[2]string{"work_mem", opts.WorkMem}, [2]string{"jit", "off"}, [2]string{"plan_cache_mode", "force_custom_plan"})
+}
+
 // MakePlan makes the undo's plan without changing anything: the dry run.
 // It runs the undo exactly as Apply would, every write and every check
 // (conflicts, triggers, privileges, schema, foreign keys, the result, the
@@ -93,7 +105,7 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commi
 	}
 	// jit off: the undo's statements are big but simple, and their row
 	// estimates for temp tables can make JIT compile for seconds.
-	for _, s := range append(outputSettings, [2]string{"work_mem", opts.WorkMem}, [2]string{"jit", "off"}) {
+	for _, s := range txSettings(opts) {
 		if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, true)", s[0], s[1]); err != nil {
 			return nil, fmt.Errorf("pin %s: %w", s[0], err)
 		}
@@ -347,7 +359,7 @@ type table struct {
 	key       []string // primary-key column names; empty: match whole rows
 	keyShown  []string // the same, quoted only where SQL needs it (for messages)
 	partition []uint32 // the partitions and itself (for trigger checks, log look-ups)
-	cur       string   // alias for the live table in generated SQL: no column has this name
+	cur       string   // alias for the live table in generated SQL: no column has this name (see liveAlias)
 	fast      bool     // undone by the fast path: no plan table pgundo_c_OID
 	selIDs    []int64  // fast path: the selected statements on t, if few (see changeRows)
 }
@@ -363,7 +375,9 @@ type column struct {
 
 // liveAlias picks the alias under which generated SQL refers to the live
 // table: "cur", unless the table has a column of that name, in which case an
-// unqualified "cur" would mean the column instead of the whole row.
+// unqualified "cur" would mean the column instead of the whole row (then
+// cur_1, cur_2, ...). Every builder writes the alias it is given (t.cur);
+// no generated SQL is rewritten afterwards.
 func liveAlias(cols []column) string {
 	taken := map[string]bool{}
 	for _, c := range cols {
@@ -374,68 +388,6 @@ func liveAlias(cols []column) string {
 		alias = fmt.Sprintf("cur_%d", i)
 	}
 	return alias
-}
-
-// aliased rewrites the whole-row alias "cur" in generated SQL to the table's
-// live alias (see liveAlias). Only a bare token cur outside quoted
-// identifiers, string literals and -- comments is rewritten: not x.cur, cur_img or
-// "cur".
-func (t *table) aliased(sql string) string {
-	if t.cur == "" || t.cur == "cur" {
-		return sql
-	}
-	return replaceToken(sql, "cur", t.cur)
-}
-
-// replaceToken replaces the identifier token old by repl in sql, outside
-// double-quoted identifiers, single-quoted literals and -- comments, where it is not
-// qualified (preceded by a dot) and not part of a longer name.
-func replaceToken(sql, old, repl string) string {
-	var b strings.Builder
-	isWord := func(c byte) bool {
-		return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
-	}
-	for i := 0; i < len(sql); {
-		switch c := sql[i]; {
-		case strings.HasPrefix(sql[i:], "--"):
-			j := strings.IndexByte(sql[i:], '\n')
-			if j < 0 {
-				j = len(sql) - i
-			}
-			b.WriteString(sql[i : i+j])
-			i += j
-		case c == '"' || c == '\'':
-			j := i + 1
-			for j < len(sql) {
-				if sql[j] == c {
-					if j+1 < len(sql) && sql[j+1] == c {
-						j += 2
-						continue
-					}
-					break
-				}
-				j++
-			}
-			end := min(j+1, len(sql))
-			b.WriteString(sql[i:end])
-			i = end
-		case strings.HasPrefix(sql[i:], old) && (i == 0 || !isWord(sql[i-1]) && sql[i-1] != '.') &&
-			(i+len(old) == len(sql) || !isWord(sql[i+len(old)])):
-			b.WriteString(repl)
-			i += len(old)
-		case isWord(c):
-			j := i
-			for j < len(sql) && isWord(sql[j]) {
-				j++
-			}
-			b.WriteString(sql[i:j])
-			i = j
-		default:
-			b.WriteByte(c)
-			i++
-		}
-	}
-	return b.String()
 }
 
 func (t *table) writable() []column {

@@ -19,8 +19,9 @@ import (
 // writes and every check Apply runs in a savepoint it rolls back, and
 // refuses as Apply would (writing nothing to w) when one fails: a script
 // is written only for an undo that could run now. The script is one
-// transaction that pins
-// the output settings, silences application triggers, loads the rows to put
+// transaction that pins standard_conforming_strings on (its literals read
+// as written whatever the server's setting) and the output settings,
+// silences application triggers, loads the rows to put
 // back (COPY data inline), re-checks under lock that every row is still as
 // the sessions left it (else it raises and changes nothing), applies the same
 // set-based statements Apply runs, checks the result, and records the undo.
@@ -41,7 +42,7 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 	if opts.WorkMem == "" {
 		opts.WorkMem = DefaultWorkMem
 	}
-	for _, s := range append(outputSettings, [2]string{"work_mem", opts.WorkMem}, [2]string{"jit", "off"}) {
+	for _, s := range txSettings(opts) {
 		if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, true)", s[0], s[1]); err != nil {
 			return nil, err
 		}
@@ -100,12 +101,15 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 
 	bw := bufio.NewWriterSize(w, 1<<16)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
-	p("-- pgundo undo of session %s, written %s.\n", strings.Join(r.plan.Sessions, ", "), timefmt.Format(time.Now()))
+	p("-- pgundo undo of session %s, written %s.\n", comment(strings.Join(r.plan.Sessions, ", ")), timefmt.Format(time.Now()))
 	p("-- Review, then run with: psql -X -f THIS_FILE  (one transaction; any error or conflict changes nothing)\n")
 	for _, t := range r.plan.Tables {
-		p("--   %s: restore %d, re-insert %d, delete %d, merge %d, skip %d\n", t.Table, t.Restore, t.Reinsert, t.Delete, t.Merged, t.Skipped)
+		p("--   %s: restore %d, re-insert %d, delete %d, merge %d, skip %d\n", comment(t.Table), t.Restore, t.Reinsert, t.Delete, t.Merged, t.Skipped)
 	}
 	p("\\set ON_ERROR_STOP on\nBEGIN;\n")
+	// First, so that every literal below reads as written whatever the
+	// server's, database's or role's setting (psql follows it too).
+	p("SET LOCAL standard_conforming_strings = on;\n")
 	for _, s := range outputSettings {
 		p("SET LOCAL %s = %s;\n", s[0], quoteLiteral(s[1]))
 	}
@@ -116,11 +120,10 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 		p("%d\n", id)
 	}
 	p("\\.\n")
-	p("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM pgundo.undone u JOIN pgundo_sel s ON s.id = u.stmt_id) THEN\n")
-	p("  RAISE EXCEPTION 'pgundo: these changes were undone since this script was written; nothing was changed'; END IF; END $pgundo$;\n")
+	const undoneSince = "pgundo: these changes were undone since this script was written; nothing was changed"
+	p("%s", raiseIf(`SELECT FROM pgundo.undone u JOIN pgundo_sel s ON s.id = u.stmt_id`, undoneSince))
 	if len(r.leftBy) > 0 {
-		p("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM pgundo.undo_left WHERE done_by IS NOT NULL AND undo_session = ANY (%s)) THEN\n", sqlTextArray(r.leftBy))
-		p("  RAISE EXCEPTION 'pgundo: these changes were undone since this script was written; nothing was changed'; END IF; END $pgundo$;\n")
+		p("%s", raiseIf(fmt.Sprintf(`SELECT FROM pgundo.undo_left WHERE done_by IS NOT NULL AND undo_session = ANY (%s)`, sqlTextArray(r.leftBy)), undoneSince))
 	}
 	for _, t := range tables {
 		if err := r.writeTableScript(ctx, bw, t); err != nil {
@@ -129,11 +132,13 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 	}
 	p("\n-- Foreign keys: PostgreSQL does not check them under session_replication_role = replica.\n")
 	for _, c := range fks {
-		if c.lock != "" {
-			p("DO $pgundo$ BEGIN PERFORM FROM (%s) l; END $pgundo$;\n", c.lock)
+		if len(c.args) > 0 {
+			return nil, fmt.Errorf("script: the check of foreign key %s has parameters; a script must hold its values", c.fk.name)
 		}
-		p("DO $pgundo$ BEGIN IF EXISTS (%s) THEN\n", c.sql)
-		p("  RAISE EXCEPTION 'pgundo: the undo would break foreign key %s; nothing was changed'; END IF; END $pgundo$;\n", strings.ReplaceAll(c.fk.name, "'", "''"))
+		if c.lock != "" {
+			p("%s", doBlock(fmt.Sprintf("BEGIN PERFORM FROM (%s) l; END", c.lock)))
+		}
+		p("%s", raiseIf(c.sql, fmt.Sprintf("pgundo: the undo would break foreign key %s; nothing was changed", c.fk.name)))
 	}
 	p("\n-- Record the undo as this session's, like pgundo undo does.\n")
 	p("INSERT INTO pgundo.undone (stmt_id, undo_session) SELECT id, pgundo._session() FROM pgundo_sel;\n")
@@ -155,9 +160,9 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 }
 
 func (r *runner) writeTableScript(ctx context.Context, w *bufio.Writer, t *table) error {
-	c := fmt.Sprintf("pgundo_c_%d", t.oid)
+	c, cur := fmt.Sprintf("pgundo_c_%d", t.oid), t.cur
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
-	p("\n-- %s\n", t.name)
+	p("\n-- %s\n", comment(t.name))
 	var cols, sel string
 	if t.keyed() {
 		cols, sel = "a_img text, b_img text, action text", "a_img, b_img, action"
@@ -188,29 +193,57 @@ func (r *runner) writeTableScript(ctx context.Context, w *bufio.Writer, t *table
 		return fmt.Errorf("script %s: %w", t.name, err)
 	}
 	p("\\.\n")
+	changed := fmt.Sprintf("pgundo: rows of %s changed since this script was written; nothing was changed; write the script again", t.name)
 	if t.keyed() {
 		keys := make([]string, len(t.key))
 		for i, k := range t.key {
 			keys[i] = fmt.Sprintf("(coalesce(a_img, b_img)::%s).%s AS pgundo_k%d", t.ident, pgx.Identifier{k}.Sanitize(), i+1)
 		}
 		p("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s, a_img, b_img, a_img::%s AS a, b_img::%s AS b, action FROM %s_raw;\n", c, strings.Join(keys, ", "), t.ident, t.ident, c)
-		p("%s", t.aliased(fmt.Sprintf("DO $pgundo$ BEGIN PERFORM FROM %s cur JOIN %s c ON %s FOR UPDATE OF cur; END $pgundo$;\n", t.ident, c, t.keyMatch("cur", "c"))))
-		p("%s", t.aliased(fmt.Sprintf("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM %s c LEFT JOIN %s cur ON %s\n", c, t.ident, t.keyMatch("cur", "c"))))
-		p("%s", t.aliased("  WHERE (c.action IN ('U', 'D') AND cur::text IS DISTINCT FROM c.a_img) OR (c.action = 'I' AND cur.ctid IS NOT NULL)) THEN\n"))
-		p("  RAISE EXCEPTION 'pgundo: rows of %s changed since this script was written; nothing was changed; write the script again'; END IF; END $pgundo$;\n", strings.ReplaceAll(t.name, "'", "''"))
+		p("%s", doBlock(fmt.Sprintf("BEGIN PERFORM FROM %[1]s %[2]s JOIN %[3]s c ON %[4]s FOR UPDATE OF %[2]s; END", t.ident, cur, c, t.keyMatch(cur, "c"))))
+		p("%s", raiseIf(fmt.Sprintf(`SELECT FROM %[1]s c LEFT JOIN %[2]s %[3]s ON %[4]s
+  WHERE (c.action IN ('U', 'D') AND %[3]s::text IS DISTINCT FROM c.a_img) OR (c.action = 'I' AND %[3]s.ctid IS NOT NULL)`, c, t.ident, cur, t.keyMatch(cur, "c")), changed))
 	} else {
 		p("LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE;\n", t.ident)
 		p("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT r.pgundo_img, r.cnt, coalesce(h.n, 0) AS have, r.action FROM %s_raw r\n", c, c)
-		p("%s", t.aliased(fmt.Sprintf("  LEFT JOIN (SELECT cur::text AS img, count(*) AS n FROM %s cur GROUP BY 1) h ON h.img = r.pgundo_img;\n", t.ident)))
-		p("DO $pgundo$ BEGIN IF EXISTS (SELECT FROM %s WHERE action = 'D' AND have < cnt) THEN\n", c)
-		p("  RAISE EXCEPTION 'pgundo: rows of %s changed since this script was written; nothing was changed; write the script again'; END IF; END $pgundo$;\n", strings.ReplaceAll(t.name, "'", "''"))
+		p("  LEFT JOIN (SELECT %[2]s::text AS img, count(*) AS n FROM %[1]s %[2]s GROUP BY 1) h ON h.img = r.pgundo_img;\n", t.ident, cur)
+		p("%s", raiseIf(fmt.Sprintf(`SELECT FROM %s WHERE action = 'D' AND have < cnt`, c), changed))
 	}
 	for _, s := range t.applySQL(c, r.opts.OnConflict) {
 		p("-- %s\n%s;\n", s.what, s.sql)
 	}
-	p("DO $pgundo$ BEGIN IF EXISTS (%s) THEN\n", t.verifySQL(c))
-	p("  RAISE EXCEPTION 'pgundo: check before commit failed on %s; nothing was changed'; END IF; END $pgundo$;\n", strings.ReplaceAll(t.name, "'", "''"))
+	p("%s", raiseIf(t.verifySQL(c), fmt.Sprintf("pgundo: check before commit failed on %s; nothing was changed", t.name)))
 	return nil
+}
+
+// doBlock returns a DO statement running the PL/pgSQL block body (BEGIN ...
+// END), dollar-quoted (see dollarQuote).
+func doBlock(body string) string {
+	return "DO " + dollarQuote(" "+body+" ") + ";\n"
+}
+
+// raiseIf returns a DO statement that raises an exception with message msg
+// (taken as is: no % placeholders) when query q returns a row.
+func raiseIf(q, msg string) string {
+	return doBlock(fmt.Sprintf("BEGIN IF EXISTS (%s) THEN\n  RAISE EXCEPTION USING MESSAGE = %s; END IF; END", q, quoteLiteral(msg)))
+}
+
+// dollarQuote returns s as a dollar-quoted string constant, with the tag
+// $pgundo$, or else $pgundo_1$, $pgundo_2$, ... the first that s does not
+// hold (as pg_dump does) and that does not run into the end of s: names
+// in s can hold any of them.
+func dollarQuote(s string) string {
+	tag := "$pgundo$"
+	for i := 1; strings.Index(s+tag, tag) < len(s); i++ {
+		tag = fmt.Sprintf("$pgundo_%d$", i)
+	}
+	return tag + s + tag
+}
+
+// comment returns s for a -- comment line: line breaks are written as \n
+// and \r, so that a name holding one cannot end the comment.
+func comment(s string) string {
+	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
 }
 
 // copyEscape escapes a value for COPY's text format.
@@ -236,9 +269,16 @@ func copyEscape(s string) string {
 	return b.String()
 }
 
-// quoteLiteral quotes s as a SQL string literal (standard_conforming_strings).
+// quoteLiteral quotes s as a SQL string literal that reads as s whatever
+// standard_conforming_strings is: quotes are doubled, and a string holding
+// a backslash is written as an escape string (E'...') with backslashes
+// doubled. Scripts and the undo's transaction pin the setting on anyway.
 func quoteLiteral(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	if strings.Contains(s, `\`) {
+		return "E" + strings.ReplaceAll(q, `\`, `\\`)
+	}
+	return q
 }
 
 // sqlTextArray writes ss as a text[] expression of string literals.
@@ -269,7 +309,7 @@ func (r *runner) writeLeftScript(ctx context.Context, w *bufio.Writer, tables []
 		return err
 	}
 	for _, t := range tables {
-		q := strings.Replace(t.leftSQL(fmt.Sprintf("pgundo_c_%d", t.oid)), "INSERT INTO pgundo.undo_left", "INSERT INTO pgundo_left_new", 1)
+		q := t.leftSQL(fmt.Sprintf("pgundo_c_%d", t.oid), "pgundo_left_new")
 		if _, err := r.tx.Exec(ctx, q, "", t.oid); err != nil {
 			return fmt.Errorf("script: rows left: %w", err)
 		}

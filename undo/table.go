@@ -63,7 +63,7 @@ func (t *table) isKey(name string) bool {
 
 // exec runs one generated statement, naming the table on error.
 func (r *runner) exec(ctx context.Context, t *table, what, sql string, args ...any) (int64, error) {
-	tag, err := r.tx.Exec(ctx, t.aliased(sql), args...)
+	tag, err := r.tx.Exec(ctx, sql, args...)
 	if err != nil {
 		return 0, fmt.Errorf("undo %s: %s: %w", t.name, strings.ToLower(what[:1])+what[1:], err)
 	}
@@ -245,10 +245,10 @@ func (r *runner) classifyKeyed(ctx context.Context, t *table) error {
 		WITH c AS (
 		  -- A row is as the sessions left it when its bytes are the same, or
 		  -- failing that its text form (the log's definition).
-		  SELECT k.*, cur.ctid IS NOT NULL AS cur_exists,
-		         coalesce(cur *= k.a OR cur::text = k.a_img, false) AS cur_as_left,
-		         CASE WHEN NOT coalesce(cur *= k.a, false) THEN cur::text END AS cur_img
-		    FROM pgundo_k k LEFT JOIN %s cur ON %s)
+		  SELECT k.*, %[3]s.ctid IS NOT NULL AS cur_exists,
+		         coalesce(%[3]s *= k.a OR %[3]s::text = k.a_img, false) AS cur_as_left,
+		         CASE WHEN NOT coalesce(%[3]s *= k.a, false) THEN %[3]s::text END AS cur_img
+		    FROM pgundo_k k LEFT JOIN %[1]s %[3]s ON %[2]s)
 		SELECT c.*,
 		  CASE
 		    WHEN na > 1 OR nb > 1 OR maxcnt > 1 THEN 'C'
@@ -263,7 +263,7 @@ func (r *runner) classifyKeyed(ctx context.Context, t *table) error {
 		    WHEN a_img IS NOT NULL AND NOT cur_exists THEN 'deleted since'
 		    WHEN a_img IS NOT NULL AND NOT cur_as_left THEN 'changed since'
 		    WHEN a_img IS NULL AND cur_exists THEN 're-created since' END AS reason
-		  FROM c`, t.ident, t.keyMatch("cur", "k")))
+		  FROM c`, t.ident, t.keyMatch(t.cur, "k"), t.cur))
 	if err != nil {
 		return err
 	}
@@ -292,8 +292,8 @@ func (r *runner) classifyKeyless(ctx context.Context, t *table) error {
 	}
 	if _, err := r.exec(ctx, t, "count current rows", fmt.Sprintf(`
 		UPDATE pgundo_c c SET have = h.n
-		  FROM (SELECT cur::text AS img, count(*) AS n FROM %s cur GROUP BY 1) h
-		 WHERE h.img = c.pgundo_img`, t.ident)); err != nil {
+		  FROM (SELECT %[2]s::text AS img, count(*) AS n FROM %[1]s %[2]s GROUP BY 1) h
+		 WHERE h.img = c.pgundo_img`, t.ident, t.cur)); err != nil {
 		return err
 	}
 	_, err = r.exec(ctx, t, "classify rows", `
@@ -429,16 +429,30 @@ func (t *table) restoreLists(img string) (set, cols, vals []string) {
 // after the write catches that case.
 func (t *table) settable(col column) bool { return !t.isKey(col.name) && !col.identityAlways }
 
-// sqlStep is one generated statement with what it does, for messages.
+// stepKind is the plan action a generated statement writes (see pgundo_c).
+type stepKind byte
+
+// The kinds of apply statements, as pgundo_c's action letters.
+const (
+	stepDelete  stepKind = 'D'
+	stepRestore stepKind = 'U'
+	stepMerge   stepKind = 'M'
+	stepInsert  stepKind = 'I'
+)
+
+// sqlStep is one generated statement with what it does, for messages, and
+// the plan action it writes, set by the builder.
 type sqlStep struct {
 	what, sql string
-	kind      byte // the plan action it writes: D, U, M or I
+	kind      stepKind
 }
 
 // applySQL returns the statements that write the table's plan from temp
 // table c: deletions, restores, merges and re-insertions, one set-based
 // statement each. The same statements run in Apply and go into --sql scripts.
+// The live table is aliased t.cur (see liveAlias).
 func (t *table) applySQL(c string, mode ConflictMode) []sqlStep {
+	cur := t.cur
 	setCols, _, _ := t.restoreLists("u.b")
 	_, insCols, insVals := t.restoreLists("i.b")
 	var mergeSet []string
@@ -447,31 +461,34 @@ func (t *table) applySQL(c string, mode ConflictMode) []sqlStep {
 			continue
 		}
 		id := pgx.Identifier{col.name}.Sanitize()
-		mergeSet = append(mergeSet, fmt.Sprintf("%[1]s = CASE WHEN cur.%[1]s::text IS NOT DISTINCT FROM (u.a).%[1]s::text THEN (u.b).%[1]s ELSE cur.%[1]s END", id))
+		mergeSet = append(mergeSet, fmt.Sprintf("%[1]s = CASE WHEN %[2]s.%[1]s::text IS NOT DISTINCT FROM (u.a).%[1]s::text THEN (u.b).%[1]s ELSE %[2]s.%[1]s END", id, cur))
 	}
 	var stmts []sqlStep
-	add := func(what, sql string) { stmts = append(stmts, sqlStep{what: what, sql: t.aliased(sql), kind: what[0]}) }
+	add := func(kind stepKind, what, sql string) {
+		stmts = append(stmts, sqlStep{what: what, sql: sql, kind: kind})
+	}
 	if t.keyed() {
 		// Each write re-checks, on the row version it locks, that the row is
 		// still as the sessions left it; the caller compares the counts.
-		add("Delete rows the sessions created", fmt.Sprintf(`DELETE FROM %s cur USING %s c WHERE c.action = 'D' AND %s AND (cur *= c.a OR cur::text = c.a_img)`, t.ident, c, t.keyMatch("cur", "c")))
+		add(stepDelete, "Delete rows the sessions created", fmt.Sprintf(`DELETE FROM %[1]s %[4]s USING %[2]s c WHERE c.action = 'D' AND %[3]s AND (%[4]s *= c.a OR %[4]s::text = c.a_img)`,
+			t.ident, c, t.keyMatch(cur, "c"), cur))
 		if len(setCols) > 0 {
-			add("Update rows back", fmt.Sprintf(`UPDATE %s cur SET %s FROM %s u WHERE u.action = 'U' AND %s AND (cur *= u.a OR cur::text = u.a_img)`,
-				t.ident, strings.Join(setCols, ", "), c, t.keyMatch("cur", "u")))
+			add(stepRestore, "Update rows back", fmt.Sprintf(`UPDATE %[1]s %[5]s SET %[2]s FROM %[3]s u WHERE u.action = 'U' AND %[4]s AND (%[5]s *= u.a OR %[5]s::text = u.a_img)`,
+				t.ident, strings.Join(setCols, ", "), c, t.keyMatch(cur, "u"), cur))
 			if mode == Merge {
-				add("Merge changed rows", fmt.Sprintf(`UPDATE %s cur SET %s FROM %s u WHERE u.action = 'M' AND %s`,
-					t.ident, strings.Join(mergeSet, ", "), c, t.keyMatch("cur", "u")))
+				add(stepMerge, "Merge changed rows", fmt.Sprintf(`UPDATE %s %s SET %s FROM %s u WHERE u.action = 'M' AND %s`,
+					t.ident, cur, strings.Join(mergeSet, ", "), c, t.keyMatch(cur, "u")))
 			}
 		}
-		add("Insert deleted rows back", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s i WHERE i.action = 'I'`,
+		add(stepInsert, "Insert deleted rows back", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s i WHERE i.action = 'I'`,
 			t.ident, strings.Join(insCols, ", "), strings.Join(insVals, ", "), c))
 	} else {
-		add("Delete rows the sessions created", fmt.Sprintf(`DELETE FROM %[1]s cur WHERE (cur.tableoid, cur.ctid) IN (
+		add(stepDelete, "Delete rows the sessions created", fmt.Sprintf(`DELETE FROM %[1]s %[3]s WHERE (%[3]s.tableoid, %[3]s.ctid) IN (
   SELECT x.tableoid, x.ctid FROM (
-    SELECT cur.tableoid, cur.ctid, c.cnt, row_number() OVER (PARTITION BY c.pgundo_img) AS rn
-      FROM %[1]s cur JOIN %[2]s c ON c.pgundo_img = cur::text WHERE c.action = 'D') x
-   WHERE x.rn <= x.cnt)`, t.ident, c))
-		add("Insert deleted rows back", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (SELECT pgundo_img::%s AS b, -cnt AS n FROM %s WHERE action = 'I' OFFSET 0) i CROSS JOIN LATERAL generate_series(1, i.n)`,
+    SELECT %[3]s.tableoid, %[3]s.ctid, c.cnt, row_number() OVER (PARTITION BY c.pgundo_img) AS rn
+      FROM %[1]s %[3]s JOIN %[2]s c ON c.pgundo_img = %[3]s::text WHERE c.action = 'D') x
+   WHERE x.rn <= x.cnt)`, t.ident, c, cur))
+		add(stepInsert, "Insert deleted rows back", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (SELECT pgundo_img::%s AS b, -cnt AS n FROM %s WHERE action = 'I' OFFSET 0) i CROSS JOIN LATERAL generate_series(1, i.n)`,
 			t.ident, strings.Join(insCols, ", "), strings.Join(insVals, ", "), t.ident, c))
 	}
 	return stmts
@@ -487,13 +504,13 @@ func (r *runner) applyTable(ctx context.Context, t *table) error {
 			tp = &r.plan.Tables[i]
 		}
 	}
-	want := map[byte]int64{'D': tp.Delete, 'U': tp.Restore, 'M': tp.Merged, 'I': tp.Reinsert}
+	want := map[stepKind]int64{stepDelete: tp.Delete, stepRestore: tp.Restore, stepMerge: tp.Merged, stepInsert: tp.Reinsert}
 	for _, s := range t.applySQL(c, r.opts.OnConflict) {
 		n, err := r.exec(ctx, t, s.what, s.sql)
 		if err != nil {
 			return err
 		}
-		if n != want[s.kind] && s.kind != 'M' {
+		if n != want[s.kind] && s.kind != stepMerge {
 			return &RefusedError{Kind: ErrPlanChanged, Detail: fmt.Sprintf(
 				"undo %s: rows changed while the undo ran (%s: %d of %d planned rows were still as the sessions left them); the undo was rolled back, nothing was changed; run it again",
 				t.name, strings.ToLower(s.what[:1])+s.what[1:], n, want[s.kind])}
@@ -548,16 +565,16 @@ func (r *runner) collectKept(ctx context.Context, t *table, c string) error {
 // as it was before the sessions (key, found, expected), or no row.
 func (t *table) verifySQL(c string) string {
 	if t.keyed() {
-		return t.aliased(fmt.Sprintf(`SELECT %s, coalesce(cur::text, '(absent)'), coalesce(c.b_img, '(absent)')
-  FROM %s c LEFT JOIN %s cur ON %s
- WHERE (c.action IN ('U', 'I') AND NOT coalesce(cur *= c.b OR cur::text = c.b_img, false))
-    OR (c.action = 'D' AND cur.ctid IS NOT NULL)
- LIMIT 1`, t.keyText("c."), c, t.ident, t.keyMatch("cur", "c")))
+		return fmt.Sprintf(`SELECT %[1]s, coalesce(%[5]s::text, '(absent)'), coalesce(c.b_img, '(absent)')
+  FROM %[2]s c LEFT JOIN %[3]s %[5]s ON %[4]s
+ WHERE (c.action IN ('U', 'I') AND NOT coalesce(%[5]s *= c.b OR %[5]s::text = c.b_img, false))
+    OR (c.action = 'D' AND %[5]s.ctid IS NOT NULL)
+ LIMIT 1`, t.keyText("c."), c, t.ident, t.keyMatch(t.cur, "c"), t.cur)
 	}
-	return t.aliased(fmt.Sprintf(`SELECT ARRAY[c.pgundo_img], coalesce(h.n, 0)::text || ' equal rows', (c.have - c.cnt)::text || ' equal rows'
-  FROM %s c LEFT JOIN (SELECT cur::text AS img, count(*) AS n FROM %s cur GROUP BY 1) h ON h.img = c.pgundo_img
+	return fmt.Sprintf(`SELECT ARRAY[c.pgundo_img], coalesce(h.n, 0)::text || ' equal rows', (c.have - c.cnt)::text || ' equal rows'
+  FROM %[1]s c LEFT JOIN (SELECT %[3]s::text AS img, count(*) AS n FROM %[2]s %[3]s GROUP BY 1) h ON h.img = c.pgundo_img
  WHERE c.action IN ('D', 'I') AND coalesce(h.n, 0) <> c.have - c.cnt
- LIMIT 1`, c, t.ident))
+ LIMIT 1`, c, t.ident, t.cur)
 }
 
 // verifyTable checks, inside the transaction, that every row the undo
