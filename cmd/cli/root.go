@@ -32,6 +32,10 @@ const (
 type exitError struct {
 	code int
 	err  error
+	// shown says the command's result, which tells of the error, is
+	// already on stdout (status's report, --version's): Run then writes
+	// the error on stderr only, never a second result on stdout.
+	shown bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -90,7 +94,16 @@ func NewRootCommand(g *globals) *cobra.Command {
 		Example: `  pgundo install
   pgundo track public.orders public.order_items
   pgundo sessions --since 2h --table public.orders
-  pgundo status --json`,
+  pgundo status --json
+  pgundo --version`,
+	}
+	var showVersion bool
+	root.Flags().BoolVar(&showVersion, "version", false, "print pgundo's version, commit and schema version, and the connected database's pgundo schema version when a connection is given (none given: said so, exit 0)")
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		if showVersion {
+			return g.runVersion(cmd.Context())
+		}
+		return cmd.Help()
 	}
 	root.PersistentFlags().StringVar(&g.databaseURL, "database-url", "", "PostgreSQL connection URL or keyword/value string (default: $DATABASE_URL, then the libpq PG* variables)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print a typed JSON result on stdout instead of text")
