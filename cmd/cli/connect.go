@@ -104,12 +104,14 @@ func connectError(cfg *pgx.ConnConfig, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		// The server answered: authentication, unknown database, ...
-		return fmt.Errorf("cannot connect to PostgreSQL at %s as user %q: %s (SQLSTATE %s)", where, cfg.User, pgErr.Message, pgErr.Code)
+		return &exitError{code: ExitError, err: fmt.Errorf("cannot connect to PostgreSQL at %s as user %q: %s (SQLSTATE %s)", where, cfg.User, pgErr.Message, pgErr.Code),
+			hint: "check the user, password and database (--database-url, DATABASE_URL or PGUSER/PGPASSWORD/PGDATABASE)"}
 	}
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return fmt.Errorf("cannot connect to PostgreSQL at %s: %v; check that the server is running and reachable, and --database-url, DATABASE_URL or PGHOST/PGPORT", where, unwrapConnect(err))
+	const check = "check that the server is running and reachable, and --database-url, DATABASE_URL or PGHOST/PGPORT"
+	return &exitError{code: ExitError, err: fmt.Errorf("cannot connect to PostgreSQL at %s: %v; %s", where, unwrapConnect(err), check), hint: check}
 }
 
 func describeServer(cfg *pgx.ConnConfig) string {

@@ -166,7 +166,7 @@ func (g *globals) runVersion(ctx context.Context) error {
 		return err
 	}
 	if connErr != nil {
-		return &exitError{code: ExitError, err: connErr, shown: true}
+		return connErr
 	}
 	return nil
 }
