@@ -50,6 +50,7 @@ func refusedErr(err error) error { return &exitError{code: ExitRefused, err: err
 
 // globals are the flags every command shares.
 type globals struct {
+	command     string // the command that runs, e.g. "pgundo log" (set before it runs)
 	mu          sync.Mutex
 	conns       []*pgx.Conn // opened by connect, cleaned up before Run returns
 	databaseURL string
@@ -103,6 +104,7 @@ func NewRootCommand(g *globals) *cobra.Command {
   pgundo status --json
   pgundo --version`,
 	}
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) { g.command = cmd.CommandPath() }
 	var showVersion bool
 	root.Flags().BoolVar(&showVersion, "version", false, "print pgundo's version, commit and schema version, and the connected database's pgundo schema version when a connection is given (none given: said so, exit 0)")
 	root.RunE = func(cmd *cobra.Command, _ []string) error {

@@ -134,7 +134,7 @@ func (g *globals) databaseSide(ctx context.Context, latest int32) (databaseVersi
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "42501": // insufficient_privilege
 		d.State = dbUnreadable
-		d.Message = fmt.Sprintf("role %s may not read %s; its owner can run: pgundo grant auditor %s", d.User, pgsql.VersionTable, d.User)
+		d.Message = fmt.Sprintf("role %s may not read %s (pgundo's owner may)", d.User, pgsql.VersionTable)
 		return d, nil
 	case err != nil:
 		d.State, d.Message = dbUnreachable, fmt.Sprintf("read %s: %v", pgsql.VersionTable, err)
