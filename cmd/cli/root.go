@@ -192,6 +192,15 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// rawStdout is stdout as Run was given it, for a child process to
+// inherit: an *os.File stays a file, so a terminal stays a terminal.
+func (g *globals) rawStdout() io.Writer {
+	if c, ok := g.stdout.(*countingWriter); ok {
+		return c.w
+	}
+	return g.stdout
+}
+
 // jsonError is the JSON form of an error on stdout.
 type jsonError struct {
 	Error jsonErrorBody `json:"error"`
