@@ -155,24 +155,38 @@ type Querier interface {
 // this binary expects, ErrNotInstalled when it is absent, and an
 // *OutdatedError when it is older.
 func CheckInstalled(ctx context.Context, q Querier) error {
-	var exists bool
-	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, VersionTable).Scan(&exists); err != nil {
+	v, err := InstalledVersion(ctx, q)
+	if err != nil {
 		return fmt.Errorf("check pgundo installation: %w", err)
 	}
-	if !exists {
+	if v == 0 {
 		return ErrNotInstalled
+	}
+	if v < Latest() {
+		return &OutdatedError{Installed: v, Latest: Latest()}
+	}
+	return nil
+}
+
+// InstalledVersion returns the schema version installed in the database, 0
+// when pgundo is not installed. It reads VersionTable, which needs SELECT on
+// it (pgundo's owner has it; see the auditor grant).
+func InstalledVersion(ctx context.Context, q Querier) (int32, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, VersionTable).Scan(&exists); err != nil {
+		return 0, err
+	}
+	if !exists {
+		return 0, nil
 	}
 	var v *int32
 	if err := q.QueryRow(ctx, `SELECT max(version) FROM `+VersionTable).Scan(&v); err != nil {
-		return fmt.Errorf("check pgundo installation: %w", err)
+		return 0, err
 	}
-	if v == nil || *v == 0 {
-		return ErrNotInstalled
+	if v == nil {
+		return 0, nil
 	}
-	if *v < Latest() {
-		return &OutdatedError{Installed: *v, Latest: Latest()}
-	}
-	return nil
+	return *v, nil
 }
 
 // Uninstall removes capture from every table and drops schema pgundo with

@@ -73,7 +73,7 @@ a time before tracking, columns changed since, a bad key.`,
 			if err := o.Validate(args); err != nil {
 				return err
 			}
-			format, err := checkFormat(o.format, g.json)
+			format, err := checkFormat(o.format, cmd.Flags().Changed("format"), g.json)
 			if err != nil {
 				return err
 			}

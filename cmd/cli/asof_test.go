@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +207,14 @@ func TestAsofRefusals(t *testing.T) {
 			require.Equal(t, c.want, r.stderr, c.args)
 		} else {
 			require.Contains(t, r.stderr, c.want, c.args)
+		}
+		if slices.Contains(c.args, "--json") {
+			// Under --json: the error object, and nothing else.
+			var e errorJSON
+			onlyJSON(t, r.stdout, &e)
+			require.Equal(t, c.code, e.Error.Code, c.args)
+			require.Contains(t, e.Error.Message, c.want, c.args)
+			continue
 		}
 		require.Empty(t, r.stdout, c.args)
 	}

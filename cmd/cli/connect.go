@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgundo/pgundo/history"
 	pgsql "github.com/pgundo/pgundo/sql"
 )
 
@@ -93,10 +94,50 @@ func (g *globals) connectInstalled(ctx context.Context) (*pgx.Conn, error) {
 		return nil, err
 	}
 	if err := pgsql.CheckInstalled(ctx, conn); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42501" { // insufficient_privilege
+			err = g.accessError(ctx, conn, pe)
+		} else {
+			err = fmt.Errorf("database %s: %w", conn.Config().Database, err)
+		}
 		conn.Close(context.Background())
-		return nil, fmt.Errorf("database %s: %w", conn.Config().Database, err)
+		return nil, err
 	}
 	return conn, nil
+}
+
+// accessError explains, in one line, why the connected role may not use
+// this command: an auditor (pgundo grant auditor) may read pgundo's views
+// only, not the log tables the commands read; any other role has no access
+// to pgundo at all. denied is the server's refusal, for when the role's
+// privileges cannot be read either.
+func (g *globals) accessError(ctx context.Context, conn *pgx.Conn, denied *pgconn.PgError) error {
+	db := conn.Config().Database
+	var role string
+	var auditor bool
+	// By oid, never by name: naming pgundo's objects needs USAGE on the schema.
+	err := conn.QueryRow(ctx, `
+		SELECT current_user::text,
+		       coalesce(has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'), false)
+		  FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'changes'
+		 WHERE n.nspname = $1`, pgsql.Schema).Scan(&role, &auditor)
+	if err != nil {
+		return fmt.Errorf("database %s: %s (SQLSTATE %s); run pgundo as the role that installed it", db, denied.Message, denied.Code)
+	}
+	command := g.command
+	if command == "" {
+		command = "pgundo"
+	}
+	if auditor {
+		return &exitError{code: ExitError,
+			err: fmt.Errorf("role %s is a pgundo auditor in database %s: it may read the views %s, not run %s, which reads pgundo's log tables; query the views (psql, BI tools), or run %s as the role that installed pgundo",
+				role, db, strings.Join(history.AuditorViews, ", "), command, command),
+			hint: "query " + strings.Join(history.AuditorViews, ", ") + " with psql"}
+	}
+	return &exitError{code: ExitError,
+		err: fmt.Errorf("role %s has no access to pgundo in database %s (%s); run %s as the role that installed pgundo, or let it read pgundo's views: pgundo grant auditor %s",
+			role, db, denied.Message, command, role),
+		hint: "run " + command + " as the role that installed pgundo"}
 }
 
 func connectError(cfg *pgx.ConnConfig, err error) error {
@@ -104,12 +145,14 @@ func connectError(cfg *pgx.ConnConfig, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		// The server answered: authentication, unknown database, ...
-		return fmt.Errorf("cannot connect to PostgreSQL at %s as user %q: %s (SQLSTATE %s)", where, cfg.User, pgErr.Message, pgErr.Code)
+		return &exitError{code: ExitError, err: fmt.Errorf("cannot connect to PostgreSQL at %s as user %q: %s (SQLSTATE %s)", where, cfg.User, pgErr.Message, pgErr.Code),
+			hint: "check the user, password and database (--database-url, DATABASE_URL or PGUSER/PGPASSWORD/PGDATABASE)"}
 	}
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return fmt.Errorf("cannot connect to PostgreSQL at %s: %v; check that the server is running and reachable, and --database-url, DATABASE_URL or PGHOST/PGPORT", where, unwrapConnect(err))
+	const check = "check that the server is running and reachable, and --database-url, DATABASE_URL or PGHOST/PGPORT"
+	return &exitError{code: ExitError, err: fmt.Errorf("cannot connect to PostgreSQL at %s: %v; %s", where, unwrapConnect(err), check), hint: check}
 }
 
 func describeServer(cfg *pgx.ConnConfig) string {

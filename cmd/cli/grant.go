@@ -53,7 +53,11 @@ pgundo.refresh_history() and pgundo._image_jsonb(oid, text) (which the views
 call). Nothing else: the log's tables stay unreadable to the role except
 through the views, and nothing becomes writable. --revoke takes exactly that
 back. Run it as the role that installed pgundo (or a superuser). The role must
-exist.`,
+exist.
+
+pgundo's own commands (sessions, show, history, log, asof, ...) read the log
+tables, not the views: run as an auditor they exit 1 with one line naming the
+views it may query instead.`,
 		Example: `  psql -c "CREATE ROLE auditor LOGIN PASSWORD 'secret'"
   pgundo grant auditor auditor
   psql -U auditor -c "SELECT at, op, table_name, login_user, old_data, new_data FROM pgundo.changes WHERE table_name = 'orders' ORDER BY stmt_id DESC LIMIT 20"

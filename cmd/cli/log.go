@@ -25,14 +25,19 @@ const (
 	formatCSV    = "csv"
 )
 
-// checkFormat validates --format; --json means json.
-func checkFormat(format string, jsonFlag bool) (string, error) {
+// checkFormat validates --format (given says it was on the command line,
+// not defaulted to table); --json means json, and --json with a --format
+// other than json is refused as bad usage.
+func checkFormat(format string, given, jsonFlag bool) (string, error) {
 	switch format {
 	case formatTable, formatJSON, formatNDJSON, formatCSV:
 	default:
 		return "", usageErr(fmt.Errorf("unknown --format %q: use table, json, ndjson or csv", format))
 	}
-	if jsonFlag && format == formatTable {
+	if jsonFlag {
+		if given && format != formatJSON {
+			return "", usageErr(fmt.Errorf("--json and --format %s contradict: --json is --format json; give one of them", format))
+		}
 		return formatJSON, nil
 	}
 	return format, nil
@@ -110,7 +115,7 @@ first lines appear at once. Pipe it to head, jq or a file.`,
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			format, err := checkFormat(o.format, g.json)
+			format, err := checkFormat(o.format, cmd.Flags().Changed("format"), g.json)
 			if err != nil {
 				return err
 			}

@@ -101,7 +101,9 @@ func newRunCommand(g *globals) *cobra.Command {
 // and returns its exit code.
 func (g *globals) runTagged(tag string, args []string) (int, error) {
 	c := exec.Command(args[0], args[1:]...)
-	c.Stdin, c.Stdout, c.Stderr = g.stdin, g.stdout, g.stderr
+	// The command gets pgundo's own stdout (a terminal stays a terminal for
+	// it), not Run's counting wrapper.
+	c.Stdin, c.Stdout, c.Stderr = g.stdin, g.rawStdout(), g.stderr
 	c.Env = runEnv(os.Environ(), tag)
 
 	// While the command runs, its signals are its own business: Reset drops

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -99,4 +100,21 @@ func runWithStdin(t *testing.T, stdin string, out *strings.Builder, args ...stri
 	t.Helper()
 	var errb strings.Builder
 	return cli.Run(context.Background(), args, strings.NewReader(stdin), out, &errb)
+}
+
+// TestRunCommandInheritsStdout: the command pgundo run starts gets
+// pgundo's own stdout file (a terminal stays a terminal for psql), not a
+// pipe through pgundo.
+func TestRunCommandInheritsStdout(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "stdout")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var errb strings.Builder
+	code := cli.Run(context.Background(), []string{"run", "--tag", "t-1", "--", "sh", "-c", "readlink /proc/self/fd/1"}, strings.NewReader(""), f, &errb)
+	require.Equal(t, 0, code, errb.String())
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, path+"\n", string(got))
 }

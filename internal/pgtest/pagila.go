@@ -9,14 +9,16 @@ import (
 
 // RequirePagilaEnv, when set to any value, makes PagilaDir fail the test
 // instead of skipping it when the pagila fixture is missing. .ci/run sets it:
-// CI always has the fixture, and must never pass without its tests.
+// CI always has the fixture, and must never pass without its tests (.ci/run
+// also checks that every Test*Pagila* test printed --- PASS).
 const RequirePagilaEnv = "PGUNDO_REQUIRE_PAGILA"
 
 // PagilaFiles are the pagila fixture's psql scripts, in load order.
 var PagilaFiles = []string{"pagila-schema.sql", "pagila-data.sql"}
 
 // PagilaDir returns the directory of the pagila sample database (a real
-// schema this project did not write): shared/fixtures/pagila in the test's
+// schema this project did not write; the suite's own realistic fixture,
+// always present, is LendingSQL): shared/fixtures/pagila in the test's
 // working directory or any directory above it, as the team's checkouts have
 // it beside the repository. A fresh clone has no such directory: then the
 // test is skipped with a message saying where the fixture was looked for,
