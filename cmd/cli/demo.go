@@ -233,7 +233,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) (*demoResult, error
 	if err != nil {
 		return nil, err
 	}
-	if err := renderShow(w, detail); err != nil {
+	if err := renderShow(w, g.palette(w), detail); err != nil {
 		return nil, err
 	}
 	sel := undo.Selection{Sessions: []string{res.PatchSession}}
@@ -242,7 +242,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) (*demoResult, error
 	if err != nil {
 		return nil, fmt.Errorf("demo: plan: %w", err)
 	}
-	renderPlan(w, plan)
+	renderPlan(w, g.palette(w), plan)
 	step("pgundo undo %s --yes", res.PatchSession)
 	applied, err := undo.Apply(ctx, conn, sel, undo.Options{}, plan)
 	if err != nil {

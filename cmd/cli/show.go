@@ -56,7 +56,7 @@ of an insert or delete.`,
 			if err != nil {
 				return err
 			}
-			if err := g.output(d, func(w io.Writer) error { return renderShow(w, d) }); err != nil {
+			if err := g.output(d, func(w io.Writer) error { return renderShow(w, g.palette(w), d) }); err != nil {
 				return err
 			}
 			g.noteMoreChanges(o.limit, d.More)
@@ -67,7 +67,7 @@ of an insert or delete.`,
 	return cmd
 }
 
-func renderShow(w io.Writer, d *history.SessionDetail) error {
+func renderShow(w io.Writer, p palette, d *history.SessionDetail) error {
 	s := d.Session
 	client := s.ClientAddr
 	if client == "" {
@@ -98,34 +98,7 @@ func renderShow(w io.Writer, d *history.SessionDetail) error {
 		return err
 	}
 	fmt.Fprintln(w)
-	for _, c := range d.Changes {
-		key := ""
-		if c.Op == "UPDATE" {
-			for _, col := range c.Columns {
-				if deref(col.Old) == deref(col.New) {
-					key += " " + col.Column + "=" + deref(col.Old)
-				}
-			}
-		}
-		fmt.Fprintf(w, "%s %s%s  (xid %s, %s)\n", c.Op, c.Table, key, c.XID, timefmt.Format(c.At))
-		if len(c.Columns) == 0 {
-			fmt.Fprintf(w, "    old: %s\n    new: %s\n", deref(c.Old), deref(c.New))
-			continue
-		}
-		for _, col := range c.Columns {
-			switch c.Op {
-			case "UPDATE":
-				if deref(col.Old) == deref(col.New) {
-					continue
-				}
-				fmt.Fprintf(w, "    %s: %s -> %s\n", col.Column, deref(col.Old), deref(col.New))
-			case "INSERT":
-				fmt.Fprintf(w, "    %s: %s\n", col.Column, deref(col.New))
-			default:
-				fmt.Fprintf(w, "    %s: %s\n", col.Column, deref(col.Old))
-			}
-		}
-	}
+	renderChanges(w, p, d.Changes, true)
 	return nil
 }
 

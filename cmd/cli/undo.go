@@ -117,13 +117,13 @@ that would fire, already undone, schema changed).`,
 			}
 			if o.dryRun {
 				return g.output(plan, func(w io.Writer) error {
-					renderPlan(w, plan)
+					renderPlan(w, g.palette(w), plan)
 					fmt.Fprintln(w, "dry run: nothing was changed (the undo ran with every check --yes runs, then was rolled back)")
 					return nil
 				})
 			}
 			if !o.yes {
-				renderPlan(g.stderr, plan)
+				renderPlan(g.stderr, g.palette(g.stderr), plan)
 				if !isTerminal(g.stdin) {
 					return usageErr(errors.New("undo needs confirmation: no terminal to ask on, so nothing was changed; add --yes to apply the plan above"))
 				}
@@ -140,7 +140,7 @@ that would fire, already undone, schema changed).`,
 				return g.undoError(applied, err)
 			}
 			return g.output(applied, func(w io.Writer) error {
-				renderPlan(w, applied)
+				renderPlan(w, g.palette(w), applied)
 				fmt.Fprintf(w, "undone: %d rows written in one transaction, recorded as session %s (undo that session to redo)\n", applied.RowsChanged, applied.UndoSession)
 				return nil
 			})
@@ -187,7 +187,7 @@ func (g *globals) writeUndoScript(ctx context.Context, conn *pgx.Conn, sel undo.
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return g.output(plan, func(w io.Writer) error {
-		renderPlan(w, plan)
+		renderPlan(w, g.palette(w), plan)
 		fmt.Fprintf(w, "wrote the undo to %s; nothing was changed; review it, then run: psql -X -f %s\n", path, path)
 		return nil
 	})
@@ -219,7 +219,10 @@ func (g *globals) progress(msg string) {
 	}
 }
 
-func renderPlan(w io.Writer, p *undo.Plan) {
+// renderPlan prints an undo's plan: the work per table, then each conflict
+// (bold red when it refuses, yellow when it was skipped) and each column merge
+// kept.
+func renderPlan(w io.Writer, pal palette, p *undo.Plan) {
 	fmt.Fprintf(w, "undo of session %s: %d logged row changes\n", strings.Join(p.Sessions, ", "), p.Changes)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TABLE\tRESTORE\tRE-INSERT\tDELETE\tMERGE\tSKIP")
@@ -228,14 +231,14 @@ func renderPlan(w io.Writer, p *undo.Plan) {
 	}
 	_ = tw.Flush()
 	for _, c := range p.Conflicts {
-		prefix := "  "
 		if c.Skipped {
-			prefix = "  skipped: "
+			fmt.Fprintln(w, "  "+pal.Warning("skipped: "+c.String()))
+			continue
 		}
-		fmt.Fprintln(w, prefix+c.String())
+		fmt.Fprintln(w, "  "+pal.Refusal(c.String()))
 	}
 	for _, k := range p.Kept {
-		fmt.Fprintf(w, "  merge kept %s %s column %s (changed since)\n", k.Table, k.Key, k.Column)
+		fmt.Fprintf(w, "  merge kept %s %s column %s (changed since)\n", k.Table, pal.Key(k.Key), k.Column)
 	}
 }
 
