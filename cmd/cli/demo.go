@@ -225,7 +225,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) (*demoResult, error
 	if err != nil {
 		return nil, err
 	}
-	if err := renderSessions(w, sessions); err != nil {
+	if err := renderSessions(w, g.termWidth(w), sessions); err != nil {
 		return nil, err
 	}
 	step("pgundo show %s   (the patch: customers' notes are gone, orders 15 and 30 re-created as 1015 and 1030)", res.PatchSession)

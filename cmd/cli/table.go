@@ -2,9 +2,13 @@ package cli
 
 import (
 	"bufio"
+	"io"
+	"os"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/term"
 )
 
 // tableBlock is how many rows a blockTable lays out at a time.
@@ -81,4 +85,19 @@ func (t *blockTable) writeLine(cells []string) {
 		}
 	}
 	t.w.WriteByte('\n')
+}
+
+// termWidth returns the width in columns of the terminal w writes to, or 0
+// (no limit) when w is not a terminal: output piped to a file or another
+// program is never shortened.
+func (g *globals) termWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0
+	}
+	width, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0
+	}
+	return width
 }
