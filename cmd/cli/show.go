@@ -16,12 +16,17 @@ import (
 
 type showOptions struct {
 	limit int
+	table string
+	key   []string
 }
 
 // Validate checks the flag values.
 func (o showOptions) Validate() error {
 	if o.limit < 0 {
 		return usageErr(errors.New("--limit must be 0 (no limit) or more"))
+	}
+	if len(o.key) > 0 && o.table == "" {
+		return usageErr(errors.New("--key needs --table: the key is read as that table's primary key"))
 	}
 	return nil
 }
@@ -35,9 +40,19 @@ func newShowCommand(g *globals) *cobra.Command {
 with which application_name and tag; how many rows it inserted, updated,
 deleted and truncated per table; then each row change in the order it was
 logged, with the changed columns of an update (old -> new) and every column
-of an insert or delete.`,
+of an insert or delete. Within a statement, rows are listed in primary-key
+order (numbers by value); when --limit cuts a statement, the rows listed are
+the first it logged, in key order.
+
+--table keeps only one table's changes (with its partitions); --key, with
+--table, only those of the row with that primary key before or after the
+change: the value alone for a one-column key, or col=value for each key
+column (repeat --key), read as the key columns' types as pgundo history
+reads them.`,
 		Example: `  pgundo show 6740a1b2.3f1c
-  pgundo show 6740a1b2.3f1c --limit 1000 --json`,
+  pgundo show 6740a1b2.3f1c --limit 1000 --json
+  pgundo show 6740a1b2.3f1c --table public.orders --key 1042
+  pgundo show 6740a1b2.3f1c --table public.film_actor --key actor_id=1 --key film_id=23`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.Validate(); err != nil {
@@ -49,8 +64,22 @@ of an insert or delete.`,
 				return err
 			}
 			defer conn.Close(context.Background())
-			d, err := history.Show(ctx, conn, args[0], o.limit)
-			if errors.Is(err, history.ErrNoSuchSession) {
+			so := history.ShowOptions{Limit: o.limit}
+			if o.table != "" {
+				if so.Table, err = loadTable(ctx, conn, o.table); err != nil {
+					return err
+				}
+			}
+			if len(o.key) > 0 {
+				k, err := so.Table.ParseKey(o.key)
+				if err != nil {
+					return usageErr(err)
+				}
+				so.Key = &k
+			}
+			d, err := history.ShowWith(ctx, conn, args[0], so)
+			var re *history.RequestError
+			if errors.Is(err, history.ErrNoSuchSession) || errors.As(err, &re) {
 				return usageErr(err)
 			}
 			if err != nil {
@@ -63,6 +92,8 @@ of an insert or delete.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&o.table, "table", "", "only the changes of this table (and its partitions)")
+	cmd.Flags().StringArrayVar(&o.key, "key", nil, "with --table: only the changes of the row with this primary key (VALUE, or COL=VALUE for each key column, repeated)")
 	cmd.Flags().IntVar(&o.limit, "limit", 100, "list at most this many row changes (0: all); a cut is said on stderr, and in --json by \"more\" and \"truncated\"")
 	return cmd
 }
