@@ -135,6 +135,7 @@ a time before tracking, columns changed since, a bad key.`,
 	}
 	timeVar(cmd.Flags(), &o.at, "at", "the time")
 	cmd.Flags().StringVar(&o.format, "format", formatTable, "output format: table, json, ndjson or csv")
+	cmd.ValidArgsFunction = g.completeTrackedTables(true)
 	return cmd
 }
 

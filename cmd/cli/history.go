@@ -100,6 +100,7 @@ the wrong columns or a value of the wrong type, no such row.`,
 		},
 	}
 	cmd.Flags().BoolVar(&o.reindex, "reindex", false, "rebuild the row-history index from the whole log first (after VACUUM FULL or CLUSTER of pgundo.change)")
+	cmd.ValidArgsFunction = g.completeTrackedTables(true)
 	return cmd
 }
 

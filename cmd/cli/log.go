@@ -175,6 +175,9 @@ first lines appear at once. Pipe it to head, jq or a file.`,
 	timeVar(fl, &o.until, "until", "only changes before this time")
 	fl.StringVar(&o.format, "format", formatTable, "output format: table, json, ndjson or csv")
 	fl.Int64Var(&o.limit, "limit", 0, "stop after this many changes (default 0: all); a cut is said on stderr")
+	_ = cmd.RegisterFlagCompletionFunc("table", g.completeTrackedTables(false))
+	_ = cmd.RegisterFlagCompletionFunc("tag", g.completeTags)
+	_ = cmd.RegisterFlagCompletionFunc("session", g.completeSessions(true))
 	return cmd
 }
 

@@ -107,6 +107,8 @@ statement, cascades and trigger side effects included.`,
 	fl.StringVar(&o.table, "table", "", "only sessions that changed this table (or one of its partitions)")
 	fl.StringVar(&o.tag, "tag", "", "only sessions with changes tagged so (SET pgundo.tag = '...')")
 	fl.IntVar(&o.limit, "limit", history.DefaultLimit, "list at most this many sessions, the most recent (0: all); a cut is said on stderr")
+	_ = cmd.RegisterFlagCompletionFunc("table", g.completeTrackedTables(false))
+	_ = cmd.RegisterFlagCompletionFunc("tag", g.completeTags)
 	return cmd
 }
 

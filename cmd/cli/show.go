@@ -95,6 +95,8 @@ reads them.`,
 	cmd.Flags().StringVar(&o.table, "table", "", "only the changes of this table (and its partitions)")
 	cmd.Flags().StringArrayVar(&o.key, "key", nil, "with --table: only the changes of the row with this primary key (VALUE, or COL=VALUE for each key column, repeated)")
 	cmd.Flags().IntVar(&o.limit, "limit", 100, "list at most this many row changes (0: all); a cut is said on stderr, and in --json by \"more\" and \"truncated\"")
+	cmd.ValidArgsFunction = g.completeSessions(false)
+	_ = cmd.RegisterFlagCompletionFunc("table", g.completeTrackedTables(false))
 	return cmd
 }
 

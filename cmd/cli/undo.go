@@ -157,6 +157,8 @@ that would fire, already undone, schema changed).`,
 	fl.StringVar(&o.sqlFile, "sql", "", "write the undo as a reviewable SQL script for psql to FILE ('-': stdout) instead of applying it; none is written for an undo --yes would refuse")
 	fl.BoolVar(&o.yes, "yes", false, "apply without asking")
 	fl.StringVar(&o.onConflict, "on-conflict", "refuse", "refuse (change nothing), skip (undo the rest), or merge (keep later column edits)")
+	cmd.ValidArgsFunction = g.completeSessions(true)
+	_ = cmd.RegisterFlagCompletionFunc("tag", g.completeTags)
 	return cmd
 }
 
