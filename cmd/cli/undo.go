@@ -82,6 +82,10 @@ transaction it rolls back: it shows the plan, or refuses as --yes would, with
 the same exit code, and changes nothing (it holds the same locks while it
 runs). --sql writes no script for an undo that --yes would refuse now.
 
+Running longer than two seconds on a terminal, it shows a progress bar per
+table on stderr (rows written of rows planned, rate, time left); off a
+terminal, step lines; under --json, nothing.
+
 Without --yes it shows the plan (made as --dry-run makes it) and asks on a
 terminal; with no terminal it refuses (exit 2). Exit codes: 0 undone (or plan
 shown), 1 error, 2 bad usage, 3 refused (conflicts, foreign keys, triggers
@@ -110,7 +114,10 @@ that would fire, already undone, schema changed).`,
 			// and apply only the plan that was confirmed.
 			var plan *undo.Plan
 			if o.dryRun || !o.yes {
-				plan, err = undo.MakePlan(ctx, conn, sel, opts)
+				err = g.withUndoProgress(opts, func(opts undo.Options) (err error) {
+					plan, err = undo.MakePlan(ctx, conn, sel, opts)
+					return err
+				})
 				if err != nil {
 					return g.undoError(plan, err)
 				}
@@ -135,7 +142,11 @@ that would fire, already undone, schema changed).`,
 					return refusedErr(errors.New("undo not confirmed; nothing was changed"))
 				}
 			}
-			applied, err := undo.Apply(ctx, conn, sel, opts, plan)
+			var applied *undo.Plan
+			err = g.withUndoProgress(opts, func(opts undo.Options) (err error) {
+				applied, err = undo.Apply(ctx, conn, sel, opts, plan)
+				return err
+			})
 			if err != nil {
 				return g.undoError(applied, err)
 			}
