@@ -38,10 +38,10 @@ func newShowCommand(g *globals) *cobra.Command {
 		Short: "What a session changed: counts per table, then row-level diffs",
 		Long: `Show one recorded session: who (login and effective roles), when, from where,
 with which application_name and tag; how many rows it inserted, updated,
-deleted and truncated per table; then each row change in the order it was
-logged, with the changed columns of an update (old -> new) and every column
-of an insert or delete. Within a statement, rows are listed in primary-key
-order (numbers by value); when --limit cuts a statement, the rows listed are
+deleted and truncated per table; then each row change, statement by statement
+in the order they were logged, with the changed columns of an update
+(old -> new) and every column of an insert or delete. Within a statement,
+rows are listed in primary-key order (numbers by value); when --limit cuts a statement, the rows listed are
 the first it logged, in key order.
 
 --table keeps only one table's changes (with its partitions); --key, with
