@@ -36,6 +36,8 @@ type Change struct {
 	// Old and New are the raw row images (the row's text form).
 	Old *string `json:"old"`
 	New *string `json:"new"`
+	// relid is the table (partition) the change was logged for.
+	relid uint32
 }
 
 // SessionDetail is what pgundo show prints.

@@ -58,15 +58,34 @@ func CurrentTx(ctx context.Context, db DBTX, limit int) (*TxDetail, error) {
 // the pgundo.stmt rows (alias st) that match where, a constant SQL
 // condition over st with its values in args (never user text).
 func readChanges(ctx context.Context, db DBTX, where string, args []any, limit int) ([]TableCount, []Change, int64, error) {
+	return readChangesWhere(ctx, db, where, "", args, limit)
+}
+
+// readChangesWhere is readChanges with rowWhere, a condition on each change
+// row (alias c) and its diff (d.diff, json), that narrows both the counts
+// and the rows listed; "" for none. Rows within a statement are listed in
+// primary-key order.
+func readChangesWhere(ctx context.Context, db DBTX, where, rowWhere string, args []any, limit int) ([]TableCount, []Change, int64, error) {
 	limitClause := ""
 	if limit > 0 {
 		limitClause = " LIMIT " + fmt.Sprint(limit)
 	}
-	rows, err := db.Query(ctx, `
+	const diff = ` CROSS JOIN LATERAL (SELECT pgundo._diff(st.relid, c.old, c.new, st.op <> 'U') AS diff) d`
+	countQuery := `
 		SELECT quote_ident(st.schema_name) || '.' || quote_ident(st.table_name),
 		       coalesce(sum(st.rows) FILTER (WHERE st.op = 'I'), 0)::bigint, coalesce(sum(st.rows) FILTER (WHERE st.op = 'U'), 0)::bigint,
 		       coalesce(sum(st.rows) FILTER (WHERE st.op = 'D'), 0)::bigint, coalesce(sum(st.rows) FILTER (WHERE st.op = 'T'), 0)::bigint
-		  FROM pgundo.stmt st WHERE `+where+` GROUP BY 1 ORDER BY 1`, args...)
+		  FROM pgundo.stmt st WHERE ` + where + ` GROUP BY 1 ORDER BY 1`
+	if rowWhere != "" {
+		countQuery = `
+		SELECT quote_ident(st.schema_name) || '.' || quote_ident(st.table_name),
+		       count(*) FILTER (WHERE st.op = 'I'), count(*) FILTER (WHERE st.op = 'U'),
+		       count(*) FILTER (WHERE st.op = 'D'), count(*) FILTER (WHERE st.op = 'T')
+		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id` + diff + `
+		 WHERE ` + where + ` AND ` + rowWhere + ` GROUP BY 1 ORDER BY 1`
+		where += " AND " + rowWhere
+	}
+	rows, err := db.Query(ctx, countQuery, args...)
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -81,10 +100,9 @@ func readChanges(ctx context.Context, db DBTX, where string, args []any, limit i
 	// JSON key/value pairs; a table whose columns changed since is shown with
 	// raw images only.
 	rows, err = db.Query(ctx, `
-		SELECT st.id, st.xid::text, st.at, st.op::text, quote_ident(st.schema_name) || '.' || quote_ident(st.table_name),
-		       c.old, c.new,
-		       pgundo._diff(st.relid, c.old, c.new, st.op <> 'U')
-		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
+		SELECT st.id, st.relid, st.xid::text, st.at, st.op::text, quote_ident(st.schema_name) || '.' || quote_ident(st.table_name),
+		       c.old, c.new, d.diff
+		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id`+diff+`
 		 WHERE `+where+`
 		 ORDER BY st.id`+limitClause, args...)
 	if err != nil {
@@ -93,7 +111,7 @@ func readChanges(ctx context.Context, db DBTX, where string, args []any, limit i
 	changes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Change, error) {
 		var c Change
 		var diff []byte
-		if err := r.Scan(&c.StmtID, &c.XID, &c.At, &c.Op, &c.Table, &c.Old, &c.New, &diff); err != nil {
+		if err := r.Scan(&c.StmtID, &c.relid, &c.XID, &c.At, &c.Op, &c.Table, &c.Old, &c.New, &diff); err != nil {
 			return c, err
 		}
 		var cols [][]*string
@@ -110,6 +128,9 @@ func readChanges(ctx context.Context, db DBTX, where string, args []any, limit i
 		return c, nil
 	})
 	if err != nil {
+		return nil, nil, 0, err
+	}
+	if err := sortByKey(ctx, db, changes); err != nil {
 		return nil, nil, 0, err
 	}
 	var total int64

@@ -299,6 +299,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 			return errFastMismatch
 		}
 	}
+	r.step(t.name, created+updated+deleted, 0)
 	if created+updated+deleted >= announceRows {
 		// The writes below take about as long as the sessions' own
 		// statements: on a big table, say what is coming.
@@ -406,6 +407,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	tp := TablePlan{Table: t.name, KeyColumns: t.key, Restore: updated, Reinsert: deleted, Delete: created}
 	r.plan.Tables = append(r.plan.Tables, tp)
 	r.plan.RowsChanged += created + deleted + updated
+	r.step(t.name, created+deleted+updated, created+deleted+updated)
 	r.written = append(r.written, fmt.Sprintf("undone %s: %d restored, %d re-inserted, %d deleted", t.name, tp.Restore, tp.Reinsert, tp.Delete))
 	return nil
 }

@@ -81,6 +81,13 @@ type runner struct {
 	planned []*table
 }
 
+// step reports a table's progress through Options.Step.
+func (r *runner) step(table string, planned, done int64) {
+	if r.opts.Step != nil {
+		r.opts.Step(TableProgress{Table: table, Planned: planned, Done: done})
+	}
+}
+
 func (r *runner) progress(format string, args ...any) {
 	if r.opts.Progress != nil {
 		r.opts.Progress(fmt.Sprintf(format, args...))

@@ -148,6 +148,7 @@ func (r *runner) planTable(ctx context.Context, t *table) error {
 	if err := r.collectConflicts(ctx, t); err != nil {
 		return err
 	}
+	r.step(t.name, tp.Restore+tp.Reinsert+tp.Delete+tp.Merged, 0)
 	r.progress("planned %s: %d to restore, %d to re-insert, %d to delete, %d conflicts", t.name, tp.Restore, tp.Reinsert, tp.Delete, tp.Skipped+tp.Merged+int64(countConflicts(r.plan.Conflicts, t.name, false)))
 	// Keep the plan's temp table per table for apply, verify and scripts.
 	if _, err := r.tx.Exec(ctx, fmt.Sprintf("ALTER TABLE pgundo_c RENAME TO pgundo_c_%d", t.oid)); err != nil {
@@ -523,6 +524,7 @@ func (r *runner) applyTable(ctx context.Context, t *table) error {
 		}
 	}
 	r.plan.RowsChanged += total
+	r.step(t.name, total, total)
 	r.written = append(r.written, fmt.Sprintf("applied %s: %d rows written", t.name, total))
 	return nil
 }

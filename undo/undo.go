@@ -94,11 +94,25 @@ type Options struct {
 	// Progress, when set, receives one line per step (table planned,
 	// table applied). It is called from the goroutine running the undo.
 	Progress func(msg string)
+	// Step, when set, receives the same steps as numbers, for a progress
+	// bar: each table's rows to write once they are counted (Done 0), then
+	// again once they are written (Done = Planned), in the undo's
+	// transaction (a dry run rolls them back). Called from the goroutine
+	// running the undo. Default nil.
+	Step func(TableProgress)
 	// AlwaysPlan makes Apply plan every row (net the images, classify,
 	// write, check) even where the fast path would undo the sessions
 	// straight from the log (see fast.go). The result is the same; default
 	// false. For comparisons and tests.
 	AlwaysPlan bool
+}
+
+// TableProgress is how far an undo is with one table (see Options.Step).
+type TableProgress struct {
+	// Table is the schema-qualified table, as in TablePlan.
+	Table string
+	// Planned counts the rows to write; Done those written so far.
+	Planned, Done int64
 }
 
 // TablePlan is what the undo does to one table.

@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -137,11 +135,9 @@ a time before tracking, columns changed since, a bad key.`,
 	}
 	timeVar(cmd.Flags(), &o.at, "at", "the time")
 	cmd.Flags().StringVar(&o.format, "format", formatTable, "output format: table, json, ndjson or csv")
+	cmd.ValidArgsFunction = g.completeTrackedTables(true)
 	return cmd
 }
-
-// tableBlock is how many rows the table format lays out at a time.
-const tableBlock = 500
 
 // rowWriter streams table rows in one format. Nothing is written before
 // the first row or end: a command that fails first leaves stdout empty.
@@ -153,14 +149,13 @@ type rowWriter struct {
 	n        int64
 	vertical bool // table format: one "column: value" line each (one row)
 	started  bool
-	// Table format: rows waiting to be laid out, and the column widths
-	// printed so far (nil before the first block).
-	block  [][]string
-	widths []int
+	// tab lays out the table format in blocks.
+	tab blockTable
 }
 
 func newRowWriter(out io.Writer, format string, cols []string) *rowWriter {
 	rw := &rowWriter{w: bufio.NewWriterSize(out, 64<<10), format: format, cols: cols}
+	rw.tab = blockTable{w: rw.w, cols: cols}
 	for _, c := range cols {
 		b, _ := json.Marshal(c)
 		rw.keys = append(rw.keys, b)
@@ -237,62 +232,19 @@ func (rw *rowWriter) write(_ string, fields []*string) error {
 		for i, f := range fields {
 			cells[i] = cellText(f)
 		}
-		rw.block = append(rw.block, cells)
+		if rw.tab.add(cells) {
+			rw.n++
+			return rw.w.Flush()
+		}
 	}
 	rw.n++
 	switch {
-	case len(rw.block) >= tableBlock:
-		rw.writeBlock()
-		return rw.w.Flush()
 	case rw.n%500 == 0:
 		return rw.w.Flush()
 	case rw.n <= 10 && rw.format != formatTable:
 		return rw.w.Flush()
 	}
 	return nil
-}
-
-// writeBlock lays out the waiting rows of the table format: columns as
-// wide as their widest value so far, two spaces apart. The header comes
-// first, and again above a block that needs wider columns than the rows
-// before it.
-func (rw *rowWriter) writeBlock() {
-	need := make([]int, len(rw.cols))
-	for i, c := range rw.cols {
-		need[i] = utf8.RuneCountInString(c)
-		if rw.widths != nil {
-			need[i] = max(need[i], rw.widths[i])
-		}
-	}
-	for _, cells := range rw.block {
-		for i, c := range cells {
-			need[i] = max(need[i], utf8.RuneCountInString(c))
-		}
-	}
-	if rw.widths == nil || !slices.Equal(need, rw.widths) {
-		rw.widths = need
-		rw.writeLine(rw.cols)
-	}
-	for _, cells := range rw.block {
-		rw.writeLine(cells)
-	}
-	rw.block = rw.block[:0]
-}
-
-// writeLine writes one row of the table format, padded to the widths, with
-// no padding after its last non-empty cell.
-func (rw *rowWriter) writeLine(cells []string) {
-	last := len(cells) - 1
-	for last > 0 && cells[last] == "" {
-		last--
-	}
-	for i := 0; i <= last; i++ {
-		rw.w.WriteString(cells[i])
-		if i < last {
-			rw.w.WriteString(strings.Repeat(" ", rw.widths[i]-utf8.RuneCountInString(cells[i])+2))
-		}
-	}
-	rw.w.WriteByte('\n')
 }
 
 func (rw *rowWriter) end() error {
@@ -305,9 +257,7 @@ func (rw *rowWriter) end() error {
 		rw.w.WriteString("]\n")
 	case formatTable:
 		if !rw.vertical {
-			if len(rw.block) > 0 || rw.widths == nil {
-				rw.writeBlock()
-			}
+			rw.tab.flush()
 			fmt.Fprintf(rw.w, "(%d rows)\n", rw.n)
 		}
 	}

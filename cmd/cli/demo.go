@@ -225,7 +225,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) (*demoResult, error
 	if err != nil {
 		return nil, err
 	}
-	if err := renderSessions(w, sessions); err != nil {
+	if err := renderSessions(w, g.termWidth(w), sessions); err != nil {
 		return nil, err
 	}
 	step("pgundo show %s   (the patch: customers' notes are gone, orders 15 and 30 re-created as 1015 and 1030)", res.PatchSession)
@@ -233,7 +233,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) (*demoResult, error
 	if err != nil {
 		return nil, err
 	}
-	if err := renderShow(w, detail); err != nil {
+	if err := renderShow(w, g.palette(w), detail); err != nil {
 		return nil, err
 	}
 	sel := undo.Selection{Sessions: []string{res.PatchSession}}
@@ -242,7 +242,7 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) (*demoResult, error
 	if err != nil {
 		return nil, fmt.Errorf("demo: plan: %w", err)
 	}
-	renderPlan(w, plan)
+	renderPlan(w, g.palette(w), plan)
 	step("pgundo undo %s --yes", res.PatchSession)
 	applied, err := undo.Apply(ctx, conn, sel, undo.Options{}, plan)
 	if err != nil {

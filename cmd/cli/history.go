@@ -96,10 +96,11 @@ the wrong columns or a value of the wrong type, no such row.`,
 			if err != nil {
 				return err
 			}
-			return g.output(h, func(w io.Writer) error { return renderHistory(w, h) })
+			return g.output(h, func(w io.Writer) error { return renderHistory(w, g.palette(w), h) })
 		},
 	}
 	cmd.Flags().BoolVar(&o.reindex, "reindex", false, "rebuild the row-history index from the whole log first (after VACUUM FULL or CLUSTER of pgundo.change)")
+	cmd.ValidArgsFunction = g.completeTrackedTables(true)
 	return cmd
 }
 
@@ -122,7 +123,9 @@ func loadTable(ctx context.Context, conn *pgx.Conn, name string) (*history.Table
 	return t, err
 }
 
-func renderHistory(w io.Writer, h *history.RowHistory) error {
+// renderHistory prints a row's versions, oldest first: removed values red,
+// added ones green, the row's key bold (see palette).
+func renderHistory(w io.Writer, p palette, h *history.RowHistory) error {
 	n := len(h.Versions)
 	plural := "s"
 	if n == 1 {
@@ -137,9 +140,9 @@ func renderHistory(w io.Writer, h *history.RowHistory) error {
 	}
 	for _, v := range h.Versions {
 		fmt.Fprintln(w)
-		key := v.Key
+		key := p.Key(v.Key)
 		if v.PreviousKey != nil {
-			key += " (was " + *v.PreviousKey + ")"
+			key += " (was " + p.Key(*v.PreviousKey) + ")"
 		}
 		fmt.Fprintf(w, "%s  %s %s %s\n", timefmt.Format(v.At), v.Op, v.Table, key)
 		who := "user " + v.User
@@ -159,16 +162,16 @@ func renderHistory(w io.Writer, h *history.RowHistory) error {
 			fmt.Fprintln(w, "    (no column changed)")
 		}
 		if len(v.Columns) == 0 && (v.Old != nil || v.New != nil) && v.Op != "UPDATE" {
-			fmt.Fprintf(w, "    old: %s\n    new: %s\n", deref(v.Old), deref(v.New))
+			fmt.Fprintf(w, "    old: %s\n    new: %s\n", p.Removed(deref(v.Old)), p.Added(deref(v.New)))
 		}
 		for _, c := range v.Columns {
 			switch {
 			case v.Old != nil && v.New != nil:
-				fmt.Fprintf(w, "    %s: %s -> %s\n", c.Column, quoteValue(c.Old), quoteValue(c.New))
+				fmt.Fprintf(w, "    %s: %s -> %s\n", c.Column, p.Removed(quoteValue(c.Old)), p.Added(quoteValue(c.New)))
 			case v.New != nil:
-				fmt.Fprintf(w, "    %s: %s\n", c.Column, quoteValue(c.New))
+				fmt.Fprintf(w, "    %s: %s\n", c.Column, p.Added(quoteValue(c.New)))
 			default:
-				fmt.Fprintf(w, "    %s: %s\n", c.Column, quoteValue(c.Old))
+				fmt.Fprintf(w, "    %s: %s\n", c.Column, p.Removed(quoteValue(c.Old)))
 			}
 		}
 	}

@@ -97,7 +97,8 @@ partitions), --session, --tx, --user (login or effective role), --app, --tag,
 (exclusive).
 
 Formats (--format, default table; --json is --format json):
-  table   one line per change, for people
+  table   one line per change, for people: columns aligned (500 lines at a
+          time), with the XID that undo --tx takes
   json    one JSON array of change objects
   ndjson  one JSON object per line
   csv     a header, then one line per change (PostgreSQL's CSV conventions:
@@ -179,6 +180,9 @@ first lines appear at once. Pipe it to head, jq or a file.`,
 	timeVar(fl, &o.until, "until", "only changes before this time")
 	fl.StringVar(&o.format, "format", formatTable, "output format: table, json, ndjson or csv")
 	fl.Int64Var(&o.limit, "limit", 0, "stop after this many changes (default 0: all); a cut is said on stderr")
+	_ = cmd.RegisterFlagCompletionFunc("table", g.completeTrackedTables(false))
+	_ = cmd.RegisterFlagCompletionFunc("tag", g.completeTags)
+	_ = cmd.RegisterFlagCompletionFunc("session", g.completeSessions(true))
 	return cmd
 }
 
@@ -189,10 +193,17 @@ type changeWriter struct {
 	format  string
 	n       int64
 	pending int
+	// tab lays out the table format in aligned blocks.
+	tab blockTable
 }
 
+// logTableHeader names the columns of log's table format.
+var logTableHeader = []string{"AT", "XID", "SESSION", "USER", "APPLICATION", "TAG", "OP", "TABLE", "KEY", "CHANGES"}
+
 func newChangeWriter(out io.Writer, format string) *changeWriter {
-	return &changeWriter{w: bufio.NewWriterSize(out, 64<<10), format: format}
+	cw := &changeWriter{w: bufio.NewWriterSize(out, 64<<10), format: format}
+	cw.tab = blockTable{w: cw.w, cols: logTableHeader}
+	return cw
 }
 
 var logCSVHeader = []string{"stmt_id", "xid", "at", "op", "table", "key", "previous_key", "session", "user", "role",
@@ -204,8 +215,6 @@ func (cw *changeWriter) begin() error {
 		cw.w.WriteString("[")
 	case formatCSV:
 		writeCSVLine(cw.w, strPtrs(logCSVHeader))
-	case formatTable:
-		fmt.Fprintln(cw.w, "AT  SESSION  USER  APPLICATION  TAG  OP  TABLE  KEY  CHANGES")
 	}
 	return cw.flush()
 }
@@ -241,7 +250,11 @@ func (cw *changeWriter) write(v *history.Version) error {
 		writeCSVLine(cw.w, []*string{&stmt, &v.XID, &at, &v.Op, &v.Table, &v.Key, v.PreviousKey, &v.Session, &v.User, &v.Role,
 			&v.ApplicationName, client, v.Tag, &colText, v.Old, v.New})
 	default:
-		fmt.Fprintln(cw.w, logLine(v))
+		cw.n++
+		if cw.tab.add(logCells(v)) {
+			return cw.flush()
+		}
+		return nil
 	}
 	cw.n++
 	cw.pending++
@@ -264,13 +277,16 @@ func (cw *changeWriter) end() error {
 	case formatTable:
 		if cw.n == 0 {
 			fmt.Fprintln(cw.w, "(no changes match)")
+		} else {
+			cw.tab.flush()
 		}
 	}
 	return cw.flush()
 }
 
-// logLine renders one change on one line, for people.
-func logLine(v *history.Version) string {
+// logCells renders one change as the cells of one line, for people: values
+// as pgundo history shows them, line breaks and tabs as \n, \r and \t.
+func logCells(v *history.Version) []string {
 	client := v.ClientAddr
 	if client == "" {
 		client = "local"
@@ -309,8 +325,11 @@ func logLine(v *history.Version) string {
 	if app == "" {
 		app = "-"
 	}
-	return fmt.Sprintf("%s  %s  %s  %s  %s  %s  %s  %s  %s", timefmt.Format(v.At), v.Session, user,
-		app, tag, v.Op, v.Table, key, changes)
+	cells := []string{timefmt.Format(v.At), v.XID, v.Session, user, app, tag, v.Op, v.Table, key, changes}
+	for i, c := range cells {
+		cells[i] = cellText(&c)
+	}
+	return cells
 }
 
 func strPtrs(ss []string) []*string {

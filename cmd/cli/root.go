@@ -55,6 +55,7 @@ type globals struct {
 	conns       []*pgx.Conn // opened by connect, cleaned up before Run returns
 	databaseURL string
 	json        bool
+	color       colorMode
 	stdin       io.Reader
 	stdout      io.Writer
 	stderr      io.Writer
@@ -115,6 +116,7 @@ func NewRootCommand(g *globals) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.databaseURL, "database-url", "", "PostgreSQL connection URL or keyword/value string (default: $DATABASE_URL, then the libpq PG* variables)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print a typed JSON result on stdout instead of text")
+	root.PersistentFlags().Var(&g.color, "color", colorHelp)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(
 		newInstallCommand(g),
@@ -166,7 +168,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return ExitOK
 	}
 	code, msg, hint := describeError(err, cmd)
-	fmt.Fprintf(stderr, "pgundo: %s\n", msg)
+	fmt.Fprintf(stderr, "pgundo: %s\n", g.errorText(code, msg))
 	if g.json || jsonRequested(args) {
 		switch {
 		case out.n == 0:

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -88,7 +90,7 @@ statement, cascades and trigger side effects included.`,
 			if cut {
 				sessions = sessions[:o.limit]
 			}
-			if err := g.output(sessions, func(w io.Writer) error { return renderSessions(w, sessions) }); err != nil {
+			if err := g.output(sessions, func(w io.Writer) error { return renderSessions(w, g.termWidth(w), sessions) }); err != nil {
 				return err
 			}
 			if cut {
@@ -105,16 +107,23 @@ statement, cascades and trigger side effects included.`,
 	fl.StringVar(&o.table, "table", "", "only sessions that changed this table (or one of its partitions)")
 	fl.StringVar(&o.tag, "tag", "", "only sessions with changes tagged so (SET pgundo.tag = '...')")
 	fl.IntVar(&o.limit, "limit", history.DefaultLimit, "list at most this many sessions, the most recent (0: all); a cut is said on stderr")
+	_ = cmd.RegisterFlagCompletionFunc("table", g.completeTrackedTables(false))
+	_ = cmd.RegisterFlagCompletionFunc("tag", g.completeTags)
 	return cmd
 }
 
-func renderSessions(w io.Writer, sessions []history.Session) error {
+// renderSessions lists sessions, one a line, columns aligned. When width
+// is more than 0 (the terminal's width) and a line would be wider, the
+// TABLES column is shortened to fit: the first tables, then how many more
+// (public.orders,public.items +3); at least one table is always named.
+// --json lists every table.
+func renderSessions(w io.Writer, width int, sessions []history.Session) error {
 	if len(sessions) == 0 {
 		fmt.Fprintln(w, "no sessions match")
 		return nil
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SESSION\tLAST CHANGE\tUSER\tAPPLICATION\tCLIENT\tCHANGES\tTABLES\tTAG\tUNDO")
+	const tablesCol = 6
+	rows := [][]string{{"SESSION", "LAST CHANGE", "USER", "APPLICATION", "CLIENT", "CHANGES", "TABLES", "TAG", "UNDO"}}
 	for _, s := range sessions {
 		undo := "-"
 		switch {
@@ -127,8 +136,56 @@ func renderSessions(w io.Writer, sessions []history.Session) error {
 		if client == "" {
 			client = "local"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, timefmt.Format(s.LastChangeAt),
-			s.User, s.ApplicationName, client, s.Changes, joinOr(s.Tables, ","), joinOr(s.Tags, ","), undo)
+		rows = append(rows, []string{s.ID, timefmt.Format(s.LastChangeAt), s.User, s.ApplicationName, client,
+			strconv.FormatInt(s.Changes, 10), joinOr(s.Tables, ","), joinOr(s.Tags, ","), undo})
+	}
+	if width > 0 {
+		widths := columnWidths(rows)
+		total := 2 * (len(widths) - 1)
+		for _, n := range widths {
+			total += n
+		}
+		if total > width {
+			budget := max(width-(total-widths[tablesCol]), utf8.RuneCountInString(rows[0][tablesCol]))
+			for i, s := range sessions {
+				rows[i+1][tablesCol] = shortenList(s.Tables, budget)
+			}
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	return tw.Flush()
+}
+
+// columnWidths returns the widest cell of each column, in runes.
+func columnWidths(rows [][]string) []int {
+	var widths []int
+	for _, r := range rows {
+		for i, c := range r {
+			if i == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	return widths
+}
+
+// shortenList joins items with commas in at most width runes: as many items
+// as fit, then " +N" for the N left out; the first item is always named,
+// even when it alone is wider. No items is "-".
+func shortenList(items []string, width int) string {
+	full := joinOr(items, ",")
+	if utf8.RuneCountInString(full) <= width || len(items) < 2 {
+		return full
+	}
+	for k := len(items) - 1; k > 1; k-- {
+		s := strings.Join(items[:k], ",") + " +" + strconv.Itoa(len(items)-k)
+		if utf8.RuneCountInString(s) <= width {
+			return s
+		}
+	}
+	return items[0] + " +" + strconv.Itoa(len(items)-1)
 }

@@ -159,10 +159,12 @@ func TestTimesPastedBetweenCommands(t *testing.T) {
 		}{at, xid}
 	}
 	require.NoError(t, rows.Err())
-	require.Equal(t, "AT  SESSION  USER  APPLICATION  TAG  OP  TABLE  KEY  CHANGES\n"+
-		utc(stmts["early"].at)+"  "+idEarly+"  postgres  early  -  INSERT  public.a  id=1  id=1, v=a\n"+
-		utc(stmts["mid"].at)+"  "+idMid+"  postgres  mid  -  UPDATE  public.a  id=1  v: a -> b\n"+
-		utc(stmts["late"].at)+"  "+idLate+"  postgres  late  -  INSERT  public.a  id=2  id=2, v=c\n", logOut)
+	require.Equal(t, aligned(
+		[]string{"AT", "XID", "SESSION", "USER", "APPLICATION", "TAG", "OP", "TABLE", "KEY", "CHANGES"},
+		[]string{utc(stmts["early"].at), stmts["early"].xid, idEarly, "postgres", "early", "-", "INSERT", "public.a", "id=1", "id=1, v=a"},
+		[]string{utc(stmts["mid"].at), stmts["mid"].xid, idMid, "postgres", "mid", "-", "UPDATE", "public.a", "id=1", "v: a -> b"},
+		[]string{utc(stmts["late"].at), stmts["late"].xid, idLate, "postgres", "late", "-", "INSERT", "public.a", "id=2", "id=2, v=c"},
+	), logOut)
 
 	var want bytes.Buffer
 	tw := tabwriter.NewWriter(&want, 0, 0, 2, ' ', 0)

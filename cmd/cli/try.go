@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgundo/pgundo/history"
+	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 // Defaults for pgundo try: short, so a rehearsal on a busy production
@@ -353,7 +354,7 @@ func (g *globals) try(ctx context.Context, conn *pgx.Conn, name string, stmts []
 			return fmt.Errorf("try %s: roll back: %w", name, err)
 		}
 		if err := g.output(res, func(w io.Writer) error {
-			renderTry(w, res)
+			renderTry(w, g.palette(w), res)
 			fmt.Fprintln(w, "rolled back: nothing was changed (sequences the script used stay advanced); pgundo try --commit keeps these changes")
 			return nil
 		}); err != nil {
@@ -363,7 +364,7 @@ func (g *globals) try(ctx context.Context, conn *pgx.Conn, name string, stmts []
 		return nil
 	}
 	if !o.yes {
-		renderTry(g.stdout, res)
+		renderTry(g.stdout, g.palette(g.stdout), res)
 		g.noteMoreChanges(o.limit, res.More)
 		ok, err := confirm(g.stdin, g.stderr, "commit these changes? [y/N] ")
 		if err != nil {
@@ -392,7 +393,7 @@ func (g *globals) try(ctx context.Context, conn *pgx.Conn, name string, stmts []
 		return nil
 	}
 	if err := g.output(res, func(w io.Writer) error {
-		renderTry(w, res)
+		renderTry(w, g.palette(w), res)
 		done(w)
 		return nil
 	}); err != nil {
@@ -488,7 +489,7 @@ func (u UntrackedWrite) describe() string {
 }
 
 // renderTry prints the statements, the counts per table and the row diffs.
-func renderTry(w io.Writer, r *TryResult) {
+func renderTry(w io.Writer, p palette, r *TryResult) {
 	fmt.Fprintf(w, "try %s: %d %s ran in one transaction\n", r.Script, len(r.Statements), plural(int64(len(r.Statements)), "statement", "statements"))
 	for _, s := range r.Statements {
 		fmt.Fprintf(w, "  line %d: %s  -> %s\n", s.Line, s.Statement, s.Result)
@@ -504,11 +505,11 @@ func renderTry(w io.Writer, r *TryResult) {
 		}
 		_ = tw.Flush()
 		fmt.Fprintln(w)
-		renderChanges(w, r.Changes)
+		renderChanges(w, p, r.Changes, false)
 	}
 	if len(r.Untracked) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "warning: also written, but not tracked, so their rows are not shown (pgundo track TABLE to see them):")
+		fmt.Fprintln(w, p.Warning("warning:")+" also written, but not tracked, so their rows are not shown (pgundo track TABLE to see them):")
 		for _, u := range r.Untracked {
 			fmt.Fprintf(w, "  %s: %s\n", u.Table, u.describe())
 		}
@@ -516,22 +517,28 @@ func renderTry(w io.Writer, r *TryResult) {
 	fmt.Fprintln(w)
 }
 
-// renderChanges prints row changes as pgundo show does: an update with its
-// key and changed columns (old -> new), an insert or delete with every
-// column.
-func renderChanges(w io.Writer, changes []history.Change) {
+// renderChanges prints row changes, for show and try alike: an update with
+// its key (the columns it left as they were) and its changed columns
+// (old -> new), an insert or delete with every column; with when, each
+// header names the transaction and the time. Removed values are coloured
+// red, added ones green, keys bold (see palette).
+func renderChanges(w io.Writer, p palette, changes []history.Change, when bool) {
 	for _, c := range changes {
 		key := ""
 		if c.Op == "UPDATE" {
 			for _, col := range c.Columns {
 				if deref(col.Old) == deref(col.New) {
-					key += " " + col.Column + "=" + deref(col.Old)
+					key += " " + p.Key(col.Column+"="+deref(col.Old))
 				}
 			}
 		}
-		fmt.Fprintf(w, "%s %s%s\n", c.Op, c.Table, key)
+		suffix := ""
+		if when {
+			suffix = fmt.Sprintf("  (xid %s, %s)", c.XID, timefmt.Format(c.At))
+		}
+		fmt.Fprintf(w, "%s %s%s%s\n", c.Op, c.Table, key, suffix)
 		if len(c.Columns) == 0 {
-			fmt.Fprintf(w, "    old: %s\n    new: %s\n", deref(c.Old), deref(c.New))
+			fmt.Fprintf(w, "    old: %s\n    new: %s\n", p.Removed(deref(c.Old)), p.Added(deref(c.New)))
 			continue
 		}
 		for _, col := range c.Columns {
@@ -540,11 +547,11 @@ func renderChanges(w io.Writer, changes []history.Change) {
 				if deref(col.Old) == deref(col.New) {
 					continue
 				}
-				fmt.Fprintf(w, "    %s: %s -> %s\n", col.Column, deref(col.Old), deref(col.New))
+				fmt.Fprintf(w, "    %s: %s -> %s\n", col.Column, p.Removed(deref(col.Old)), p.Added(deref(col.New)))
 			case "INSERT":
-				fmt.Fprintf(w, "    %s: %s\n", col.Column, deref(col.New))
+				fmt.Fprintf(w, "    %s: %s\n", col.Column, p.Added(deref(col.New)))
 			default:
-				fmt.Fprintf(w, "    %s: %s\n", col.Column, deref(col.Old))
+				fmt.Fprintf(w, "    %s: %s\n", col.Column, p.Removed(deref(col.Old)))
 			}
 		}
 	}

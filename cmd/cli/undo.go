@@ -82,6 +82,10 @@ transaction it rolls back: it shows the plan, or refuses as --yes would, with
 the same exit code, and changes nothing (it holds the same locks while it
 runs). --sql writes no script for an undo that --yes would refuse now.
 
+Running longer than two seconds on a terminal, it shows a progress bar per
+table on stderr (rows written of rows planned, rate, time left); off a
+terminal, step lines; under --json, nothing.
+
 Without --yes it shows the plan (made as --dry-run makes it) and asks on a
 terminal; with no terminal it refuses (exit 2). Exit codes: 0 undone (or plan
 shown), 1 error, 2 bad usage, 3 refused (conflicts, foreign keys, triggers
@@ -110,20 +114,23 @@ that would fire, already undone, schema changed).`,
 			// and apply only the plan that was confirmed.
 			var plan *undo.Plan
 			if o.dryRun || !o.yes {
-				plan, err = undo.MakePlan(ctx, conn, sel, opts)
+				err = g.withUndoProgress(opts, func(opts undo.Options) (err error) {
+					plan, err = undo.MakePlan(ctx, conn, sel, opts)
+					return err
+				})
 				if err != nil {
 					return g.undoError(plan, err)
 				}
 			}
 			if o.dryRun {
 				return g.output(plan, func(w io.Writer) error {
-					renderPlan(w, plan)
+					renderPlan(w, g.palette(w), plan)
 					fmt.Fprintln(w, "dry run: nothing was changed (the undo ran with every check --yes runs, then was rolled back)")
 					return nil
 				})
 			}
 			if !o.yes {
-				renderPlan(g.stderr, plan)
+				renderPlan(g.stderr, g.palette(g.stderr), plan)
 				if !isTerminal(g.stdin) {
 					return usageErr(errors.New("undo needs confirmation: no terminal to ask on, so nothing was changed; add --yes to apply the plan above"))
 				}
@@ -135,12 +142,16 @@ that would fire, already undone, schema changed).`,
 					return refusedErr(errors.New("undo not confirmed; nothing was changed"))
 				}
 			}
-			applied, err := undo.Apply(ctx, conn, sel, opts, plan)
+			var applied *undo.Plan
+			err = g.withUndoProgress(opts, func(opts undo.Options) (err error) {
+				applied, err = undo.Apply(ctx, conn, sel, opts, plan)
+				return err
+			})
 			if err != nil {
 				return g.undoError(applied, err)
 			}
 			return g.output(applied, func(w io.Writer) error {
-				renderPlan(w, applied)
+				renderPlan(w, g.palette(w), applied)
 				fmt.Fprintf(w, "undone: %d rows written in one transaction, recorded as session %s (undo that session to redo)\n", applied.RowsChanged, applied.UndoSession)
 				return nil
 			})
@@ -157,6 +168,8 @@ that would fire, already undone, schema changed).`,
 	fl.StringVar(&o.sqlFile, "sql", "", "write the undo as a reviewable SQL script for psql to FILE ('-': stdout) instead of applying it; none is written for an undo --yes would refuse")
 	fl.BoolVar(&o.yes, "yes", false, "apply without asking")
 	fl.StringVar(&o.onConflict, "on-conflict", "refuse", "refuse (change nothing), skip (undo the rest), or merge (keep later column edits)")
+	cmd.ValidArgsFunction = g.completeSessions(true)
+	_ = cmd.RegisterFlagCompletionFunc("tag", g.completeTags)
 	return cmd
 }
 
@@ -187,7 +200,7 @@ func (g *globals) writeUndoScript(ctx context.Context, conn *pgx.Conn, sel undo.
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return g.output(plan, func(w io.Writer) error {
-		renderPlan(w, plan)
+		renderPlan(w, g.palette(w), plan)
 		fmt.Fprintf(w, "wrote the undo to %s; nothing was changed; review it, then run: psql -X -f %s\n", path, path)
 		return nil
 	})
@@ -219,7 +232,10 @@ func (g *globals) progress(msg string) {
 	}
 }
 
-func renderPlan(w io.Writer, p *undo.Plan) {
+// renderPlan prints an undo's plan: the work per table, then each conflict
+// (bold red when it refuses, yellow when it was skipped) and each column merge
+// kept.
+func renderPlan(w io.Writer, pal palette, p *undo.Plan) {
 	fmt.Fprintf(w, "undo of session %s: %d logged row changes\n", strings.Join(p.Sessions, ", "), p.Changes)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TABLE\tRESTORE\tRE-INSERT\tDELETE\tMERGE\tSKIP")
@@ -228,14 +244,14 @@ func renderPlan(w io.Writer, p *undo.Plan) {
 	}
 	_ = tw.Flush()
 	for _, c := range p.Conflicts {
-		prefix := "  "
 		if c.Skipped {
-			prefix = "  skipped: "
+			fmt.Fprintln(w, "  "+pal.Warning("skipped: "+c.String()))
+			continue
 		}
-		fmt.Fprintln(w, prefix+c.String())
+		fmt.Fprintln(w, "  "+pal.Refusal(c.String()))
 	}
 	for _, k := range p.Kept {
-		fmt.Fprintf(w, "  merge kept %s %s column %s (changed since)\n", k.Table, k.Key, k.Column)
+		fmt.Fprintf(w, "  merge kept %s %s column %s (changed since)\n", k.Table, pal.Key(k.Key), k.Column)
 	}
 }
 

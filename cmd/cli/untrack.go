@@ -24,7 +24,8 @@ the log and can still be shown and undone. Names as for track; naming a table
 that is not tracked is refused, and the list is all or nothing. A tracked
 table that was dropped while pgundo's event triggers were absent (pgundo
 status: TABLE DROPPED) is untracked by the name it had.`,
-		Example: `  pgundo untrack public.orders`,
+		Example:           `  pgundo untrack public.orders`,
+		ValidArgsFunction: g.completeTrackedTables(false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageErr(errors.New("name at least one table to untrack"))
