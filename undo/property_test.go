@@ -902,13 +902,18 @@ func (d propCaseData) String() string {
 }
 
 // propCase runs one case and says which kind it was: "undo" (no
-// conflict), "skip" (conflicts, refused then skipped) or "skip-fk"
-// (conflicts, skip refused for the foreign key).
+// conflict), "skip" (conflicts: refused, skipped, redone), "skip-left"
+// (refused, skipped, the rest undone) or "skip-fk" (refused, skip refused
+// for the foreign key, the conflicter and the target undone).
 func propCase(t *testing.T, seed int64, version int) string {
 	d, g := genPropCase(seed, version)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("seed %d (server %d) failed; reproduce with -run 'TestProperty' -prop.seed %d -prop.cases 1\n%s", seed, version, seed, d)
+			known := ""
+			if g.known {
+				known = " -prop.known-bugs"
+			}
+			t.Logf("seed %d (server %d) failed; reproduce with -run 'TestProperty' -prop.seed %d -prop.cases 1%s\n%s", seed, version, seed, known, d)
 		}
 	})
 	if !d.conflict {
@@ -917,7 +922,7 @@ func propCase(t *testing.T, seed int64, version int) string {
 		checkUndo(t, sc)
 		return "undo"
 	}
-	return propConflictCase(t, g, d)
+	return propConflictCase(t, g, d, seed%2 == 0)
 }
 
 // keyedRow is a row of a keyed table with where it lives.
@@ -952,7 +957,12 @@ func keyedRows(t *testing.T, w *world, tb string) map[string]keyedRow {
 
 var propLeaves = map[string][]string{"pt": {"public.pt_0", "public.pt_1", "public.pt_2"}}
 
-func propConflictCase(t *testing.T, g *propGen, d propCaseData) string {
+// propConflictCase checks a case with conflicts: refused by default, the
+// oracle under skip, then either the redo (undo of the skip undo) or, with
+// left, the rest: undoing the conflicter and then what is left of the
+// target gives B (neither ran). When skip must refuse for the foreign key,
+// the rest is undoing the conflicter and then the whole target.
+func propConflictCase(t *testing.T, g *propGen, d propCaseData, left bool) string {
 	sc := d.sc
 	a := newWorld(t, sc, nil)
 	a.run(sc.Steps, nil)
@@ -1026,15 +1036,31 @@ func propConflictCase(t *testing.T, g *propGen, d propCaseData) string {
 	if fkBroken != "" {
 		require.ErrorIs(t, err, undo.ErrForeignKey, "skip would leave %s: the undo must refuse", fkBroken)
 		requireSameTables(t, pre, a.tables(), "after the undo refused for the foreign key vs before it")
+		propUndoRest(t, a, b, sel)
 		return "skip-fk"
 	}
 	require.NoError(t, err, "undo with skip")
 	require.NotEmpty(t, plan.Conflicts, "skip: the conflicts reported")
 	requireSameTables(t, want, a.tables(), "A after undo --on-conflict skip vs the oracle (rows the conflicter touched as they were, the rest as in B)")
+	if left {
+		propUndoRest(t, a, b, sel)
+		return "skip-left"
+	}
 
 	// Redo: the undo of the undo brings back the tables as before it.
 	_, err = undo.Apply(ctxT(t), a.undoConn(), undo.Selection{Sessions: []string{plan.UndoSession}}, undo.Options{}, nil)
 	require.NoError(t, err, "redo: undo of the undo %s", plan.UndoSession)
 	requireSameTables(t, pre, a.tables(), "after the redo (undo of the skip undo) vs before the undo")
 	return "skip"
+}
+
+// propUndoRest undoes the conflicter, then what is left of the target (sel):
+// A must then equal B, where neither ran.
+func propUndoRest(t *testing.T, a, b *world, sel undo.Selection) {
+	t.Helper()
+	_, err := undo.Apply(ctxT(t), a.undoConn(), undo.Selection{Sessions: []string{a.IDs[sessConflict]}}, undo.Options{}, nil)
+	require.NoError(t, err, "undo of the conflicter")
+	_, err = undo.Apply(ctxT(t), a.undoConn(), sel, undo.Options{}, nil)
+	require.NoError(t, err, "undo of what is left of the target, after the conflicter's undo")
+	requireSameTables(t, b.tables(), a.tables(), "A after undoing the conflicter and the rest of the target vs B (neither ran)")
 }
