@@ -777,7 +777,11 @@ func (g *propGen) conflictStmt() string {
 		return ""
 	}
 	tb := tbs[g.rng.Intn(len(tbs))]
-	k := g.eligible[tb][g.rng.Intn(len(g.eligible[tb]))]
+	i := g.rng.Intn(len(g.eligible[tb]))
+	k := g.eligible[tb][i]
+	// Each row is changed once (counting cascades), so that none ends as
+	// the target left it, which would be no conflict.
+	g.eligible[tb] = slices.Delete(g.eligible[tb], i, i+1)
 	st := g.keys[tb][k]
 	if !st.exists {
 		g.touch(tb, k)
@@ -797,8 +801,9 @@ func (g *propGen) conflictStmt() string {
 		v, _ := g.newRow(tb, k)
 		return fmt.Sprintf("INSERT INTO %s %s%s VALUES %s", tb, propCols[tb], g.overriding(tb), v)
 	}
-	if g.rng.Intn(3) == 0 {
+	if g.rng.Intn(3) == 0 && !g.childTouched(tb, k) {
 		g.delete(tb, k)
+		g.eligible["c"] = slices.DeleteFunc(g.eligible["c"], func(c string) bool { return g.keys["c"][c].cTouched })
 		return fmt.Sprintf("DELETE FROM %s WHERE %s", tb, g.where(tb, []string{k}))
 	}
 	g.touch(tb, k)
@@ -1063,4 +1068,19 @@ func propUndoRest(t *testing.T, a, b *world, sel undo.Selection) {
 	_, err = undo.Apply(ctxT(t), a.undoConn(), sel, undo.Options{}, nil)
 	require.NoError(t, err, "undo of what is left of the target, after the conflicter's undo")
 	requireSameTables(t, b.tables(), a.tables(), "A after undoing the conflicter and the rest of the target vs B (neither ran)")
+}
+
+// childTouched says whether p row k has a child the conflicter changed
+// (deleting k would change it a second time).
+func (g *propGen) childTouched(tb, k string) bool {
+	if tb != "p" {
+		return false
+	}
+	id, _ := strconv.Atoi(k)
+	for _, c := range g.order["c"] {
+		if st := g.keys["c"][c]; st.exists && st.pid == id && st.cTouched {
+			return true
+		}
+	}
+	return false
 }
