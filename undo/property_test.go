@@ -27,15 +27,18 @@ import (
 //     as they are and undo every other row (per key: the row as it is where
 //     the conflicter touched it, else as in a database where neither the
 //     target nor the conflicter ran), or refuse with undo.ErrForeignKey when
-//     that result would break the foreign key; then the redo (undo of the
-//     undo) must bring back the tables as they were before the undo.
+//     that result would break the foreign key; then either the redo (undo
+//     of the undo) must bring back the tables as they were before the undo,
+//     or (even seeds) undoing the conflicter and then what is left of the
+//     target must give the database where neither ran.
 //
 // The schema is a random subset of: a parent table p and a child c (ON
 // DELETE/UPDATE CASCADE), a composite key with a text part and a generated
 // column (ck), a text key with an identity column (tk, ALWAYS or BY
-// DEFAULT), a list-partitioned table (pt, rows moved between partitions and
-// written through a partition directly) and a table without a primary key
-// with equal rows (kl). Statements are INSERT, UPDATE (also of keys),
+// DEFAULT), a list-partitioned table (pt, with or without a primary key,
+// rows moved between partitions and written through a partition directly)
+// and a table without a primary key with equal rows (kl); the conflicter
+// writes only tables with a key. Statements are INSERT, UPDATE (also of keys),
 // DELETE, INSERT ... ON CONFLICT DO UPDATE, TRUNCATE and MERGE (PostgreSQL
 // 15+), alone or in explicit transactions with a rolled-back savepoint.
 //
@@ -47,7 +50,7 @@ import (
 // only theirs, so the only conflicts are the conflicter's. Values come from
 // a counter and keys are explicit (no sequences, no now()).
 //
-// Budget: PGUNDO_PROP_CASES (or -prop.cases) cases, default 16, or cases
+// Budget: PGUNDO_PROP_CASES (or -prop.cases) cases, default 12, or cases
 // until PGUNDO_PROP_DURATION (or -prop.duration) has passed. Seeds:
 // PGUNDO_PROP_SEED (or -prop.seed) is the first case's seed, case i uses
 // seed+i; default 1 for a fixed number of cases, the clock with a
@@ -118,7 +121,7 @@ func propBudget(t *testing.T) (cases int, dur time.Duration, seed int64) {
 		dur = d
 	}
 	if cases == 0 {
-		cases = 16
+		cases = 12
 	}
 	seed = *propSeedFlag
 	if v := os.Getenv("PGUNDO_PROP_SEED"); v != "" && seed == 0 {
@@ -172,6 +175,7 @@ type propGen struct {
 	ptParts  int
 	always   bool // tk's identity is GENERATED ALWAYS
 	known    bool // generate the cases of known bugs too (propKnownBugs)
+	ptNoKey  bool // pt has no primary key
 }
 
 var propTables = []string{"p", "c", "ck", "tk", "pt", "kl"}
@@ -210,6 +214,7 @@ func newPropGen(seed int64, merge bool) *propGen {
 	g.always = g.rng.Intn(2) == 0
 	g.ptParts = 3
 	g.known = propKnownBugs()
+	g.ptNoKey = g.rng.Intn(4) == 0
 	return g
 }
 
@@ -255,7 +260,11 @@ func (g *propGen) setup() string {
 		fmt.Fprintf(&b, "CREATE TABLE tk (k text PRIMARY KEY, n int GENERATED %s AS IDENTITY, v int NOT NULL, note text NOT NULL);\n", kind)
 	}
 	if g.has["pt"] {
-		b.WriteString("CREATE TABLE pt (k int, part int, v int NOT NULL, PRIMARY KEY (k, part)) PARTITION BY LIST (part);\n")
+		if g.ptNoKey {
+			b.WriteString("CREATE TABLE pt (k int, part int, v int NOT NULL) PARTITION BY LIST (part);\n")
+		} else {
+			b.WriteString("CREATE TABLE pt (k int, part int, v int NOT NULL, PRIMARY KEY (k, part)) PARTITION BY LIST (part);\n")
+		}
 		b.WriteString("CREATE TABLE pt_0 PARTITION OF pt FOR VALUES IN (0);\nCREATE TABLE pt_1 PARTITION OF pt FOR VALUES IN (1);\n")
 		if g.rng.Intn(2) == 0 {
 			b.WriteString("CREATE TABLE pt_2 PARTITION OF pt DEFAULT;\n")
@@ -627,6 +636,9 @@ func (g *propGen) identity(k string, v int) int {
 }
 
 func (g *propGen) upsert(tb string) string {
+	if tb == "pt" && g.ptNoKey {
+		return "" // no unique index to infer
+	}
 	var vals []string
 	for _, k := range g.pickAny(tb, 1+g.rng.Intn(2)) {
 		if g.keys[tb][k].exists {
@@ -855,7 +867,7 @@ func genPropCase(seed int64, version int) (propCaseData, *propGen) {
 	d := propCaseData{}
 	if g.rng.Intn(5) < 2 {
 		for _, tb := range g.present() {
-			if tb == "kl" {
+			if !g.keyed(tb) {
 				continue
 			}
 			for _, k := range g.order[tb] {
@@ -974,7 +986,7 @@ func propConflictCase(t *testing.T, g *propGen, d propCaseData, left bool) strin
 	pre := a.tables()
 	preKeyed := map[string]map[string]keyedRow{}
 	for _, tb := range g.present() {
-		if tb != "kl" {
+		if g.keyed(tb) {
 			preKeyed[tb] = keyedRows(t, a, tb)
 		}
 	}
@@ -996,8 +1008,8 @@ func propConflictCase(t *testing.T, g *propGen, d propCaseData, left bool) strin
 	want := b.tables()
 	merged := map[string]map[string]keyedRow{}
 	for _, tb := range g.present() {
-		if tb == "kl" {
-			continue
+		if !g.keyed(tb) {
+			continue // the conflicter leaves it alone: as in B
 		}
 		bk := keyedRows(t, b, tb)
 		m := map[string]keyedRow{}
@@ -1084,3 +1096,6 @@ func (g *propGen) childTouched(tb, k string) bool {
 	}
 	return false
 }
+
+// keyed says whether table tb has a primary key.
+func (g *propGen) keyed(tb string) bool { return tb != "kl" && !(tb == "pt" && g.ptNoKey) }
