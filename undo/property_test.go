@@ -140,13 +140,13 @@ func propBudget(t *testing.T) (cases int, dur time.Duration, seed int64) {
 
 // Roles of the session writing a statement.
 const (
-	roleBefore    = iota // setup and sessions before the target starts: anything
-	roleTarget           // the session undone: its pool only (or TRUNCATE)
-	roleOther            // others once the target started: their pool only
-	roleConflict         // the conflicter: rows the target changed
-	sessTarget    = 0
-	sessConflict  = 1
-	sessFirstOthr = 2
+	roleBefore     = iota // setup and sessions before the target starts: anything
+	roleTarget            // the session undone: its pool only (or TRUNCATE)
+	roleOther             // others once the target started: their pool only
+	roleConflict          // the conflicter: rows the target changed
+	sessTarget     = 0
+	sessConflict   = 1
+	sessFirstOther = 2
 )
 
 // propKey is the model of one key of a keyed table.
@@ -833,7 +833,7 @@ func genPropCase(seed int64, version int) (propCaseData, *propGen) {
 	g := newPropGen(seed, version >= 150000)
 	sc := scenario{Setup: g.setup(), Target: sessTarget}
 	others := 1 + g.rng.Intn(3)
-	other := func() int { return sessFirstOthr + g.rng.Intn(others) }
+	other := func() int { return sessFirstOther + g.rng.Intn(others) }
 	add := func(s int, sql string) {
 		if sql != "" {
 			sc.Steps = append(sc.Steps, step{S: s, SQL: sql})
