@@ -203,6 +203,16 @@ func (g *globals) rawStdout() io.Writer {
 	return g.stdout
 }
 
+// fileOf returns the file w writes to, looking through the counting
+// writer Run wraps stdout in, for terminal checks.
+func fileOf(w io.Writer) (*os.File, bool) {
+	if c, ok := w.(*countingWriter); ok {
+		w = c.w
+	}
+	f, ok := w.(*os.File)
+	return f, ok
+}
+
 // jsonError is the JSON form of an error on stdout.
 type jsonError struct {
 	Error jsonErrorBody `json:"error"`

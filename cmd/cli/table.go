@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -91,7 +90,7 @@ func (t *blockTable) writeLine(cells []string) {
 // (no limit) when w is not a terminal: output piped to a file or another
 // program is never shortened.
 func (g *globals) termWidth(w io.Writer) int {
-	f, ok := w.(*os.File)
+	f, ok := fileOf(w)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return 0
 	}
