@@ -446,6 +446,9 @@ const (
 type sqlStep struct {
 	what, sql string
 	kind      stepKind
+	// replaces marks a step that deletes each row and inserts it back:
+	// it writes (and its undo logs) two rows per planned row.
+	replaces bool
 }
 
 // applySQL returns the statements that write the table's plan from temp
@@ -473,9 +476,32 @@ func (t *table) applySQL(c string, mode ConflictMode) []sqlStep {
 		// still as the sessions left it; the caller compares the counts.
 		add(stepDelete, "Delete rows the sessions created", fmt.Sprintf(`DELETE FROM %[1]s %[4]s USING %[2]s c WHERE c.action = 'D' AND %[3]s AND (%[4]s *= c.a OR %[4]s::text = c.a_img)`,
 			t.ident, c, t.keyMatch(cur, "c"), cur))
+		// An UPDATE cannot set a GENERATED ALWAYS identity column: a row
+		// whose identity value differs from the one to put back (it was
+		// deleted and inserted again under its key) is deleted and inserted
+		// back whole instead, in one statement.
+		var idCur, idOld []string
+		for _, col := range t.writable() {
+			if col.identityAlways && !t.isKey(col.name) {
+				id := pgx.Identifier{col.name}.Sanitize()
+				idCur = append(idCur, cur+"."+id)
+				idOld = append(idOld, "(u.b)."+id)
+			}
+		}
+		sameID := ""
+		if len(idCur) > 0 {
+			sameID = fmt.Sprintf(" AND (%s) IS NOT DISTINCT FROM (%s)", strings.Join(append(idCur, "NULL"), ", "), strings.Join(append(idOld, "NULL"), ", "))
+			_, repCols, repVals := t.restoreLists("g.b")
+			add(stepRestore, "Replace rows whose identity changed", fmt.Sprintf(`WITH g AS (DELETE FROM %[1]s %[4]s USING %[2]s u WHERE u.action = 'U' AND %[3]s AND (%[4]s *= u.a OR %[4]s::text = u.a_img)
+    AND (%[5]s) IS DISTINCT FROM (%[6]s) RETURNING u.b)
+INSERT INTO %[1]s (%[7]s) OVERRIDING SYSTEM VALUE SELECT %[8]s FROM g`,
+				t.ident, c, t.keyMatch(cur, "u"), cur, strings.Join(append(idCur, "NULL"), ", "), strings.Join(append(idOld, "NULL"), ", "),
+				strings.Join(repCols, ", "), strings.Join(repVals, ", ")))
+			stmts[len(stmts)-1].replaces = true
+		}
 		if len(setCols) > 0 {
-			add(stepRestore, "Update rows back", fmt.Sprintf(`UPDATE %[1]s %[5]s SET %[2]s FROM %[3]s u WHERE u.action = 'U' AND %[4]s AND (%[5]s *= u.a OR %[5]s::text = u.a_img)`,
-				t.ident, strings.Join(setCols, ", "), c, t.keyMatch(cur, "u"), cur))
+			add(stepRestore, "Update rows back", fmt.Sprintf(`UPDATE %[1]s %[5]s SET %[2]s FROM %[3]s u WHERE u.action = 'U' AND %[4]s AND (%[5]s *= u.a OR %[5]s::text = u.a_img)%[6]s`,
+				t.ident, strings.Join(setCols, ", "), c, t.keyMatch(cur, "u"), cur, sameID))
 			if mode == Merge {
 				add(stepMerge, "Merge changed rows", fmt.Sprintf(`UPDATE %s %s SET %s FROM %s u WHERE u.action = 'M' AND %s`,
 					t.ident, cur, strings.Join(mergeSet, ", "), c, t.keyMatch(cur, "u")))
@@ -506,17 +532,28 @@ func (r *runner) applyTable(ctx context.Context, t *table) error {
 		}
 	}
 	want := map[stepKind]int64{stepDelete: tp.Delete, stepRestore: tp.Restore, stepMerge: tp.Merged, stepInsert: tp.Reinsert}
-	for _, s := range t.applySQL(c, r.opts.OnConflict) {
+	steps := t.applySQL(c, r.opts.OnConflict)
+	got := map[stepKind]int64{}
+	for i, s := range steps {
 		n, err := r.exec(ctx, t, s.what, s.sql)
 		if err != nil {
 			return err
 		}
-		if n != want[s.kind] && s.kind != stepMerge {
+		got[s.kind] += n
+		total += n
+		if s.replaces {
+			total += n
+		}
+		// A kind's count is checked after its last step (restores may take
+		// two: rows replaced whole, rows updated).
+		if s.kind == stepMerge || (i+1 < len(steps) && steps[i+1].kind == s.kind) {
+			continue
+		}
+		if got[s.kind] != want[s.kind] {
 			return &RefusedError{Kind: ErrPlanChanged, Detail: fmt.Sprintf(
 				"undo %s: rows changed while the undo ran (%s: %d of %d planned rows were still as the sessions left them); the undo was rolled back, nothing was changed; run it again",
-				t.name, strings.ToLower(s.what[:1])+s.what[1:], n, want[s.kind])}
+				t.name, strings.ToLower(s.what[:1])+s.what[1:], got[s.kind], want[s.kind])}
 		}
-		total += n
 	}
 	if r.opts.OnConflict == Merge && t.keyed() {
 		if err := r.collectKept(ctx, t, c); err != nil {
