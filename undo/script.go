@@ -170,26 +170,7 @@ func (r *runner) writeTableScript(ctx context.Context, w *bufio.Writer, t *table
 		cols, sel = "pgundo_img text, cnt int, action text", "pgundo_img, cnt::text, action"
 	}
 	p("CREATE TEMP TABLE %s_raw (%s) ON COMMIT DROP;\nCOPY %s_raw FROM stdin;\n", c, cols, c)
-	rows, err := r.tx.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE action IN ('U', 'I', 'D', 'M')`, sel, c))
-	if err != nil {
-		return fmt.Errorf("script %s: %w", t.name, err)
-	}
-	for rows.Next() {
-		vals := rows.RawValues()
-		for i, v := range vals {
-			if i > 0 {
-				w.WriteByte('\t')
-			}
-			if v == nil {
-				w.WriteString(`\N`)
-			} else {
-				w.WriteString(copyEscape(string(v)))
-			}
-		}
-		w.WriteByte('\n')
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err := copyOut(ctx, r.tx, w, fmt.Sprintf(`SELECT %s FROM %s WHERE action IN ('U', 'I', 'D', 'M')`, sel, c)); err != nil {
 		return fmt.Errorf("script %s: %w", t.name, err)
 	}
 	p("\\.\n")
