@@ -223,7 +223,7 @@ func PrunePlan(ctx context.Context, db DBTX, before time.Time) (*PruneResult, er
 	rows, err := db.Query(ctx, `
 		SELECT substr(c.relname, 7)::bigint AS k
 		  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-		 WHERE i.inhparent = 'pgundo.stmt'::regclass AND c.relname ~ '^stmt_c[0-9]+$'
+		 WHERE i.inhparent = 'pgundo.stmt_log'::regclass AND c.relname ~ '^stmt_c[0-9]+$'
 		   AND substr(c.relname, 7)::bigint <= (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM pgundo.stmt_id_seq) / pgundo._chunk_size()
 		 ORDER BY 1`)
 	if err != nil {

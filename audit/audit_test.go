@@ -67,7 +67,8 @@ func work(t *testing.T, url string) []int64 {
 
 // TestVerifyDetectsTampering seals a log, then tampers with it as a
 // superuser in every way (edit, delete and insert, on each log table and on
-// the seals themselves): verify must name the first bad entry each time, and
+// the seals themselves; sealing folded the journal, so the sealed statements
+// are in the log tables): verify must name the first bad entry each time, and
 // find nothing on the untouched log.
 func TestVerifyDetectsTampering(t *testing.T) {
 	t.Parallel()
@@ -77,15 +78,15 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		stmt   int    // index of the first statement reported (-1: the seal's)
 		kind   string
 	}{
-		{"edit a row image", `UPDATE pgundo.change SET new = '(1,forged)' WHERE stmt_id = $1 AND new = '(1,edited)'`, 0, "edited"},
-		{"delete a change row", `DELETE FROM pgundo.change WHERE stmt_id = $2`, 1, "edited"},
-		{"add a change row", `INSERT INTO pgundo.change (stmt_id, old) VALUES ($3, '(7,v7)')`, 2, "edited"},
-		{"edit who did it", `UPDATE pgundo.stmt SET role = 'someone_else' WHERE id = $2`, 1, "edited"},
+		{"edit a row image", `UPDATE pgundo.change_log SET new = '(1,forged)' WHERE stmt_id = $1 AND new = '(1,edited)'`, 0, "edited"},
+		{"delete a change row", `DELETE FROM pgundo.change_log WHERE stmt_id = $2`, 1, "edited"},
+		{"add a change row", `INSERT INTO pgundo.change_log (stmt_id, old) VALUES ($3, '(7,v7)')`, 2, "edited"},
+		{"edit who did it", `UPDATE pgundo.stmt_log SET role = 'someone_else' WHERE id = $2`, 1, "edited"},
 		{"edit the session", `UPDATE pgundo.session SET client_addr = '10.0.0.1'`, 0, "edited"},
-		{"delete a statement and its rows", `DELETE FROM pgundo.change WHERE stmt_id = $2; DELETE FROM pgundo.stmt WHERE id = $2`, 1, "deleted"},
-		{"forge a statement", `INSERT INTO pgundo.stmt SELECT $1 + 1, session_id, xid, at, op, relid, schema_name, table_name, 1, role, application_name, tag FROM pgundo.stmt WHERE id = $1;
-			INSERT INTO pgundo.change (stmt_id, old) VALUES ($1 + 1, '(8,v8)')`, 0, "inserted"},
-		{"forge change rows alone", `INSERT INTO pgundo.change (stmt_id, old) VALUES ($1 + 1, '(9,v9)')`, 0, "inserted"},
+		{"delete a statement and its rows", `DELETE FROM pgundo.change_log WHERE stmt_id = $2; DELETE FROM pgundo.stmt_log WHERE id = $2`, 1, "deleted"},
+		{"forge a statement", `INSERT INTO pgundo.stmt_log SELECT $1 + 1, session_id, xid, at, op, relid, schema_name, table_name, 1, role, application_name, tag FROM pgundo.stmt WHERE id = $1;
+			INSERT INTO pgundo.change_log (stmt_id, old) VALUES ($1 + 1, '(8,v8)')`, 0, "inserted"},
+		{"forge change rows alone", `INSERT INTO pgundo.change_log (stmt_id, old) VALUES ($1 + 1, '(9,v9)')`, 0, "inserted"},
 		{"edit a sealed digest", `UPDATE pgundo.seal_stmt SET digest = digest + 1 WHERE stmt_id = $2`, 1, "edited"},
 		{"rewrite a seal", `UPDATE pgundo.seal SET total = total + 1`, -1, "seal"},
 	} {

@@ -318,7 +318,7 @@ func (e *env) dropSchema(ctx context.Context, conn *pgx.Conn) error {
 // logTables are pgundo's log and what is derived from it (row-history
 // index, seals, undo records): the bench empties them together, so that
 // nothing derived points at entries that are gone.
-const logTables = "pgundo.change, pgundo.stmt, pgundo.session, pgundo.undo, pgundo.undone, " +
+const logTables = "pgundo.change_log, pgundo.stmt_log, pgundo.journal, pgundo.session, pgundo.undo, pgundo.undone, " +
 	"pgundo.hist_key, pgundo.hist_stmt, pgundo.hist_mark, pgundo.hist_skipped, pgundo.seal, pgundo.seal_stmt, pgundo.seal_mark"
 
 // resetHistory moves the row-history watermark back with the emptied log.
@@ -333,7 +333,7 @@ func (e *env) emptyLogs(ctx context.Context) error {
 }
 
 // logBytes returns the total size of the log written by variant v (0 for
-// Untracked): pgundo.change and pgundo.stmt with their indexes and TOAST, or
+// Untracked): pgundo.change_log, pgundo.stmt_log and pgundo.journal with their indexes and TOAST, or
 // RowLevelLog.
 func (e *env) logBytes(ctx context.Context, v Variant) (int64, error) {
 	var sql string

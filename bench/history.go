@@ -313,19 +313,19 @@ func (e *env) buildHistoryLog(ctx context.Context, rows int64) (int64, error) {
 			SELECT 'b' || to_hex(s) || '.' || to_hex(s), s, now() - interval '11 days', current_user, '10.1.0.0'::inet + s, 40000 + s,
 			       'bench-app-' || s % 10, now() - interval '10 days'
 			  FROM generate_series(1, 1000) s`, nil},
-		{"statements", `INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
+		{"statements", `INSERT INTO pgundo.stmt_log (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
 			SELECT $1::bigint + i, 'b' || to_hex(1 + i % 1000) || '.' || to_hex(1 + i % 1000), (1000 + i)::text::xid8,
 			       now() - interval '10 days' + (interval '10 days' - interval '1 hour') * i / $2::bigint,
 			       CASE WHEN i = 0 THEN 'I' ELSE 'U' END, $3::regclass, $4, $5, CASE WHEN i < 6 THEN $6::bigint ELSE 1 END,
 			       current_user, 'bench-app-' || (1 + i % 1000) % 10, CASE WHEN i % 100 = 0 THEN 'ticket-' || i / 100 END
 			  FROM generate_series(0, $2::bigint - 1) i`, []any{base, nstmt, tbl, Schema, histTable, rows}},
-		{"the first INSERT's changes", `INSERT INTO pgundo.change (stmt_id, new)
+		{"the first INSERT's changes", `INSERT INTO pgundo.change_log (stmt_id, new)
 			SELECT $1::bigint, ROW(aid, (aid - 1) / 100000 + 1, 0, '')::` + tbl + `::text FROM generate_series(1, $2::int) aid`,
 			[]any{base, rows}},
-		{"five bulk UPDATEs' changes", `INSERT INTO pgundo.change (stmt_id, old, new)
+		{"five bulk UPDATEs' changes", `INSERT INTO pgundo.change_log (stmt_id, old, new)
 			SELECT $1::bigint + j, ROW(aid, (aid - 1) / 100000 + 1, j - 1, '')::` + tbl + `::text, ROW(aid, (aid - 1) / 100000 + 1, j, '')::` + tbl + `::text
 			  FROM generate_series(1, 5) j, generate_series(1, $2::int) aid`, []any{base, rows}},
-		{"single-row UPDATEs' changes", `INSERT INTO pgundo.change (stmt_id, old, new)
+		{"single-row UPDATEs' changes", `INSERT INTO pgundo.change_log (stmt_id, old, new)
 			SELECT $1::bigint + 6 + i, ROW(a, (a - 1) / 100000 + 1, 5 + i / $2::bigint, '')::` + tbl + `::text,
 			       ROW(a, (a - 1) / 100000 + 1, 6 + i / $2::bigint, '')::` + tbl + `::text
 			  FROM generate_series(0, $3::bigint - 1) i, LATERAL (SELECT (1 + (i * 7919) % $2::bigint)::int AS a) x`,
@@ -344,8 +344,8 @@ func (e *env) buildHistoryLog(ctx context.Context, rows int64) (int64, error) {
 	if err := tx.Commit(ctx); err != nil {
 		return 0, err
 	}
-	e.progress.f("VACUUM ANALYZE of the log (summarizes pgundo.change's BRIN index, as autovacuum would)")
-	if _, err := e.conn.Exec(ctx, "VACUUM ANALYZE pgundo.change, pgundo.stmt, pgundo.session"); err != nil {
+	e.progress.f("VACUUM ANALYZE of the log (summarizes pgundo.change_log's BRIN index, as autovacuum would)")
+	if _, err := e.conn.Exec(ctx, "VACUUM ANALYZE pgundo.change_log, pgundo.stmt_log, pgundo.journal, pgundo.session"); err != nil {
 		return 0, err
 	}
 	return nstmt, nil

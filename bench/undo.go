@@ -312,8 +312,8 @@ func (e *env) buildQuietAccounts(ctx context.Context, n int64) error {
 func (e *env) vacuumLog(ctx context.Context) error {
 	var leaves []string
 	err := e.conn.QueryRow(ctx, `SELECT array_agg(relid::regclass::text ORDER BY relid) FROM (
-		SELECT relid FROM pg_partition_tree('pgundo.change') WHERE isleaf
-		UNION ALL SELECT relid FROM pg_partition_tree('pgundo.stmt') WHERE isleaf) p`).Scan(&leaves)
+		SELECT relid FROM pg_partition_tree('pgundo.change_log') WHERE isleaf
+		UNION ALL SELECT relid FROM pg_partition_tree('pgundo.stmt_log') WHERE isleaf) p`).Scan(&leaves)
 	if err != nil {
 		return fmt.Errorf("list the log's partitions: %w", err)
 	}

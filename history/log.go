@@ -128,12 +128,14 @@ func logChunk(ctx context.Context, db DBTX, chunk []logStmt, shp *shapes, keys *
 			return false, err
 		}
 	}
-	order := " ORDER BY c.stmt_id"
+	// A statement's rows as logged (the order they were read in: a sort by
+	// statement alone is not stable).
+	order := " ORDER BY c.stmt_id, c.n"
 	if len(chunk) == 1 {
 		order = "" // one statement: as logged, no sort
 	}
-	rows, err := db.Query(ctx, `SELECT c.stmt_id, c.old, c.new FROM pgundo.change c
-		WHERE c.stmt_id BETWEEN $1 AND $2 AND c.stmt_id = ANY ($3::bigint[])`+order, ids[0], ids[len(ids)-1], ids)
+	rows, err := db.Query(ctx, `SELECT c.stmt_id, c.old, c.new FROM (SELECT c.*, row_number() OVER () AS n FROM pgundo.change c
+		WHERE c.stmt_id BETWEEN $1 AND $2 AND c.stmt_id = ANY ($3::bigint[])) c`+order, ids[0], ids[len(ids)-1], ids)
 	if err != nil {
 		return false, fmt.Errorf("read the log: %w", err)
 	}

@@ -80,7 +80,7 @@ type RowHistory struct {
 type StaleIndexError struct{ StmtID int64 }
 
 func (e *StaleIndexError) Error() string {
-	return fmt.Sprintf("the row-history index is out of step with pgundo.change at statement %d (was the log rewritten, e.g. by VACUUM FULL or CLUSTER?); run pgundo history --reindex", e.StmtID)
+	return fmt.Sprintf("the row-history index is out of step with pgundo.change_log at statement %d (was the log rewritten, e.g. by VACUUM FULL or CLUSTER?); run pgundo history --reindex", e.StmtID)
 }
 
 // Refresh brings the row-history index (pgundo.hist_key) up to date with the
@@ -185,9 +185,9 @@ func lookup(ctx context.Context, tx pgx.Tx, t *Table, key string, before int64, 
 		       st.session_id, coalesce(s.session_role::text, ''), st.role::text, coalesce(st.application_name, ''),
 		       coalesce(host(s.client_addr), ''), st.tag, c.stmt_id IS NOT NULL, c.old, c.new
 		  FROM e
-		  JOIN pgundo.stmt st ON st.id = e.stmt_id
+		  JOIN pgundo.stmt_log st ON st.id = e.stmt_id
 		  LEFT JOIN pgundo.session s ON s.id = st.session_id
-		  LEFT JOIN pgundo.change c ON c.ctid = e.loc AND c.tableoid = e.part AND c.stmt_id = e.stmt_id
+		  LEFT JOIN pgundo.change_log c ON c.ctid = e.loc AND c.tableoid = e.part AND c.stmt_id = e.stmt_id
 		 WHERE $4::timestamptz IS NULL OR st.at >= $4
 		 ORDER BY e.stmt_id, e.side DESC`,
 		t.OID, key, before, after, ids, parts, locs, sides, others)

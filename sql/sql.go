@@ -227,3 +227,20 @@ func Uninstall(ctx context.Context, conn *pgx.Conn) error {
 		return nil
 	})
 }
+
+// Fold moves the journal's committed one-row statements into the log tables
+// (pgundo.fold, schema version 7) and returns how many it moved. Readers see
+// the same log before and after (they read the views pgundo.stmt and
+// pgundo.change, which include the journal); folding keeps the journal,
+// which they scan whole, small. Every command calls it when it connects;
+// where the role may not (an auditor, a read-only standby) the error is
+// returned and the log reads the same.
+func Fold(ctx context.Context, db interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) (int64, error) {
+	var n int64
+	if err := db.QueryRow(ctx, "SELECT "+Schema+".fold()").Scan(&n); err != nil {
+		return 0, fmt.Errorf("fold the journal into the log: %w", err)
+	}
+	return n, nil
+}

@@ -265,7 +265,7 @@ func (r *runner) fastTable(ctx context.Context, t *table) error {
 
 // fastWrite is fastTable's work.
 func (r *runner) fastWrite(ctx context.Context, t *table) error {
-	if _, err := r.tx.Exec(ctx, `LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE`); err != nil { // before numbering: see pgundo.seal
+	if _, err := r.tx.Exec(ctx, `LOCK TABLE ONLY pgundo.change_log IN ROW EXCLUSIVE MODE`); err != nil { // before numbering: see pgundo.seal
 		return fmt.Errorf("log the undo: %w", err)
 	}
 	var ids [3]int64 // delete, update, insert: the order the statements run in
@@ -276,7 +276,7 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 	args := t.changeArgs()
 	n := len(args) // the ids are the parameters after changeRows'
 	err := r.tx.QueryRow(ctx, fmt.Sprintf(`WITH l AS (
-		INSERT INTO pgundo.change (stmt_id, old, new)
+		INSERT INTO pgundo.change_log (stmt_id, old, new)
 		SELECT CASE WHEN ch.old IS NULL THEN $%[2]d::bigint WHEN ch.new IS NULL THEN $%[4]d ELSE $%[3]d END, ch.new, ch.old
 		  FROM %[1]s ch WHERE ch.old IS DISTINCT FROM ch.new
 		RETURNING stmt_id)

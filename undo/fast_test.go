@@ -203,7 +203,7 @@ func TestFastPathStreamsWrites(t *testing.T) {
 		INSERT INTO acct SELECT g, 'v' || g FROM generate_series(1, 6) g;`,
 		Steps: on(0, `UPDATE acct SET v = v || '!' WHERE id <= 3`, `DELETE FROM acct WHERE id IN (4, 5)`, `INSERT INTO acct VALUES (7, 'new')`)}
 	w := newWorld(t, sc, nil)
-	pgtest.Exec(t, w.Conn, `ALTER TABLE pgundo.change ADD CONSTRAINT streamed `+streamed)
+	pgtest.Exec(t, w.Conn, `ALTER TABLE pgundo.change_log ADD CONSTRAINT streamed `+streamed)
 	before := w.tables()
 	w.run(sc.Steps, nil)
 	uc := w.undoConn()

@@ -81,8 +81,8 @@ func TestUndoHostileTags(t *testing.T) {
 			require.Equal(t, want, tableRows(t, admin, "t"), "after undo --tag %q (%s)", tag, how)
 		}
 	}
-	require.Equal(t, []string{"change", "session", "stmt", "t"}, queryStrings(t, admin,
-		`SELECT relname::text FROM pg_class WHERE relname IN ('t', 'change', 'stmt', 'session') AND relkind IN ('r', 'p') ORDER BY 1`))
+	require.Equal(t, []string{"change", "change_log", "journal", "session", "stmt", "stmt_log", "t"}, queryStrings(t, admin,
+		`SELECT relname::text FROM pg_class WHERE relname IN ('t', 'change', 'change_log', 'journal', 'stmt', 'stmt_log', 'session') AND relkind IN ('r', 'p', 'v') ORDER BY 1`))
 }
 
 // cut returns at most n bytes of s, cut at a character boundary.

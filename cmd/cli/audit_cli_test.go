@@ -33,7 +33,7 @@ func TestVerifyAndPruneCLI(t *testing.T) {
 
 	var first int64
 	require.NoError(t, conn.QueryRow(t.Context(), `SELECT min(id) FROM pgundo.stmt`).Scan(&first))
-	pgtest.Exec(t, conn, `UPDATE pgundo.change SET new = '(1,innocent)' WHERE new = '(1,patched)'`)
+	pgtest.Exec(t, conn, `UPDATE pgundo.change_log SET new = '(1,innocent)' WHERE new = '(1,patched)'`)
 	r = run(t, url, "verify", "--no-seal")
 	require.Equal(t, cli.ExitRefused, r.code, r.stderr)
 	require.Contains(t, r.stdout, "TAMPERED: 1 problems")

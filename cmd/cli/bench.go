@@ -126,7 +126,7 @@ Every run gets a freshly built table, VACUUM ANALYZE, CHECKPOINT, and a
 connection of its own; the statement's wall time, commit included, counts.
 The variants run interleaved (untracked, pgundo, rowlevel, floor, rotated on
 each of --repeat repetitions) and the medians are reported. "log B/row" is the
-growth of pgundo's log (pgundo.change + pgundo.stmt, indexes included) per
+growth of pgundo's log (its log tables and journal, indexes included) per
 changed row. Goals are those of pgundo's speed targets; the command exits 0
 whether they are met or not.
 

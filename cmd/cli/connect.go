@@ -103,6 +103,11 @@ func (g *globals) connectInstalled(ctx context.Context) (*pgx.Conn, error) {
 		conn.Close(context.Background())
 		return nil, err
 	}
+	// Best effort: what is read is the same either way (see pgsql.Fold).
+	if _, err := pgsql.Fold(ctx, conn); err != nil && ctx.Err() != nil {
+		conn.Close(context.Background())
+		return nil, ctx.Err()
+	}
 	return conn, nil
 }
 

@@ -99,7 +99,7 @@ the wrong columns or a value of the wrong type, no such row.`,
 			return g.output(h, func(w io.Writer) error { return renderHistory(w, g.palette(w), h) })
 		},
 	}
-	cmd.Flags().BoolVar(&o.reindex, "reindex", false, "rebuild the row-history index from the whole log first (after VACUUM FULL or CLUSTER of pgundo.change)")
+	cmd.Flags().BoolVar(&o.reindex, "reindex", false, "rebuild the row-history index from the whole log first (after VACUUM FULL or CLUSTER of pgundo.change_log)")
 	cmd.ValidArgsFunction = g.completeTrackedTables(true)
 	return cmd
 }

@@ -308,7 +308,7 @@ func TestHistoryPartitionedAndRewritten(t *testing.T) {
 	// fix, would do): their physical places change, and the index says so.
 	// (VACUUM FULL moves them too, but keeps rows any snapshot may still see,
 	// so it is not deterministic in a test.)
-	pgtest.Exec(t, conn, "UPDATE pgundo.change SET new = new WHERE stmt_id > (SELECT min(id) FROM pgundo.stmt)")
+	pgtest.Exec(t, conn, "UPDATE pgundo.change_log SET new = new WHERE stmt_id > (SELECT min(id) FROM pgundo.stmt)")
 	r := run(t, url, "history", "p", "region=eu", "id=3")
 	require.Equal(t, 1, r.code, r.stderr)
 	require.Contains(t, r.stderr, "the row-history index is out of step with pgundo.change")
@@ -358,7 +358,7 @@ func TestHistoryStatementNumberedBeforeXID(t *testing.T) {
 	tx, err := slow.Begin(ctx)
 	require.NoError(t, err)
 	var sid int64
-	_, err = tx.Exec(ctx, "LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE")
+	_, err = tx.Exec(ctx, "LOCK TABLE ONLY pgundo.change_log IN ROW EXCLUSIVE MODE")
 	require.NoError(t, err)
 	require.NoError(t, tx.QueryRow(ctx, "SELECT nextval('pgundo.stmt_id_seq')").Scan(&sid))
 	// Other work and refreshes while it has a number but no xid.
@@ -367,9 +367,9 @@ func TestHistoryStatementNumberedBeforeXID(t *testing.T) {
 		require.Len(t, historyJSON(t, url, "a", "1")["versions"], 1)
 	}
 	// Now it writes (and gets an xid), then more refreshes, then it commits.
-	_, err = tx.Exec(ctx, `INSERT INTO pgundo.change (stmt_id, old) VALUES ($1, '(1,x)')`, sid)
+	_, err = tx.Exec(ctx, `INSERT INTO pgundo.change_log (stmt_id, old) VALUES ($1, '(1,x)')`, sid)
 	require.NoError(t, err)
-	_, err = tx.Exec(ctx, `INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role)
+	_, err = tx.Exec(ctx, `INSERT INTO pgundo.stmt_log (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role)
 		VALUES ($1, pgundo._session(), pg_current_xact_id(), statement_timestamp(), 'T', 'a'::regclass, 'public', 'a', 1, current_user)`, sid)
 	require.NoError(t, err)
 	for i := 0; i < 3; i++ {

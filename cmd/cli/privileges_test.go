@@ -94,14 +94,21 @@ func TestInstallAsNonSuperuser(t *testing.T) {
 	pgtest.Exec(t, admin, fmt.Sprintf(`GRANT CREATE ON SCHEMA s TO %s`, clerk))
 	pgtest.Exec(t, clerkConn, `CREATE TABLE s.mine (id int)`)
 	for _, q := range []string{
-		`INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role) VALUES (1, 'x', '1', now(), 'I', 1, 's', 't', 1, 'x')`,
-		`INSERT INTO pgundo.change (stmt_id, new) VALUES (1, '(1,x)')`,
-		`UPDATE pgundo.change SET new = NULL`,
-		`DELETE FROM pgundo.change`,
-		`TRUNCATE pgundo.change`,
+		`INSERT INTO pgundo.stmt_log (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role) VALUES (1, 'x', '1', now(), 'I', 1, 's', 't', 1, 'x')`,
+		`INSERT INTO pgundo.change_log (stmt_id, new) VALUES (1, '(1,x)')`,
+		`INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, new) VALUES (1, 'x', '1', now(), 'I', 1, 's', 't', 'x', '(1,x)')`,
+		`UPDATE pgundo.change_log SET new = NULL`,
+		`UPDATE pgundo.journal SET new = NULL`,
+		`DELETE FROM pgundo.change_log`,
+		`DELETE FROM pgundo.journal`,
+		`TRUNCATE pgundo.change_log`,
+		`TRUNCATE pgundo.journal`,
 		`TRUNCATE pgundo.stmt_c0`,
 		`SELECT count(*) FROM pgundo.change`,
+		`SELECT count(*) FROM pgundo.stmt`,
+		`SELECT count(*) FROM pgundo.journal`,
 		`SELECT count(*) FROM pgundo.session`,
+		`SELECT pgundo.fold()`,
 		`SELECT pgundo._session()`,
 		`SELECT pgundo._stmt(1, 'I', 1, 's', 't', 1)`,
 		`SELECT pgundo.seal()`,
@@ -117,7 +124,7 @@ func TestInstallAsNonSuperuser(t *testing.T) {
 	r = run(t, appURL, "grant", "auditor", clerk)
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Equal(t, "1", privScalar[string](t, clerkConn, `SELECT count(*)::text FROM pgundo.changes`))
-	_, err := clerkConn.Exec(context.Background(), `DELETE FROM pgundo.change`)
+	_, err := clerkConn.Exec(context.Background(), `DELETE FROM pgundo.change_log`)
 	require.ErrorContains(t, err, "permission denied")
 
 	pgtest.Exec(t, admin, "REVOKE pg_read_all_stats FROM "+app)

@@ -208,7 +208,8 @@ now: id=1 v=b
 	require.Equal(t, "public.a had no row with id=2 at "+utc(stmts["late"].at)+"\n", ny("asof", "a", "--at", atLate, "2"))
 
 	// Relative ages count back from now: 1m is a minute, 1mo a month.
-	pgtest.Exec(t, conn, `UPDATE pgundo.stmt SET at = now() - CASE application_name WHEN 'early' THEN interval '40 days'
+	pgtest.Exec(t, conn, `SELECT pgundo.fold()`)
+	pgtest.Exec(t, conn, `UPDATE pgundo.stmt_log SET at = now() - CASE application_name WHEN 'early' THEN interval '40 days'
 		WHEN 'mid' THEN interval '20 days' ELSE interval '0' END`)
 	require.Equal(t, []string{idLate}, sessions("--since", "1m"))
 	require.Equal(t, []string{idLate}, sessions("--since", "1h"))

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -12,33 +13,56 @@ import (
 )
 
 // TestUpgradeKeepsTheLog: a log captured by schema version 4 (the capture
-// before the hot-path rework of version 5) still shows, undoes, verifies and
-// answers history after pgundo install upgrades it, and a connection that
-// wrote before the upgrade stays one session after it.
+// before the hot-path rework of version 5) or 6 (before the journal of
+// version 7) still shows, undoes, verifies and answers history, asof and log
+// after pgundo install upgrades it, and a connection that wrote before the
+// upgrade stays one session after it.
 func TestUpgradeKeepsTheLog(t *testing.T) {
 	t.Parallel()
+	for _, from := range []int32{4, 6} {
+		t.Run(fmt.Sprintf("from=%d", from), func(t *testing.T) {
+			t.Parallel()
+			testUpgradeKeepsTheLog(t, from)
+		})
+	}
+}
+
+func testUpgradeKeepsTheLog(t *testing.T, from int32) {
 	ctx := context.Background()
 	url, conn := setup(t, `CREATE TABLE acct (id int PRIMARY KEY, owner text, balance numeric, seen timestamptz);
 		INSERT INTO acct VALUES (1, 'ann', 10.50, '2024-01-01 10:00+00'), (2, 'bob', 20, NULL), (3, 'cy', 0.000, '2024-06-01 12:00:00.123456+02');
 		CREATE TABLE ledger (acct int, amount numeric, note text);
 		INSERT INTO ledger VALUES (1, 5, 'a'), (1, 5, 'a'), (2, 7, NULL)`)
-	_, err := pgsql.MigrateTo(ctx, conn, 4)
+	_, err := pgsql.MigrateTo(ctx, conn, from)
 	require.NoError(t, err)
-	// The CLI refuses an outdated schema; track as version 4 did.
+	// The CLI refuses an outdated schema; track as that version did.
 	pgtest.Exec(t, conn, "SELECT pgundo.track('acct'), pgundo.track('ledger')")
 	beforeAcct, beforeLedger := tableText(t, conn, "acct"), tableText(t, conn, "ledger")
+	var beforePatch string
+	require.NoError(t, conn.QueryRow(ctx, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").Scan(&beforePatch))
 
 	patch := pgtest.Connect(t, withApp(url, "patch"))
 	pgtest.Exec(t, patch, "SET TimeZone = 'America/New_York'")
 	pgtest.Exec(t, patch, "UPDATE acct SET balance = balance * 2, seen = '2025-03-01 09:00-05'")
 	pgtest.Exec(t, patch, "DELETE FROM acct WHERE id = 2")
 	pgtest.Exec(t, patch, "DELETE FROM ledger WHERE acct = 1")
+	const logged = `SELECT format('%s %s %s %s %s %s', stmt_id, op, table_name, session_id, old, new) FROM pgundo.changes ORDER BY stmt_id, old, new`
+	logBefore := queryTexts(t, conn, logged)
+	require.Len(t, logBefore, 3+1+2)
 
 	r := run(t, url, "install")
 	require.Equal(t, 0, r.code, r.stderr)
 	var version int32
 	require.NoError(t, conn.QueryRow(ctx, "SELECT max(version) FROM pgundo.schema_version").Scan(&version))
 	require.Equal(t, pgsql.Latest(), version)
+
+	// The log reads the same after the upgrade, in SQL and in pgundo log.
+	require.Equal(t, logBefore, queryTexts(t, conn, logged))
+	r = run(t, url, "log", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var entries []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &entries), r.stdout)
+	require.Len(t, entries, len(logBefore))
 
 	// The same connection after the upgrade: the same session.
 	pgtest.Exec(t, patch, "INSERT INTO acct VALUES (4, 'dee', 1, now())")
@@ -56,8 +80,20 @@ func TestUpgradeKeepsTheLog(t *testing.T) {
 
 	r = run(t, url, "show", id)
 	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "UPDATE public.acct id=2")
+	require.Contains(t, r.stdout, "    owner: dee\n")
 	r = run(t, url, "history", "acct", "1", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
+	var h map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &h))
+	require.Len(t, h["versions"], 1, "acct 1: the patch's update: %s", r.stdout)
+	r = run(t, url, "history", "acct", "4", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &h))
+	require.Len(t, h["versions"], 1, "acct 4: inserted after the upgrade: %s", r.stdout)
+	r = run(t, url, "asof", "acct", "--at", beforePatch, "--format", "csv")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "id,owner,balance,seen\n1,ann,10.50,2024-01-01 10:00:00+00\n2,bob,20,\n3,cy,0.000,2024-06-01 10:00:00.123456+00\n", r.stdout)
 
 	r = run(t, url, "undo", id, "--yes")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
