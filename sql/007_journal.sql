@@ -289,7 +289,10 @@ BEGIN
 END $$;
 
 -- UPDATE pairs old and new rows as in version 5 (see there): one row each
--- needs no pairing and goes to the journal. n and m stay NULL when it did.
+-- needs no pairing and goes to the journal. One old row has one new row, or
+-- none (a cross-partition move whose insert a trigger skipped): then the
+-- join is empty and the rows are counted as below. n and m stay NULL when
+-- the journal was written.
 CREATE OR REPLACE FUNCTION pgundo.capture_update() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -304,7 +307,7 @@ BEGIN
            pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
            {{template "who"}}, ROW(o.*)::text, ROW(w.*)::text
       FROM pgundo_old o, pgundo_new w
-     WHERE NOT EXISTS (SELECT FROM pgundo_old OFFSET 1) AND NOT EXISTS (SELECT FROM pgundo_new OFFSET 1);
+     WHERE NOT EXISTS (SELECT FROM pgundo_old OFFSET 1);  -- an UPDATE has no more new rows than old ones
     IF NOT FOUND THEN
         SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
     END IF;

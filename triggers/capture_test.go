@@ -624,6 +624,15 @@ func TestCaptureCrossPartitionUpdateWithSkippedInsert(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"(1,1,a)", "(2,1,b)", "(3,1,c)"}, olds, "old images logged for the UPDATE")
 	require.ElementsMatch(t, []string{"(2,2,b)", "(3,2,c)"}, news, "new images logged for the UPDATE")
+
+	// The same with one row (the one-row path, into the journal, must
+	// see that there is no new row and log the old one alone).
+	pgtest.Exec(t, conn, `INSERT INTO pt VALUES (1, 1, 'z')`)
+	pgtest.Exec(t, conn, `UPDATE pt SET k = 2 WHERE id = 1`)
+	require.Equal(t, []string{"(2,2,b)", "(3,2,c)"}, queryStrings(t, conn, `SELECT r::text FROM pt r ORDER BY id`))
+	last := stmts(t, conn, "pt", "pt1", "pt2")
+	require.Equal(t, "U", last[len(last)-1].Op)
+	require.Equal(t, []chg{{Op: "U", Old: "(1,1,z)", New: null}}, last[len(last)-1].Changes)
 }
 
 // ---------------------------------------------------------------------------
