@@ -373,6 +373,14 @@ type TableStatus struct {
 	Partitions  int  `json:"partitions"`
 	// Dropped is true when the table no longer exists.
 	Dropped bool `json:"dropped"`
+	// PrimaryKey is true when the table has a primary key, or is partitioned
+	// and every partition has the same one: what history, asof and undo's
+	// straight path find rows by.
+	PrimaryKey bool `json:"primary_key"`
+	// Warnings says what tracking the table costs that a user may not
+	// expect (today: having no primary key), one sentence each; they do not
+	// make capture broken.
+	Warnings []string `json:"warnings"`
 	// Problems describes each capture trigger that is missing, disabled, or
 	// not set to fire ALWAYS, on the table or on one of its partitions, one
 	// sentence each (the Problem of each of Broken). Empty when capture is
@@ -383,6 +391,11 @@ type TableStatus struct {
 	// "problems" array).
 	Broken []Problem `json:"-"`
 }
+
+// NoPrimaryKeyWarning is status's warning for a tracked table without a
+// primary key.
+const NoPrimaryKeyWarning = "no primary key: pgundo history and asof cannot find its rows (pgundo log --table lists its changes), " +
+	"and undo matches whole rows, planned row by row instead of straight from the log (--on-conflict merge is refused); add a primary key if it can have one"
 
 // Healthy reports whether every change to the table is being captured.
 func (s TableStatus) Healthy() bool { return !s.Dropped && len(s.Problems) == 0 }
@@ -505,7 +518,15 @@ func brokenTriggers(ctx context.Context, db DBTX, tracked *uint32) ([]brokenTrig
 func Status(ctx context.Context, db DBTX) ([]TableStatus, error) {
 	rows, err := db.Query(ctx, `
 		SELECT t.relid, t.schema_name, t.table_name, quote_ident(t.schema_name) || '.' || quote_ident(t.table_name), c.oid IS NULL, coalesce(c.relkind = 'p', false),
-		       (SELECT count(*) FROM pg_partition_tree(c.oid) p WHERE p.relid <> c.oid)
+		       (SELECT count(*) FROM pg_partition_tree(c.oid) p WHERE p.relid <> c.oid),
+		       c.oid IS NULL
+		       OR EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+		       OR (c.relkind = 'p' AND (SELECT count(DISTINCT k.cols) = 1 AND bool_and(k.cols IS NOT NULL)
+		                                 FROM (SELECT (SELECT array_agg(a.attname::text ORDER BY u.ord)
+		                                                 FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY u (attnum, ord)
+		                                                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.attnum
+		                                                WHERE i.indrelid = p.relid AND i.indisprimary) AS cols
+		                                         FROM pg_partition_tree(c.oid) p WHERE p.isleaf) k))
 		  FROM pgundo.tracked t LEFT JOIN pg_class c ON c.oid = t.relid
 		 ORDER BY t.schema_name, t.table_name`)
 	if err != nil {
@@ -513,9 +534,15 @@ func Status(ctx context.Context, db DBTX) ([]TableStatus, error) {
 	}
 	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableStatus, error) {
 		var s TableStatus
-		err := r.Scan(&s.OID, &s.Schema, &s.Name, &s.QualifiedName, &s.Dropped, &s.Partitioned, &s.Partitions)
+		var key *bool
+		err := r.Scan(&s.OID, &s.Schema, &s.Name, &s.QualifiedName, &s.Dropped, &s.Partitioned, &s.Partitions, &key)
+		s.PrimaryKey = key != nil && *key
 		s.Problems = []string{}
 		s.Broken = []Problem{}
+		s.Warnings = []string{}
+		if !s.PrimaryKey {
+			s.Warnings = append(s.Warnings, NoPrimaryKeyWarning)
+		}
 		if s.Dropped {
 			s.Broken = append(s.Broken, Problem{Table: s.QualifiedName, Relation: s.QualifiedName, State: StateTableDropped, Problem: "table dropped"})
 		}

@@ -76,13 +76,16 @@ func newStatusCommand(g *globals) *cobra.Command {
 trigger missing, disabled, or not set to fire ALWAYS (ENABLE or ENABLE
 REPLICA) on the table or on one of its partitions (for example a partition
 created while pgundo's event trigger was absent), or a tracked table that was
-dropped. Then the log's size and oldest entry.
+dropped. It warns about a tracked table without a primary key (history and
+asof cannot find its rows; undo matches whole rows, planned row by row).
+Then the log's size and oldest entry.
 
 pgundo track on a flagged table repairs its capture (pgundo untrack for a
 dropped one); status names the exact command. With --json, "problems" lists
 each problem as an object: table, relation (the table or the partition),
 partition, trigger, state (missing, disabled, enable_origin, enable_replica
-or table_dropped), problem (in words) and fix (the command that repairs it).
+or table_dropped), problem (in words) and fix (the command that repairs it);
+each table has primary_key and warnings.
 
 Exit codes: 0 capture is whole; 4 capture is broken (the report is still
 printed in full, with --json too, and the error on stderr names the tables
@@ -171,6 +174,11 @@ func renderStatus(w io.Writer, res statusResult) error {
 		}
 		if len(untrack) > 0 {
 			fmt.Fprintf(w, "to stop tracking dropped tables: pgundo untrack %s\n", strings.Join(untrack, " "))
+		}
+		for _, t := range res.Tables {
+			for _, warning := range t.Warnings {
+				fmt.Fprintf(w, "warning: %s: %s\n", t.Qualified(), warning)
+			}
 		}
 	}
 	if !res.EventTriggers {

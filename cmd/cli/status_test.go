@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgundo/pgundo/cmd/cli"
 	"github.com/pgundo/pgundo/internal/pgtest"
+	"github.com/pgundo/pgundo/triggers"
 )
 
 // statusProblem is one entry of status --json's "problems".
@@ -23,6 +24,11 @@ type statusProblem struct {
 	Problem   string `json:"problem"`
 	Fix       string `json:"fix"`
 }
+
+// keyless is status's warnings for the tables without a primary key of
+// TestStatusAndTrackRepairCapture.
+const keyless = "warning: public.nopk: " + triggers.NoPrimaryKeyWarning + "\n" +
+	"warning: public.parts: " + triggers.NoPrimaryKeyWarning + "\n"
 
 // statusUntilLog returns status's text output up to its last line (the log
 // size, which varies).
@@ -112,7 +118,7 @@ func TestStatusAndTrackRepairCapture(t *testing.T) {
 			require.Equal(t, "tracking public.pk\ntracking public.nopk\ntracking public.parts\n", r.stdout)
 			r = run(t, url, "status")
 			require.Equal(t, 0, r.code, r.stderr)
-			require.Equal(t, "TABLE         PARTITIONS  CAPTURE\npublic.nopk   -           ok\npublic.parts  2           ok\npublic.pk     -           ok\n",
+			require.Equal(t, "TABLE         PARTITIONS  CAPTURE\npublic.nopk   -           ok\npublic.parts  2           ok\npublic.pk     -           ok\n"+keyless,
 				statusUntilLog(t, r.stdout))
 
 			for _, rel := range []string{"pk", "nopk", "parts", "parts_2"} {
@@ -158,7 +164,7 @@ func TestStatusAndTrackRepairCapture(t *testing.T) {
 				"  public.parts: "+want[1].Problem+"\n"+
 				"  public.parts: "+want[2].Problem+"\n"+
 				"  public.pk: "+want[3].Problem+"\n"+
-				"to repair capture: pgundo track public.nopk public.parts public.pk\n",
+				"to repair capture: pgundo track public.nopk public.parts public.pk\n"+keyless,
 				statusUntilLog(t, r.stdout))
 
 			r = run(t, url, "track", "parts", "--json")
@@ -193,7 +199,7 @@ func TestStatusAndTrackRepairCapture(t *testing.T) {
 			require.Equal(t, "public.pk: already tracked; capture is whole, nothing to repair\n", r.stdout)
 			r = run(t, url, "status")
 			require.Equal(t, 0, r.code, r.stderr)
-			require.Equal(t, "TABLE         PARTITIONS  CAPTURE\npublic.nopk   -           ok\npublic.parts  2           ok\npublic.pk     -           ok\n",
+			require.Equal(t, "TABLE         PARTITIONS  CAPTURE\npublic.nopk   -           ok\npublic.parts  2           ok\npublic.pk     -           ok\n"+keyless,
 				statusUntilLog(t, r.stdout))
 			// The repaired triggers are the ones track creates: same
 			// definitions, all ENABLE ALWAYS.
@@ -296,4 +302,53 @@ func TestStatusDroppedTable(t *testing.T) {
 	r = run(t, url, "status")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Equal(t, "TABLE        PARTITIONS  CAPTURE\npublic.kept  -           ok\n"+noEventTriggers, statusUntilLog(t, r.stdout))
+}
+
+// TestStatusWarnsWithoutPrimaryKey: a tracked table without a primary key
+// (or a partitioned one whose partitions do not all share one) gets a
+// warning saying what that costs, in text and --json; capture is still
+// whole, so status exits 0.
+func TestStatusWarnsWithoutPrimaryKey(t *testing.T) {
+	t.Parallel()
+	url, _ := setup(t, `CREATE TABLE keyed (id int PRIMARY KEY);
+		CREATE TABLE ledger (acct int, amount numeric);
+		CREATE TABLE leafkeyed (id int, k int) PARTITION BY LIST (k);
+		CREATE TABLE leafkeyed_1 PARTITION OF leafkeyed (PRIMARY KEY (id)) FOR VALUES IN (1);
+		CREATE TABLE leafkeyed_2 PARTITION OF leafkeyed (PRIMARY KEY (id)) FOR VALUES IN (2);
+		CREATE TABLE mixed (id int, k int) PARTITION BY LIST (k);
+		CREATE TABLE mixed_1 PARTITION OF mixed (PRIMARY KEY (id)) FOR VALUES IN (1);
+		CREATE TABLE mixed_2 PARTITION OF mixed FOR VALUES IN (2)`)
+	r := run(t, url, "install")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = run(t, url, "track", "keyed", "ledger", "leafkeyed", "mixed")
+	require.Equal(t, 0, r.code, r.stderr)
+
+	r = run(t, url, "status")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "TABLE             PARTITIONS  CAPTURE\n"+
+		"public.keyed      -           ok\n"+
+		"public.leafkeyed  2           ok\n"+
+		"public.ledger     -           ok\n"+
+		"public.mixed      2           ok\n"+
+		"warning: public.ledger: "+triggers.NoPrimaryKeyWarning+"\n"+
+		"warning: public.mixed: "+triggers.NoPrimaryKeyWarning+"\n", statusUntilLog(t, r.stdout))
+
+	r = run(t, url, "status", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var res struct {
+		Healthy bool `json:"healthy"`
+		Tables  []struct {
+			Name       string   `json:"name"`
+			PrimaryKey bool     `json:"primary_key"`
+			Warnings   []string `json:"warnings"`
+		} `json:"tables"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res), r.stdout)
+	require.True(t, res.Healthy)
+	got := map[string][]string{}
+	for _, tb := range res.Tables {
+		require.Equal(t, len(tb.Warnings) == 0, tb.PrimaryKey, tb.Name)
+		got[tb.Name] = tb.Warnings
+	}
+	require.Equal(t, map[string][]string{"keyed": {}, "leafkeyed": {}, "ledger": {triggers.NoPrimaryKeyWarning}, "mixed": {triggers.NoPrimaryKeyWarning}}, got)
 }
