@@ -194,6 +194,12 @@ func TestCapture(t *testing.T) {
 		if o.GoalMet != (o.Pgundo.Ratio >= o.Goal) {
 			t.Errorf("%s: goal_met = %v with ratio %v and goal %v", what, o.GoalMet, o.Pgundo.Ratio, o.Goal)
 		}
+		// pgbench's one-row statements went to the journal: folding them
+		// took time, and the folded log is bigger (statement and change
+		// rows with their indexes).
+		if o.Pgundo.FoldMicrosPerRow <= 0 || o.Pgundo.FoldedLogBytesPerRow <= 0 || o.RowLevel.FoldMicrosPerRow != 0 {
+			t.Errorf("%s: fold %v µs/row, %v B/row folded (rowlevel: %v)", what, o.Pgundo.FoldMicrosPerRow, o.Pgundo.FoldedLogBytesPerRow, o.RowLevel.FoldMicrosPerRow)
+		}
 		if o.FloorRatio != o.Pgundo.TPS/o.Floor.TPS || o.FloorGoalMet != (o.FloorGoal == 0 || o.FloorRatio >= o.FloorGoal) {
 			t.Errorf("%s: floor ratio %v (goal %v, met %v) with tps %v and floor %v", what, o.FloorRatio, o.FloorGoal, o.FloorGoalMet, o.Pgundo.TPS, o.Floor.TPS)
 		}
@@ -204,7 +210,7 @@ func TestCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{`"steps":`, `"log_bytes_per_row":`, `"ratio":`, `"oltp":`, `"tps":`, `"rowlevel":`, `"floor":`, `"floor_ratio":`, `"synchronous_commit":`} {
+	for _, key := range []string{`"steps":`, `"log_bytes_per_row":`, `"ratio":`, `"oltp":`, `"tps":`, `"rowlevel":`, `"floor":`, `"floor_ratio":`, `"synchronous_commit":`, `"fold_us_per_row":`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON lacks %s: %s", key, b)
 		}

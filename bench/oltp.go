@@ -64,6 +64,12 @@ type Throughput struct {
 	// LogBytesPerRow is the median growth of the variant's log divided by
 	// the row changes it recorded. 0 for the untracked variant.
 	LogBytesPerRow float64 `json:"log_bytes_per_row"`
+	// FoldMicrosPerRow (pgundo only) is the median time pgundo.fold took,
+	// after the run, to move the run's journal rows into the log tables,
+	// per row moved: capture's cost that the run's transactions did not
+	// pay. FoldedLogBytesPerRow is LogBytesPerRow once folded.
+	FoldMicrosPerRow     float64 `json:"fold_us_per_row,omitempty"`
+	FoldedLogBytesPerRow float64 `json:"folded_log_bytes_per_row,omitempty"`
 }
 
 // The pgbench tables, in Schema, in the order pgbench -i creates them.
@@ -138,17 +144,23 @@ func (e *env) measureOLTP(ctx context.Context, pgbench string, ph oltpPhase, opt
 	}
 	runs := map[Variant][]float64{}
 	perRow := map[Variant][]float64{}
+	var foldUS, foldedPerRow []float64
 	for r := 0; r < opts.Repeat; r++ {
 		for _, v := range rotate(r) {
-			tps, bpr, err := e.runOLTP(ctx, v, pgbench, script.Name(), ph, opts)
+			run, err := e.runOLTP(ctx, v, pgbench, script.Name(), ph, opts)
 			if err != nil {
 				return nil, fmt.Errorf("OLTP %s at %d clients, %s variant: %w", ph.script, ph.clients, v, err)
 			}
-			runs[v] = append(runs[v], tps)
-			perRow[v] = append(perRow[v], bpr)
-			msg := fmt.Sprintf("oltp %s %d clients %s run %d/%d: %.0f tps", ph.script, ph.clients, v, r+1, opts.Repeat, tps)
+			runs[v] = append(runs[v], run.tps)
+			perRow[v] = append(perRow[v], run.bytesPerRow)
+			msg := fmt.Sprintf("oltp %s %d clients %s run %d/%d: %.0f tps", ph.script, ph.clients, v, r+1, opts.Repeat, run.tps)
 			if v != Untracked {
-				msg += fmt.Sprintf(", log %.0f bytes/row", bpr)
+				msg += fmt.Sprintf(", log %.0f bytes/row", run.bytesPerRow)
+			}
+			if v == Pgundo {
+				foldUS = append(foldUS, run.foldUS)
+				foldedPerRow = append(foldedPerRow, run.foldedBytesPerRow)
+				msg += fmt.Sprintf(" (%.0f once folded; the fold took %.1f µs/row)", run.foldedBytesPerRow, run.foldUS)
 			}
 			e.progress(msg)
 		}
@@ -160,37 +172,48 @@ func (e *env) measureOLTP(ctx context.Context, pgbench string, ph oltpPhase, opt
 		return t
 	}
 	res.Untracked, res.Pgundo, res.RowLevel, res.Floor = tp(Untracked), tp(Pgundo), tp(RowLevel), tp(Floor)
+	res.Pgundo.FoldMicrosPerRow, res.Pgundo.FoldedLogBytesPerRow = median(foldUS), median(foldedPerRow)
 	res.GoalMet = res.Pgundo.Ratio >= res.Goal
 	res.FloorRatio = ratio(res.Pgundo.TPS, res.Floor.TPS)
 	res.FloorGoalMet = res.FloorGoal == 0 || res.FloorRatio >= res.FloorGoal
 	return res, nil
 }
 
+// oltpRun is one pgbench run of one variant.
+type oltpRun struct {
+	tps, bytesPerRow float64
+	// pgundo only: the fold after the run, in µs per row moved, and the
+	// log bytes per row change once folded.
+	foldUS, foldedBytesPerRow float64
+}
+
 // runOLTP builds fresh pgbench tables, attaches variant v's capture, settles
-// and runs pgbench. It returns the TPS and the log bytes per row change.
-func (e *env) runOLTP(ctx context.Context, v Variant, pgbench, script string, ph oltpPhase, opts CaptureOptions) (tps, bytesPerRow float64, err error) {
+// and runs pgbench. It returns the TPS and the log bytes per row change, and
+// for pgundo what folding the run's journal took.
+func (e *env) runOLTP(ctx context.Context, v Variant, pgbench, script string, ph oltpPhase, opts CaptureOptions) (oltpRun, error) {
+	var run oltpRun
 	if err := e.buildPgbench(ctx, opts.OLTPScale); err != nil {
-		return 0, 0, err
+		return run, err
 	}
 	if err := e.attach(ctx, v, pgbenchTables...); err != nil {
-		return 0, 0, err
+		return run, err
 	}
 	if err := e.emptyLogs(ctx); err != nil {
-		return 0, 0, err
+		return run, err
 	}
 	if err := e.settle(ctx, pgbenchTables...); err != nil {
-		return 0, 0, err
+		return run, err
 	}
 	before, err := e.logBytes(ctx, v)
 	if err != nil {
-		return 0, 0, err
+		return run, err
 	}
-	if tps, err = e.pgbench(ctx, pgbench, script, ph, opts); err != nil {
-		return 0, 0, err
+	if run.tps, err = e.pgbench(ctx, pgbench, script, ph, opts); err != nil {
+		return run, err
 	}
 	after, err := e.logBytes(ctx, v)
 	if err != nil {
-		return 0, 0, err
+		return run, err
 	}
 	var changes int64
 	switch v {
@@ -202,12 +225,30 @@ func (e *env) runOLTP(ctx context.Context, v Variant, pgbench, script string, ph
 		err = e.conn.QueryRow(ctx, "SELECT count(*) FROM "+FloorLog).Scan(&changes)
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("count logged changes: %w", err)
+		return run, fmt.Errorf("count logged changes: %w", err)
+	}
+	run.bytesPerRow = ratio(float64(after-before), float64(changes))
+	if v == Pgundo {
+		start := time.Now()
+		var moved int64
+		if err := e.conn.QueryRow(ctx, "SELECT pgundo.fold()").Scan(&moved); err != nil {
+			return run, fmt.Errorf("fold the journal: %w", err)
+		}
+		run.foldUS = ratio(float64(time.Since(start).Microseconds()), float64(moved))
+		// VACUUM gives the emptied journal's pages back (truncates them).
+		if _, err := e.conn.Exec(ctx, "VACUUM pgundo.journal"); err != nil {
+			return run, fmt.Errorf("vacuum the journal: %w", err)
+		}
+		folded, err := e.logBytes(ctx, v)
+		if err != nil {
+			return run, err
+		}
+		run.foldedBytesPerRow = ratio(float64(folded-before), float64(changes))
 	}
 	if err := e.detach(ctx, v, pgbenchTables...); err != nil {
-		return 0, 0, err
+		return run, err
 	}
-	return tps, ratio(float64(after-before), float64(changes)), nil
+	return run, nil
 }
 
 // buildPgbench (re)creates the pgbench tables in Schema and fills them as

@@ -226,8 +226,9 @@ func renderBenchCapture(w io.Writer, res *bench.CaptureResult) error {
 	}
 	fmt.Fprintln(w)
 	for _, o := range res.OLTP {
-		fmt.Fprintf(w, "oltp %s: pgbench scale %d, %d clients, %d threads, %d s per run, synchronous_commit %s\n",
-			o.Script, o.Scale, o.Clients, o.Jobs, o.Seconds, o.SynchronousCommit)
+		fmt.Fprintf(w, "oltp %s: pgbench scale %d, %d clients, %d threads, %d s per run, synchronous_commit %s; "+
+			"folding pgundo's journal after each run took %.1f µs a row (%.0f log B/row once folded)\n",
+			o.Script, o.Scale, o.Clients, o.Jobs, o.Seconds, o.SynchronousCommit, o.Pgundo.FoldMicrosPerRow, o.Pgundo.FoldedLogBytesPerRow)
 	}
 	fmt.Fprintln(w, "floor: a statement trigger writing one text image per row and the xid to one unindexed table (the least any trigger capture costs)")
 	fmt.Fprintf(w, "ratios: variant ÷ untracked (time for bulk steps, TPS for oltp); goals met: %d of %d; took %.0f s\n", met, goals, res.Seconds)
