@@ -215,11 +215,16 @@ func Verify(ctx context.Context, db DBTX, noSeal bool) (*VerifyResult, error) {
 	return res, nil
 }
 
-// PrunePlan lists, changing nothing, the chunks Prune(before) would remove
+// PrunePlan lists, changing nothing (it folds the journal, as Prune does:
+// the log reads the same), the chunks Prune(before) would remove
 // now: every chunk up to the current one (which Prune closes first), oldest
 // first, as long as its newest statement is older than before.
 func PrunePlan(ctx context.Context, db DBTX, before time.Time) (*PruneResult, error) {
 	res := &PruneResult{Before: before, Removed: []Chunk{}}
+	// Prune folds the journal into the chunks first: count what it will.
+	if _, err := db.Exec(ctx, `SELECT pgundo.fold()`); err != nil {
+		return nil, fmt.Errorf("fold the journal: %w", err)
+	}
 	rows, err := db.Query(ctx, `
 		SELECT substr(c.relname, 7)::bigint AS k
 		  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid

@@ -283,3 +283,53 @@ func TestUndoByTagAfterPrune(t *testing.T) {
 	require.Equal(t, "v2", one[string](t, conn, `SELECT body FROM doc WHERE id = 2`))
 	require.Equal(t, "old work", one[string](t, conn, `SELECT body FROM doc WHERE id = 1`))
 }
+
+// TestPruneForgetsWhatUndoLeft: an undo that skipped a conflict keeps the
+// rows it left and the statements it selected (pgundo.undo_left and
+// undo_scope); pruning those statements removes both, and nothing of the
+// statements kept. The pruned statements were in the journal and in the
+// log tables (one-row and bigger statements); the plan counts them all.
+func TestPruneForgetsWhatUndoLeft(t *testing.T) {
+	t.Parallel()
+	url, conn := setup(t)
+	patch := pgtest.Connect(t, url)
+	pgtest.Exec(t, patch, `UPDATE doc SET body = 'patched' WHERE id <= 3`) // three rows: the log tables
+	pgtest.Exec(t, patch, `UPDATE doc SET body = 'patched' WHERE id = 4`)  // one row: the journal
+	sid := one[string](t, conn, `SELECT session_id FROM pgundo.stmt ORDER BY id DESC LIMIT 1`)
+	pgtest.Exec(t, pgtest.Connect(t, url), `UPDATE doc SET body = 'user' WHERE id = 2`)
+	_, err := undo.Apply(t.Context(), pgtest.Connect(t, url), undo.Selection{Sessions: []string{sid}}, undo.Options{OnConflict: undo.Skip}, nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"(1,v1)", "(2,user)", "(3,v3)", "(4,v4)"}, func() []string {
+		rows, err := conn.Query(t.Context(), `SELECT d::text FROM doc d WHERE id <= 4 ORDER BY id`)
+		require.NoError(t, err)
+		v, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return v
+	}())
+	// The skipped row as the sessions found it and as they left it.
+	require.Equal(t, "(2,v2) NULL; NULL (2,patched)", one[string](t, conn,
+		`SELECT string_agg(coalesce(old, 'NULL') || ' ' || coalesce(new, 'NULL'), '; ' ORDER BY old NULLS LAST) FROM pgundo.undo_left`))
+	require.Equal(t, int64(2), one[int64](t, conn, `SELECT count(*) FROM pgundo.undo_scope`))
+
+	time.Sleep(20 * time.Millisecond)
+	cut := one[time.Time](t, conn, `SELECT clock_timestamp()`)
+	plan, err := audit.PrunePlan(t.Context(), conn, cut)
+	require.NoError(t, err)
+	// The patch's 2, the other session's 1, the undo's 1 (one UPDATE
+	// restoring rows 1, 3 and 4; row 2 skipped).
+	require.Equal(t, int64(4), plan.Statements)
+	res, err := audit.Prune(t.Context(), conn, cut)
+	require.NoError(t, err)
+	require.Equal(t, plan.Statements, res.Statements)
+	require.Zero(t, one[int64](t, conn, `SELECT count(*) FROM pgundo.undo_left`))
+	require.Zero(t, one[int64](t, conn, `SELECT count(*) FROM pgundo.undo_scope`))
+	// Capture goes on in the next chunk.
+	pgtest.Exec(t, patch, `UPDATE doc SET body = 'later' WHERE id = 10`)
+	require.Equal(t, []string{"U (10,v10) (10,later)"}, func() []string {
+		rows, err := conn.Query(t.Context(), `SELECT concat_ws(' ', s.op, c.old, c.new) FROM pgundo.stmt s JOIN pgundo.change c ON c.stmt_id = s.id`)
+		require.NoError(t, err)
+		v, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return v
+	}())
+}

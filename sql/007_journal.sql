@@ -421,7 +421,8 @@ BEGIN
 END $$;
 
 -- prune as in version 3 on the renamed log tables; it folds first, and again
--- under its lock, which now covers the journal too.
+-- under its lock, which now covers the journal too; and it forgets what
+-- undos left (version 6's undo_scope and undo_left) with the statements.
 CREATE OR REPLACE FUNCTION pgundo.prune(before timestamptz) RETURNS SETOF pgundo.pruned
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -476,6 +477,7 @@ BEGIN
         EXECUTE format('UPDATE pgundo.session SET pruned_at = now() WHERE pruned_at IS NULL AND id IN (SELECT session_id FROM pgundo.%I)', 'stmt_c' || k);
         EXECUTE format('DROP TABLE pgundo.%I, pgundo.%I', 'change_c' || k, 'stmt_c' || k);
         DELETE FROM pgundo.undone WHERE stmt_id BETWEEN k * pgundo._chunk_size() AND (k + 1) * pgundo._chunk_size() - 1;
+        DELETE FROM pgundo.undo_scope WHERE stmt_id BETWEEN k * pgundo._chunk_size() AND (k + 1) * pgundo._chunk_size() - 1;
         DELETE FROM pgundo.seal_stmt WHERE stmt_id BETWEEN k * pgundo._chunk_size() AND (k + 1) * pgundo._chunk_size() - 1;
         INSERT INTO pgundo.pruned VALUES (r.*);
         RETURN NEXT r;
@@ -486,6 +488,10 @@ BEGIN
     DELETE FROM pgundo.session s WHERE s.pruned_at IS NOT NULL
        AND NOT EXISTS (SELECT FROM pgundo.stmt st WHERE st.session_id = s.id)
        AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = s.pid);
+    -- Rows an undo left (skipped) go with the last of the statements it
+    -- selected: a later undo could only take them with all of those.
+    DELETE FROM pgundo.undo_left l
+     WHERE NOT EXISTS (SELECT FROM pgundo.undo_scope sc WHERE sc.undo_session = l.undo_session);
     kept := (SELECT min(id) FROM pgundo.stmt);
     IF to_regprocedure('pgundo._hist_forget(bigint)') IS NOT NULL THEN
         EXECUTE 'SELECT pgundo._hist_forget($1)' USING coalesce(kept, (SELECT last_value FROM pgundo.stmt_id_seq));
