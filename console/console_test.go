@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -553,4 +554,32 @@ func TestConsoleActivity(t *testing.T) {
 	r = get(t, ts, "/activity?since=30d&bucket=minute")
 	require.Equal(t, http.StatusBadRequest, r.status)
 	require.Contains(t, r.body, "too many bars")
+}
+
+func TestConsoleStatementTimeout(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	cfg, err := pgx.ParseConfig(s.url)
+	require.NoError(t, err)
+	pool, err := console.Open(context.Background(), cfg, 1234*time.Millisecond)
+	require.NoError(t, err)
+	defer pool.Close()
+	var v string
+	require.NoError(t, pool.QueryRow(context.Background(), "SHOW statement_timeout").Scan(&v))
+	require.Equal(t, "1234ms", v)
+
+	// After a plan (run under the undo timeout), pages are back under the
+	// page timeout.
+	srv, err := console.New(console.Options{Pool: pool, Token: token, UndoTimeout: time.Minute})
+	require.NoError(t, err)
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	require.Equal(t, http.StatusOK, get(t, ts, "/plan/"+s.patch).status)
+	for range 4 { // every connection of the pool
+		c, err := pool.Acquire(context.Background())
+		require.NoError(t, err)
+		defer c.Release()
+		require.NoError(t, c.QueryRow(context.Background(), "SHOW statement_timeout").Scan(&v))
+		require.Equal(t, "1234ms", v)
+	}
 }

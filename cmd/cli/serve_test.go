@@ -125,3 +125,60 @@ func TestServeTokenFromEnv(t *testing.T) {
 	cancel()
 	require.Equal(t, 0, <-done)
 }
+
+func TestServeHelp(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	code := cli.Run(context.Background(), []string{"serve", "--help"}, strings.NewReader(""), &out, &out)
+	require.Equal(t, 0, code)
+	for _, want := range []string{"Examples:", "pgundo serve --listen 127.0.0.1:9000 --allow-undo", "default 127.0.0.1:8080", cli.TokenEnv} {
+		require.Contains(t, out.String(), want)
+	}
+}
+
+// TestServeDemo runs pgundo demo --serve: the console on the demo's
+// database lists its sessions, the patch undone.
+func TestServeDemo(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Run(ctx, []string{"demo", "--serve", "--listen", "127.0.0.1:0"}, strings.NewReader(""), pw, &stderr)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	var base, token string
+	var out strings.Builder
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		if m := regexp.MustCompile(`^(http://127\.0\.0\.1:\d+)/\?token=([0-9a-f]{32})$`).FindStringSubmatch(sc.Text()); m != nil {
+			base, token = m[1], m[2]
+			break
+		}
+	}
+	require.NotEmpty(t, base, "no console address in the demo's output:\n%s\n%s", out.String(), stderr.String())
+	require.Contains(t, out.String(), "the patch is undone exactly")
+	go io.Copy(io.Discard, pr) //nolint:errcheck // drain
+	req, err := http.NewRequest(http.MethodGet, base+"/?app=psql", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, 1, strings.Count(string(body), "<tr data-session="), string(body))
+	require.Contains(t, string(body), `<span class="undone">undone</span>`)
+	require.Contains(t, string(body), "undo allowed")
+	cancel()
+	select {
+	case c := <-done:
+		require.Equal(t, 0, c, stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("pgundo demo --serve did not stop on cancel")
+	}
+}
