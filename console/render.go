@@ -169,7 +169,7 @@ type point struct {
 // largest first.
 func layoutChart(points []point, series []string, start, end time.Time, step time.Duration) Chart {
 	c := Chart{Width: 960, Height: 300, Left: 60, Top: 10}
-	c.PlotW, c.PlotH = c.Width-c.Left-10, c.Height-c.Top-40
+	c.PlotW, c.PlotH = c.Width-c.Left-30, c.Height-c.Top-40
 	n := int(end.Sub(start) / step)
 	if n < 1 {
 		n = 1
@@ -195,9 +195,14 @@ func layoutChart(points []point, series []string, start, end time.Time, step tim
 		c.Bars = append(c.Bars, Bar{X: float64(c.Left) + float64(i)*bw, Y: y, W: math.Max(bw-1, 1), H: h,
 			Fill: colour[p.Series], Series: p.Series, Bucket: timefmt.Format(p.Bucket), Count: p.Count})
 	}
-	for k := 0; k <= 4; k++ {
-		v := top * int64(k) / 4
-		c.YTicks = append(c.YTicks, Tick{X: float64(c.Left - 6), Y: float64(c.Top+c.PlotH) - float64(c.PlotH)*float64(k)/4 + 4, Label: fmt.Sprint(v)})
+	// niceMax gives 4 or 1, 2 or 5 times a power of ten: one of 4 and 5
+	// divides it, so every tick is a whole number at its true height.
+	ticks := int64(4)
+	if top%5 == 0 {
+		ticks = 5
+	}
+	for k := int64(0); k <= ticks; k++ {
+		c.YTicks = append(c.YTicks, Tick{X: float64(c.Left - 6), Y: float64(c.Top+c.PlotH) - float64(c.PlotH)*float64(k)/float64(ticks) + 4, Label: fmt.Sprint(top * k / ticks)})
 	}
 	labels := 6
 	for k := 0; k <= labels; k++ {
