@@ -98,7 +98,7 @@ func TestConsoleBrowser(t *testing.T) {
 	text := func(sel string) string { t.Helper(); return value(t, ctx, chromedp.Text(css(sel))) }
 	count := func(sel string) int {
 		t.Helper()
-		return value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll(` + strconv.Quote(sel) + `).length`))
+		return value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll(`+strconv.Quote(sel)+`).length`))
 	}
 
 	// Without the token: 401 and no data.
