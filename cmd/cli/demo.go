@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/pgundo/pgundo/console"
 	"github.com/pgundo/pgundo/history"
 	"github.com/pgundo/pgundo/internal/pgcluster"
 	pgsql "github.com/pgundo/pgundo/sql"
@@ -19,7 +20,9 @@ import (
 )
 
 type demoOptions struct {
-	keep bool
+	keep   bool
+	serve  bool
+	listen string
 }
 
 type demoResult struct {
@@ -106,11 +109,24 @@ small shop, run end-user sessions, then a hasty patch session that overwrites
 customers' notes and destroys and re-creates orders with new keys, then more
 end-user work. Then show the sessions, what the patch changed, the undo plan,
 the undo, and prove every table equals a copy where the patch never ran.
-It cleans up after itself (--keep leaves the server running).`,
+It cleans up after itself (--keep leaves the server running).
+
+--serve then serves the web console (see pgundo serve) on the demo's
+database, with undo allowed, until Ctrl-C, and cleans up after that; its
+address with the token is the last line of the demo's output.`,
 		Example: `  pgundo demo
+  pgundo demo --serve
   go run ./cmd/pgundo demo`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.serve && g.json {
+				return usageErr(errors.New("--serve prints the console's address, not JSON: drop --json"))
+			}
+			if o.serve {
+				if err := (serveOptions{listen: o.listen, statementTimeout: 1, undoTimeout: 1}).Validate(); err != nil {
+					return err
+				}
+			}
 			res, err := runDemo(cmd.Context(), g, o)
 			if err != nil {
 				return err
@@ -127,6 +143,8 @@ It cleans up after itself (--keep leaves the server running).`,
 		},
 	}
 	cmd.Flags().BoolVar(&o.keep, "keep", false, "leave the throwaway server running and print how to connect")
+	cmd.Flags().BoolVar(&o.serve, "serve", false, "then serve the web console on the demo's database (undo allowed) until Ctrl-C")
+	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:8080", "with --serve: HOST:PORT of the console (loopback only)")
 	return cmd
 }
 
@@ -279,6 +297,13 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) (*demoResult, error
 	res.Seconds = time.Since(start).Seconds()
 	if res.Identical {
 		fmt.Fprintf(w, "\nthe patch is undone exactly; the end users' later work is kept (%.1fs)\n", res.Seconds)
+	}
+	if o.serve {
+		g.databaseURL = cl.ConnString("shop")
+		so := serveOptions{listen: o.listen, allowUndo: true, statementTimeout: console.DefaultStatementTimeout, undoTimeout: console.DefaultUndoTimeout}
+		if err := g.serve(ctx, so); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }

@@ -137,6 +137,7 @@ func NewRootCommand(g *globals) *cobra.Command {
 		newLogCommand(g),
 		newAsofCommand(g),
 		newGrantCommand(g),
+		newServeCommand(g),
 	)
 	return root
 }

@@ -1,0 +1,177 @@
+package console_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgundo/pgundo/console"
+)
+
+// ChromiumEnv names the variable that points the browser tests at a
+// Chromium binary; by default they look for Debian's chromium on $PATH.
+const ChromiumEnv = "PGUNDO_CHROMIUM"
+
+// screenshotDir is where the browser tests write a PNG of each page, for a
+// reviewer (ignored by git).
+const screenshotDir = "screenshots"
+
+// browser starts the system's headless Chromium (never a downloaded one)
+// and returns a context that drives one tab of it. No Chromium is a test
+// failure, not a skip.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := os.Getenv(ChromiumEnv)
+	if path == "" {
+		for _, name := range []string{"chromium", "chromium-browser"} {
+			if p, err := exec.LookPath(name); err == nil {
+				path = p
+				break
+			}
+		}
+	}
+	if path == "" {
+		t.Fatalf("no Chromium for the browser tests: install Debian's chromium (apt-get install -y chromium) or set $%s", ChromiumEnv)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.WindowSize(1280, 900), chromedp.Flag("disable-dev-shm-usage", true))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(cancelTab)
+	// The first action starts the browser; it lives as long as ctx, so no
+	// timeout on ctx itself (see chromedp.Run).
+	require.NoError(t, chromedp.Do(ctx), "start %s", path)
+	return ctx
+}
+
+// screenshot writes the whole page to screenshots/NAME.png.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(screenshotDir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(screenshotDir, name+".png"), png, 0o644))
+}
+
+// value runs an action that returns a value, failing the test on error.
+func value[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	actx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	v, err := chromedp.Run(actx, a)
+	require.NoError(t, err)
+	return v
+}
+
+func css(s string) chromedp.CSS { return chromedp.CSS(s) }
+
+func TestConsoleBrowser(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	ts := s.server(t, func(o *console.Options) { o.AllowUndo = true })
+	ctx := browser(t)
+	var dialogs atomic.Int32
+	go func() {
+		for _, err := range chromedp.Events(ctx, page.JavascriptDialogOpening) {
+			if err != nil {
+				return
+			}
+			dialogs.Add(1)
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+		}
+	}()
+	do := func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		value(t, ctx, chromedp.Steps(steps...))
+	}
+	text := func(sel string) string { t.Helper(); return value(t, ctx, chromedp.Text(css(sel))) }
+	count := func(sel string) int {
+		t.Helper()
+		return value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll(`+strconv.Quote(sel)+`).length`))
+	}
+
+	// Without the token: 401 and no data.
+	do(chromedp.Navigate(ts.URL + "/session/" + s.patch))
+	body := text("body")
+	require.Contains(t, body, "401 unauthorized")
+	for _, secret := range []string{"patch.py", "ticket-123", "alert", "ann"} {
+		require.NotContains(t, body, secret)
+	}
+
+	// The address pgundo serve prints: the cookie is set, the token leaves the address.
+	do(chromedp.Navigate(ts.URL+"/?token="+token), chromedp.WaitVisible(css("table.sessions")))
+	require.Equal(t, ts.URL+"/", value(t, ctx, chromedp.Location()))
+	require.Equal(t, 1, count("tr[data-session]"))
+	body = text("table.sessions")
+	require.Contains(t, body, s.patch)
+	require.Contains(t, body, "patch.py")
+	screenshot(t, ctx, "sessions")
+
+	// Following the patch session shows its diffs; the <script> value is text.
+	do(chromedp.Click(css(`a[href="/session/`+s.patch+`"]`)), chromedp.WaitVisible(css("div.change")))
+	require.Equal(t, 7, count("div.change"))
+	note := value(t, ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("tr.changed")].find(r => r.querySelector("th").textContent === "note").querySelector("td.new").textContent`))
+	require.Equal(t, "<script>alert(1)</script>", note)
+	require.Zero(t, count("script"), "no script element on the page")
+	screenshot(t, ctx, "session")
+
+	// A row's history, from its link.
+	do(chromedp.Click(css(`a.hist[href*="table=public.orders"][href*="id%3D1&"]`)), chromedp.WaitVisible(css("h2")))
+	require.Equal(t, "Row history", value(t, ctx, chromedp.Title())[:len("Row history")])
+	require.Equal(t, 1, count("div.change"))
+	screenshot(t, ctx, "history")
+
+	// The activity chart: one rect per data point, the patch's among them.
+	do(chromedp.Navigate(ts.URL+"/activity?since=1h"), chromedp.WaitVisible(css("svg.chart")))
+	points := value(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("svg.chart rect.point")].map(r => r.dataset.series + "=" + r.dataset.count)`))
+	sum := map[string]int{}
+	for _, c := range points {
+		name, v, _ := strings.Cut(c, "=")
+		k, err := strconv.Atoi(v)
+		require.NoError(t, err)
+		sum[name] += k
+	}
+	require.Equal(t, map[string]int{"public.orders": 5, "public.items": 2}, sum)
+	screenshot(t, ctx, "activity")
+
+	do(chromedp.Navigate(ts.URL+"/status"), chromedp.WaitVisible(css("table.status")))
+	screenshot(t, ctx, "status")
+
+	// The plan: counts per table.
+	do(chromedp.Navigate(ts.URL+"/plan/"+s.patch), chromedp.WaitVisible(css("table.plan")))
+	require.Equal(t, strings.Join([]string{"public.orders", "3", "1", "1", "0", "0"}, "\t"), text(`tr[data-table="public.orders"]`))
+	screenshot(t, ctx, "plan")
+
+	// Undo without typing the id: nothing changes.
+	after := s.contents(t)
+	do(chromedp.Click(css(`form.undo button`)), chromedp.WaitVisible(css("p.warn")))
+	require.Equal(t, "Type the session id "+s.patch+" exactly to confirm the undo. Nothing was changed.", text("p.warn"))
+	require.Equal(t, after, s.contents(t))
+	// Typed: the tables are exactly as before the patch.
+	do(chromedp.SendKeys(css(`input[name="confirm"]`), s.patch), chromedp.Click(css(`form.undo button`)), chromedp.WaitVisible(css("p.ok")))
+	require.Contains(t, text("p.ok"), "Undone: 7 rows written in one transaction")
+	require.Equal(t, s.before, s.contents(t))
+	screenshot(t, ctx, "undone")
+
+	// A plan with a conflict, on another database, without --allow-undo.
+	s2 := newShop(t)
+	s2.runAs(t, "clerk", "UPDATE orders SET note = 'called' WHERE id = 3")
+	ts2 := s2.server(t, nil)
+	do(chromedp.Navigate(ts2.URL+"/plan/"+s2.patch+"?token="+token), chromedp.WaitVisible(css("tr.conflict")))
+	require.Contains(t, text("tr.conflict"), "public.orders\tid=3")
+	require.Zero(t, count("form.undo"), "no undo form without --allow-undo")
+	screenshot(t, ctx, "plan-conflict")
+
+	require.Zero(t, dialogs.Load(), "no script ran")
+}

@@ -1,0 +1,294 @@
+// Package console serves pgundo's web console (pgundo serve): sessions,
+// their row diffs, row history and as-of views, capture status, an
+// activity chart, and the plan of undoing a session, with the undo itself
+// only when the server is started with AllowUndo.
+//
+// It is a plain net/http handler with server-rendered html/template pages
+// and assets embedded with go:embed: no JavaScript, nothing fetched at run
+// time. Handlers are thin: they call the library packages (history, undo,
+// triggers) that the command line calls, and render their results.
+//
+// Every request needs the token (Options.Token): as ?token= on a first
+// visit (which sets an HttpOnly, SameSite=Strict cookie and redirects to the
+// same page without it), the cookie, or an "Authorization: Bearer TOKEN"
+// header. Without it every path answers 401 with no data. Pages are sent
+// with a Content-Security-Policy that allows only the console's own style
+// sheet; the undo is a POST with a CSRF token and the session id typed
+// again. The package never prints.
+package console
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	pgsql "github.com/pgundo/pgundo/sql"
+)
+
+//go:embed templates/*.html static/*
+var assets embed.FS
+
+// Defaults of Options.
+const (
+	// DefaultStatementTimeout bounds every query of a page.
+	DefaultStatementTimeout = 15 * time.Second
+	// DefaultUndoTimeout bounds the statements of an undo run from the
+	// console (and of the plan page's dry run).
+	DefaultUndoTimeout = 10 * time.Minute
+	// DefaultPageSize is the number of sessions or row changes per page.
+	DefaultPageSize = 50
+)
+
+// CookieName is the cookie that holds the token after a first visit with
+// ?token=.
+const CookieName = "pgundo_console"
+
+// Options configure a console Server.
+type Options struct {
+	// Pool is where every page reads from. Open it with Open so that every
+	// query runs under a statement timeout. Required.
+	Pool *pgxpool.Pool
+	// Token is the secret every request must carry. Required (NewToken
+	// makes one).
+	Token string
+	// AllowUndo offers the Undo button on plan pages and accepts the POST
+	// that runs it. Default false: no page offers it and the endpoint
+	// refuses (403).
+	AllowUndo bool
+	// Secure marks the cookie Secure (the server runs TLS). Default false.
+	Secure bool
+	// UndoTimeout is the statement timeout of an undo and of a plan's dry
+	// run; 0 means DefaultUndoTimeout.
+	UndoTimeout time.Duration
+	// PageSize is the number of sessions or row changes per page; 0 means
+	// DefaultPageSize.
+	PageSize int
+	// Now returns the current time (for relative times such as since=2h);
+	// nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the console's http.Handler.
+type Server struct {
+	opts  Options
+	mux   *http.ServeMux
+	pages map[string]*template.Template
+	csrf  string
+
+	foldMu   sync.Mutex
+	lastFold time.Time
+}
+
+// NewToken returns a random token of 32 hex digits (128 bits).
+func NewToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("make a console token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// Open opens a small pool (at most 4 connections) on cfg in which every
+// statement runs under statementTimeout (0: DefaultStatementTimeout).
+func Open(ctx context.Context, cfg *pgx.ConnConfig, statementTimeout time.Duration) (*pgxpool.Pool, error) {
+	if statementTimeout <= 0 {
+		statementTimeout = DefaultStatementTimeout
+	}
+	pc, err := pgxpool.ParseConfig("")
+	if err != nil {
+		return nil, err
+	}
+	cc := cfg.Copy()
+	cc.RuntimeParams["statement_timeout"] = fmt.Sprint(statementTimeout.Milliseconds())
+	pc.ConnConfig = cc
+	pc.MaxConns = 4
+	pc.MinConns = 0
+	return pgxpool.NewWithConfig(ctx, pc)
+}
+
+// New builds a Server.
+func New(o Options) (*Server, error) {
+	if o.Pool == nil {
+		return nil, errors.New("console: no database pool")
+	}
+	if o.Token == "" {
+		return nil, errors.New("console: empty token")
+	}
+	if o.UndoTimeout <= 0 {
+		o.UndoTimeout = DefaultUndoTimeout
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = DefaultPageSize
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Server{opts: o, mux: http.NewServeMux(), pages: map[string]*template.Template{}}
+	// The CSRF token is derived from the secret token, so it is stable for
+	// the server's life and unknown to anyone without the token.
+	m := hmac.New(sha256.New, []byte(o.Token))
+	m.Write([]byte("pgundo console csrf"))
+	s.csrf = hex.EncodeToString(m.Sum(nil))
+	for _, p := range []string{"sessions", "session", "history", "asof", "status", "plan", "undone", "activity", "error"} {
+		t, err := template.New(p).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+p+".html")
+		if err != nil {
+			return nil, fmt.Errorf("console: parse template %s: %w", p, err)
+		}
+		s.pages[p] = t
+	}
+	static, err := fs.Sub(assets, "static")
+	if err != nil {
+		return nil, err
+	}
+	s.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	s.mux.HandleFunc("GET /{$}", s.sessionsPage)
+	s.mux.HandleFunc("GET /session/{id}", s.sessionPage)
+	s.mux.HandleFunc("GET /history", s.historyPage)
+	s.mux.HandleFunc("GET /asof", s.asofPage)
+	s.mux.HandleFunc("GET /status", s.statusPage)
+	s.mux.HandleFunc("GET /activity", s.activityPage)
+	s.mux.HandleFunc("GET /plan/{id}", s.planPage)
+	s.mux.HandleFunc("GET /plan/{id}/undo.sql", s.planSQL)
+	s.mux.HandleFunc("POST /undo/{id}", s.undoPost)
+	return s, nil
+}
+
+// contentSecurityPolicy allows the console's own style sheet and nothing
+// else: no script at all, no frames, forms post only to the console.
+const contentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// ServeHTTP checks the token, sets the security headers and serves the
+// request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	if q := r.URL.Query(); q.Has("token") {
+		if !s.tokenOK(q.Get("token")) {
+			s.unauthorized(w)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: s.opts.Token, Path: "/", HttpOnly: true,
+			SameSite: http.SameSiteStrictMode, Secure: s.opts.Secure})
+		// The same page without the token in its address (history,
+		// bookmarks, screen shares).
+		q.Del("token")
+		u := *r.URL
+		u.RawQuery = q.Encode()
+		http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
+		return
+	}
+	if !s.authorized(r) {
+		s.unauthorized(w)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) tokenOK(t string) bool {
+	return subtle.ConstantTimeCompare([]byte(t), []byte(s.opts.Token)) == 1
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if a := r.Header.Get("Authorization"); a != "" {
+		if t, ok := strings.CutPrefix(a, "Bearer "); ok && s.tokenOK(strings.TrimSpace(t)) {
+			return true
+		}
+	}
+	if c, err := r.Cookie(CookieName); err == nil && s.tokenOK(c.Value) {
+		return true
+	}
+	return false
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("WWW-Authenticate", `Bearer realm="pgundo"`)
+	w.WriteHeader(http.StatusUnauthorized)
+	fmt.Fprintln(w, "401 unauthorized: the pgundo console needs its token; open the address pgundo serve printed (it ends in ?token=...), or send Authorization: Bearer TOKEN")
+}
+
+// conn acquires a connection for one request and folds the journal into
+// the log at most every two seconds (best effort: an auditor may not, and
+// reads the same either way).
+func (s *Server) conn(ctx context.Context) (*pgxpool.Conn, error) {
+	c, err := s.opts.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the database: %w", err)
+	}
+	s.foldMu.Lock()
+	due := time.Since(s.lastFold) > 2*time.Second
+	if due {
+		s.lastFold = time.Now()
+	}
+	s.foldMu.Unlock()
+	if due {
+		_, _ = pgsql.Fold(ctx, c.Conn())
+	}
+	return c, nil
+}
+
+// page is what every template gets.
+type page struct {
+	Title     string
+	Nav       string
+	AllowUndo bool
+	Data      any
+}
+
+func (s *Server) render(w http.ResponseWriter, status int, name, title string, data any) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	var b strings.Builder
+	if err := s.pages[name].ExecuteTemplate(&b, "layout", page{Title: title, Nav: name, AllowUndo: s.opts.AllowUndo, Data: data}); err != nil {
+		http.Error(w, "render "+name+": "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(b.String()))
+}
+
+// errorData is the error page's data.
+type errorData struct {
+	Message string
+	Hint    string
+}
+
+func (s *Server) fail(w http.ResponseWriter, status int, err error, hint string) {
+	s.render(w, status, "error", "Error", errorData{Message: err.Error(), Hint: hint})
+}
+
+// link builds a console address with query parameters, leaving out empty
+// values.
+func link(path string, kv ...string) string {
+	q := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			q.Add(kv[i], kv[i+1])
+		}
+	}
+	if len(q) == 0 {
+		return path
+	}
+	return path + "?" + q.Encode()
+}
+
+func hmacEqualBytes(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }

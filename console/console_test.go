@@ -1,0 +1,585 @@
+package console_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgundo/pgundo/console"
+	"github.com/pgundo/pgundo/history"
+	"github.com/pgundo/pgundo/internal/pgtest"
+	pgsql "github.com/pgundo/pgundo/sql"
+	"github.com/pgundo/pgundo/triggers"
+)
+
+// TestMain runs the tests against a throwaway PostgreSQL whose template
+// database has pgundo installed.
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Run(m, func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := pgsql.Migrate(ctx, conn)
+		return err
+	}))
+}
+
+const token = "test-token-0123456789abcdef"
+
+// shop is the test's database: two tracked tables, and a "patch" session
+// (application patch.py, tag ticket-123) that updated, deleted (with a
+// cascade) and inserted rows, one value holding a <script> tag.
+type shop struct {
+	url    string
+	conn   *pgx.Conn
+	patch  string              // the patch session's id
+	before map[string][]string // full table contents before the patch
+}
+
+const shopSchema = `
+CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL, note text, total numeric(10,2) NOT NULL);
+CREATE TABLE items (order_id int REFERENCES orders ON DELETE CASCADE, line int, sku text NOT NULL, PRIMARY KEY (order_id, line));
+INSERT INTO orders VALUES (1, 'ann', 'first', 10.00), (2, 'bob', NULL, 25.50), (3, 'cy', 'gift', 7.25), (4, 'dee', 'rush', 99.99);
+INSERT INTO items VALUES (1, 1, 'A-1'), (4, 1, 'D-1'), (4, 2, 'D-2');`
+
+const patchSQL = `
+SET pgundo.tag = 'ticket-123';
+UPDATE orders SET total = total * 2 WHERE id IN (1, 3);
+UPDATE orders SET note = '<script>alert(1)</script>' WHERE id = 2;
+DELETE FROM orders WHERE id = 4;
+INSERT INTO orders VALUES (5, 'eve', 'new', 1.00);`
+
+func newShop(t *testing.T) *shop {
+	t.Helper()
+	ctx := context.Background()
+	s := &shop{url: pgtest.NewDB(t)}
+	s.conn = pgtest.Connect(t, s.url)
+	pgtest.Exec(t, s.conn, shopSchema)
+	_, err := triggers.Track(ctx, s.conn, []string{"orders", "items"})
+	require.NoError(t, err)
+	s.before = s.contents(t)
+	s.patch = s.runAs(t, "patch.py", patchSQL)
+	return s
+}
+
+// runAs runs sql on a new connection with application_name app and
+// returns the id of the session it was recorded as.
+func (s *shop) runAs(t *testing.T, app, sql string) string {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(s.url)
+	require.NoError(t, err)
+	cfg.RuntimeParams["application_name"] = app
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, sql)
+	require.NoError(t, err)
+	ss, err := history.Sessions(ctx, s.conn, history.SessionFilter{App: app})
+	require.NoError(t, err)
+	require.Len(t, ss, 1, "one session of %s recorded", app)
+	return ss[0].ID
+}
+
+// contents returns every row of both tables as text, sorted.
+func (s *shop) contents(t *testing.T) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, tbl := range []string{"orders", "items"} {
+		rows, err := s.conn.Query(context.Background(), fmt.Sprintf("SELECT x::text FROM %s x ORDER BY 1", tbl))
+		require.NoError(t, err)
+		out[tbl], err = pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+	}
+	return out
+}
+
+// server starts a console on the shop's database.
+func (s *shop) server(t *testing.T, mod func(*console.Options)) *httptest.Server {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(s.url)
+	require.NoError(t, err)
+	pool, err := console.Open(context.Background(), cfg, 0)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	o := console.Options{Pool: pool, Token: token}
+	if mod != nil {
+		mod(&o)
+	}
+	srv, err := console.New(o)
+	require.NoError(t, err)
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// noRedirect is a client that shows redirects instead of following them.
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// get fetches path with the Bearer token.
+func get(t *testing.T, ts *httptest.Server, path string) response {
+	t.Helper()
+	return do(t, ts, http.MethodGet, path, nil, "Bearer "+token)
+}
+
+func do(t *testing.T, ts *httptest.Server, method, path string, form url.Values, auth string) response {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, ts.URL+path, body)
+	require.NoError(t, err)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	res, err := noRedirect.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return response{res.StatusCode, res.Header, string(b)}
+}
+
+func TestConsoleUnauthorized(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	ts := s.server(t, func(o *console.Options) { o.AllowUndo = true })
+	paths := []string{"/", "/session/" + s.patch, "/history?table=orders&key=1", "/asof?table=orders&at=1h", "/status",
+		"/activity", "/plan/" + s.patch, "/plan/" + s.patch + "/undo.sql", "/static/console.css", "/nope"}
+	for _, auth := range []string{"", "Bearer wrong", "Basic " + token, "Bearer " + token + "x"} {
+		for _, p := range paths {
+			r := do(t, ts, http.MethodGet, p, nil, auth)
+			require.Equal(t, http.StatusUnauthorized, r.status, "%s with %q", p, auth)
+			for _, secret := range []string{s.patch, "patch.py", "ticket-123", "orders", "ann", "script"} {
+				require.NotContains(t, r.body, secret, "%s with %q leaks %s", p, auth, secret)
+			}
+		}
+		r := do(t, ts, http.MethodPost, "/undo/"+s.patch, url.Values{"confirm": {s.patch}}, auth)
+		require.Equal(t, http.StatusUnauthorized, r.status)
+	}
+	// A wrong ?token= sets no cookie.
+	r := do(t, ts, http.MethodGet, "/?token=wrong", nil, "")
+	require.Equal(t, http.StatusUnauthorized, r.status)
+	require.Empty(t, r.header.Values("Set-Cookie"))
+}
+
+func TestConsoleCookieFlow(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	ts := s.server(t, nil)
+	r := do(t, ts, http.MethodGet, "/session/"+s.patch+"?token="+token+"&table=orders", nil, "")
+	require.Equal(t, http.StatusSeeOther, r.status)
+	require.Equal(t, "/session/"+s.patch+"?table=orders", r.header.Get("Location"), "the token leaves the address")
+	cookies := (&http.Response{Header: r.header}).Cookies()
+	require.Len(t, cookies, 1)
+	c := cookies[0]
+	require.Equal(t, console.CookieName, c.Name)
+	require.Equal(t, token, c.Value)
+	require.True(t, c.HttpOnly)
+	require.Equal(t, http.SameSiteStrictMode, c.SameSite)
+	require.Equal(t, "/", c.Path)
+
+	req, err := http.NewRequest(http.MethodGet, ts.URL+r.header.Get("Location"), nil)
+	require.NoError(t, err)
+	req.AddCookie(&http.Cookie{Name: console.CookieName, Value: token})
+	res, err := noRedirect.Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Contains(t, string(body), "patch.py")
+
+	req.Header.Del("Cookie")
+	req.AddCookie(&http.Cookie{Name: console.CookieName, Value: "wrong"})
+	res, err = noRedirect.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, res.StatusCode)
+}
+
+func TestConsoleBearerAndHeaders(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	ts := s.server(t, nil)
+	r := get(t, ts, "/")
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, "text/html; charset=utf-8", r.header.Get("Content-Type"))
+	csp := r.header.Get("Content-Security-Policy")
+	require.Contains(t, csp, "default-src 'none'")
+	require.Contains(t, csp, "style-src 'self'")
+	require.NotContains(t, csp, "unsafe")
+	require.Equal(t, "nosniff", r.header.Get("X-Content-Type-Options"))
+	require.Equal(t, "no-store", r.header.Get("Cache-Control"))
+	require.NotContains(t, r.body, "<script", "the console sends no script")
+	css := get(t, ts, "/static/console.css")
+	require.Equal(t, http.StatusOK, css.status)
+	require.Contains(t, css.header.Get("Content-Type"), "text/css")
+}
+
+// sessionRows returns the session ids the sessions page lists, in order.
+func sessionRows(body string) []string {
+	var ids []string
+	for _, m := range regexp.MustCompile(`<tr data-session="([^"]+)">`).FindAllStringSubmatch(body, -1) {
+		ids = append(ids, m[1])
+	}
+	return ids
+}
+
+func TestConsoleSessions(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	later := s.runAs(t, "clerk", "UPDATE items SET sku = 'A-9' WHERE order_id = 1")
+	ts := s.server(t, func(o *console.Options) { o.PageSize = 1 })
+
+	r := get(t, ts, "/")
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, []string{later}, sessionRows(r.body), "newest first, one a page")
+	require.Contains(t, r.body, `rel="next"`)
+	r = get(t, ts, "/?page=2")
+	require.Equal(t, []string{s.patch}, sessionRows(r.body))
+	require.NotContains(t, r.body, `rel="next"`)
+	require.Contains(t, r.body, `rel="prev"`)
+	require.Contains(t, r.body, "ticket-123")
+	require.Contains(t, r.body, `<td class="num">7</td>`, "the patch changed 7 rows (3 updates, 1 delete with 2 cascaded, 1 insert)")
+
+	for q, want := range map[string][]string{
+		"app=patch.py":      {s.patch},
+		"app=clerk":         {later},
+		"tag=ticket-123":    {s.patch},
+		"table=items":       {later}, // page 1 of 2: the patch's cascade deleted items too
+		"user=nobody":       nil,
+		"since=1h&app=none": nil,
+	} {
+		r := get(t, ts, "/?"+q)
+		require.Equal(t, http.StatusOK, r.status, q)
+		require.Equal(t, want, sessionRows(r.body), q)
+	}
+	r = get(t, ts, "/?table=items&page=2")
+	require.Equal(t, []string{s.patch}, sessionRows(r.body), "the cascade's session changed items too")
+	r = get(t, ts, "/?since=yesterday-ish")
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Contains(t, r.body, "since")
+	r = get(t, ts, "/?table=no_such_table")
+	require.Equal(t, http.StatusBadRequest, r.status)
+}
+
+func TestConsoleSessionDiff(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	ts := s.server(t, nil)
+	r := get(t, ts, "/session/"+s.patch)
+	require.Equal(t, http.StatusOK, r.status)
+	b := r.body
+	// Counts per table.
+	require.Contains(t, b, `<td><a href="/session/`+s.patch+`?table=public.orders">public.orders</a></td><td class="num">1</td><td class="num">3</td><td class="num">1</td><td class="num">0</td>`)
+	require.Contains(t, b, `<td><a href="/session/`+s.patch+`?table=public.items">public.items</a></td><td class="num">0</td><td class="num">0</td><td class="num">2</td><td class="num">0</td>`)
+	// The exact diff of order 1: key first, the changed column highlighted.
+	require.Contains(t, b, `<span class="op">UPDATE</span> <span class="table">public.orders</span> <span class="key">id=1</span>`)
+	require.Contains(t, b, `<tr class=" keycol"><th>id</th><td class="old">1</td><td class="new">1</td></tr><tr class="changed"><th>total</th><td class="old">10.00</td><td class="new">20.00</td></tr>`)
+	require.Contains(t, b, `<tr class="changed"><th>total</th><td class="old">7.25</td><td class="new">14.50</td></tr>`)
+	// The <script> value is shown, escaped, never as markup.
+	require.Contains(t, b, `<tr class="changed"><th>note</th><td class="old"><span class="null">NULL</span></td><td class="new">&lt;script&gt;alert(1)&lt;/script&gt;</td></tr>`)
+	require.NotContains(t, b, "<script>")
+	// The delete (every column), its cascade, and the insert.
+	require.Contains(t, b, `<span class="op">DELETE</span> <span class="table">public.orders</span> <span class="key">id=4</span>`)
+	require.Contains(t, b, `<th>customer</th><td class="old">dee</td>`)
+	require.Contains(t, b, `<span class="op">DELETE</span> <span class="table">public.items</span> <span class="key">order_id=4 line=2</span>`)
+	require.Contains(t, b, `<th>customer</th><td class="new">eve</td>`)
+	// Links to each row's history.
+	require.Contains(t, b, `href="/history?key=order_id%3D4&amp;key=line%3D2&amp;table=public.items"`)
+	require.Contains(t, b, `href="/history?key=id%3D2&amp;table=public.orders"`)
+
+	// Filtered by table and key.
+	r = get(t, ts, "/session/"+s.patch+"?table=orders&key=2")
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, 1, strings.Count(r.body, `<div class="change `))
+	require.Contains(t, r.body, `<span class="key">id=2</span>`)
+	r = get(t, ts, "/session/"+s.patch+"?table=items")
+	require.Equal(t, 2, strings.Count(r.body, `<div class="change `))
+
+	// Paginated.
+	ts2 := s.server(t, func(o *console.Options) { o.PageSize = 4 })
+	r = get(t, ts2, "/session/"+s.patch)
+	require.Equal(t, 4, strings.Count(r.body, `<div class="change `))
+	require.Contains(t, r.body, `rel="next"`)
+	r = get(t, ts2, "/session/"+s.patch+"?page=2")
+	require.Equal(t, 3, strings.Count(r.body, `<div class="change `))
+	require.NotContains(t, r.body, `rel="next"`)
+
+	r = get(t, ts, "/session/ffff.1")
+	require.Equal(t, http.StatusNotFound, r.status)
+	r = get(t, ts, "/session/"+s.patch+"?table=orders&key=x")
+	require.Equal(t, http.StatusBadRequest, r.status)
+}
+
+func TestConsoleHistoryAndAsof(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	s.runAs(t, "clerk", "UPDATE orders SET note = 'called' WHERE id = 1")
+	ts := s.server(t, nil)
+	r := get(t, ts, "/history?table=orders&key=1")
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, 2, strings.Count(r.body, `<div class="change `), r.body)
+	require.Contains(t, r.body, `<a href="/session/`+s.patch+`">`+s.patch+`</a> · user`)
+	require.Contains(t, r.body, `app patch.py`)
+	require.Contains(t, r.body, `<tr class="changed"><th>note</th><td class="old">first</td><td class="new">called</td></tr>`)
+	require.Contains(t, r.body, `<tr><th>total</th><td>20.00</td></tr>`, "the row now")
+
+	// Order 4 as it was before the patch: every row, then one key.
+	var before string
+	require.NoError(t, s.conn.QueryRow(context.Background(), "SELECT to_char((min(at) - interval '1 microsecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pgundo.stmt").Scan(&before))
+	r = get(t, ts, "/asof?table=orders&at="+url.QueryEscape(before))
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, ": 4 rows")
+	require.Contains(t, r.body, `<tr><td>4</td><td>dee</td><td>rush</td><td>99.99</td></tr>`)
+	r = get(t, ts, "/asof?table=orders&key=2&at="+url.QueryEscape(before))
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, `<tr><td>2</td><td>bob</td><td><span class="null">NULL</span></td><td>25.50</td></tr>`)
+	require.Contains(t, r.body, ": 1 rows")
+}
+
+func TestConsoleLongAndOddValues(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	long := strings.Repeat("x", 500) + "<b>END</b>"
+	s.runAs(t, "odd", fmt.Sprintf("UPDATE orders SET note = %s WHERE id = 3; UPDATE orders SET note = E'a\\nb\\x01c\\u202Ed' WHERE id = 5", "'"+long+"'"))
+	ts := s.server(t, nil)
+	r := get(t, ts, "/?app=odd")
+	id := sessionRows(r.body)[0]
+	r = get(t, ts, "/session/"+id)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Contains(t, r.body, `<details class="long"><summary>`+strings.Repeat("x", console.ShortLen)+`…</summary><span class="full">`+strings.Repeat("x", 500)+`&lt;b&gt;END&lt;/b&gt;</span></details>`)
+	require.Contains(t, r.body, `<td class="new">a\nb\u0001c\u202ed</td>`)
+}
+
+// planCounts returns the plan page's counts per table: restore, re-insert,
+// delete.
+func planCounts(body string) map[string][3]string {
+	out := map[string][3]string{}
+	re := regexp.MustCompile(`<tr data-table="([^"]+)"><td>[^<]*</td><td class="num restore">(\d+)</td><td class="num reinsert">(\d+)</td><td class="num delete">(\d+)</td>`)
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		out[m[1]] = [3]string{m[2], m[3], m[4]}
+	}
+	return out
+}
+
+func TestConsolePlan(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	ts := s.server(t, nil)
+	r := get(t, ts, "/plan/"+s.patch)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Equal(t, map[string][3]string{"public.orders": {"3", "1", "1"}, "public.items": {"0", "2", "0"}}, planCounts(r.body))
+	require.Contains(t, r.body, `href="/plan/`+s.patch+`/undo.sql"`)
+	require.NotContains(t, r.body, `name="confirm"`, "no undo form without AllowUndo")
+	require.NotContains(t, r.body, `action="/undo/`)
+	after := s.contents(t)
+
+	sql := get(t, ts, "/plan/"+s.patch+"/undo.sql")
+	require.Equal(t, http.StatusOK, sql.status, sql.body)
+	require.Equal(t, `attachment; filename="pgundo-undo-`+s.patch+`.sql"`, sql.header.Get("Content-Disposition"))
+	require.Contains(t, sql.body, "BEGIN")
+	require.Contains(t, sql.body, "COMMIT")
+	require.Equal(t, after, s.contents(t), "plan and script change nothing")
+
+	// Someone changes order 1 since: a conflict, named with who did it.
+	clerk := s.runAs(t, "clerk", "UPDATE orders SET note = 'called' WHERE id = 1")
+	r = get(t, ts, "/plan/"+s.patch)
+	require.Equal(t, http.StatusConflict, r.status)
+	require.Contains(t, r.body, `<p class="refusal">1 rows were changed since by someone else`)
+	require.Regexp(t, `<tr class="conflict"><td>public.orders</td><td>id=1</td><td>[^<]+</td><td>note</td><td><a href="/session/`+regexp.QuoteMeta(clerk)+`">`, r.body)
+	require.NotContains(t, r.body, `/undo.sql"`, "no script for a refused undo")
+	sql = get(t, ts, "/plan/"+s.patch+"/undo.sql")
+	require.Equal(t, http.StatusConflict, sql.status)
+	require.NotContains(t, sql.body, "BEGIN")
+
+	// A foreign-key refusal: a new item now references order 5, which the
+	// undo would delete.
+	s2 := newShop(t)
+	s2.runAs(t, "clerk2", "INSERT INTO items VALUES (5, 1, 'E-1')")
+	ts2 := s2.server(t, nil)
+	r = get(t, ts2, "/plan/"+s2.patch)
+	require.Equal(t, http.StatusConflict, r.status)
+	require.Contains(t, r.body, `<p class="refusal">`)
+	require.Contains(t, r.body, "foreign key")
+}
+
+// csrfOf reads the CSRF token from a plan page.
+func csrfOf(t *testing.T, body string) string {
+	t.Helper()
+	m := regexp.MustCompile(`<input type="hidden" name="csrf" value="([0-9a-f]+)">`).FindStringSubmatch(body)
+	require.NotNil(t, m, "plan page has an undo form")
+	return m[1]
+}
+
+func TestConsoleUndo(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	after := s.contents(t)
+	require.NotEqual(t, s.before, after)
+	ts := s.server(t, func(o *console.Options) { o.AllowUndo = true })
+	r := get(t, ts, "/plan/"+s.patch)
+	require.Equal(t, http.StatusOK, r.status)
+	csrf := csrfOf(t, r.body)
+
+	post := func(form url.Values) response {
+		return do(t, ts, http.MethodPost, "/undo/"+s.patch, form, "Bearer "+token)
+	}
+	// Not typed, mistyped, no CSRF token, a wrong one, another site: nothing changes.
+	r = post(url.Values{"csrf": {csrf}})
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Contains(t, r.body, "Type the session id "+s.patch+" exactly")
+	require.Equal(t, after, s.contents(t))
+	r = post(url.Values{"csrf": {csrf}, "confirm": {s.patch + "0"}})
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Equal(t, after, s.contents(t))
+	r = post(url.Values{"confirm": {s.patch}})
+	require.Equal(t, http.StatusForbidden, r.status)
+	require.Equal(t, after, s.contents(t))
+	r = post(url.Values{"csrf": {strings.Repeat("0", len(csrf))}, "confirm": {s.patch}})
+	require.Equal(t, http.StatusForbidden, r.status)
+	require.Equal(t, after, s.contents(t))
+	req, err := http.NewRequest(http.MethodPost, ts.URL+"/undo/"+s.patch, strings.NewReader(url.Values{"csrf": {csrf}, "confirm": {s.patch}}.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Origin", "https://evil.example")
+	res, err := noRedirect.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusForbidden, res.StatusCode)
+	require.Equal(t, after, s.contents(t))
+
+	// Typed: undone, the tables exactly as before the patch.
+	r = post(url.Values{"csrf": {csrf}, "confirm": {s.patch}})
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, "Undone: 7 rows written in one transaction")
+	require.Equal(t, s.before, s.contents(t))
+	undoSession := regexp.MustCompile(`recorded as session <a href="/session/([^"]+)">`).FindStringSubmatch(r.body)
+	require.NotNil(t, undoSession)
+	require.Contains(t, r.body, `<a href="/plan/`+undoSession[1]+`">`, "the redo link")
+
+	// Twice: refused, nothing changes.
+	r = post(url.Values{"csrf": {csrf}, "confirm": {s.patch}})
+	require.Equal(t, http.StatusConflict, r.status)
+	require.Contains(t, r.body, "already undone")
+	require.Equal(t, s.before, s.contents(t))
+	r = get(t, ts, "/")
+	require.Contains(t, r.body, `<span class="undone">undone</span> by <a href="/session/`+undoSession[1]+`">`)
+}
+
+func TestConsoleUndoOff(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	after := s.contents(t)
+	off := s.server(t, nil)
+	on := s.server(t, func(o *console.Options) { o.AllowUndo = true })
+	// A CSRF token from a console that allows undo is no key to one that does not.
+	csrf := csrfOf(t, get(t, on, "/plan/"+s.patch).body)
+	r := do(t, off, http.MethodPost, "/undo/"+s.patch, url.Values{"csrf": {csrf}, "confirm": {s.patch}}, "Bearer "+token)
+	require.Equal(t, http.StatusForbidden, r.status)
+	require.Contains(t, r.body, "started without --allow-undo; nothing was changed")
+	require.Equal(t, after, s.contents(t))
+	for _, p := range []string{"/", "/session/" + s.patch, "/plan/" + s.patch} {
+		require.NotContains(t, get(t, off, p).body, `action="/undo/`, p)
+	}
+}
+
+func TestConsoleStatus(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	ts := s.server(t, nil)
+	r := get(t, ts, "/status")
+	require.Equal(t, http.StatusOK, r.status)
+	require.Contains(t, r.body, "Capture is whole on every tracked table.")
+	require.Contains(t, r.body, `<tr class="healthy"><td>public.items</td>`)
+	require.Contains(t, r.body, `<dt>sessions</dt><dd>1</dd>`)
+
+	pgtest.Exec(t, s.conn, "ALTER TABLE orders DISABLE TRIGGER pgundo_capture_update")
+	r = get(t, ts, "/status")
+	require.Equal(t, http.StatusOK, r.status)
+	require.Contains(t, r.body, `<p class="refusal">Capture is broken`)
+	require.Contains(t, r.body, `<tr class="broken"><td>public.orders</td><td>-</td>`)
+	require.Contains(t, r.body, "trigger pgundo_capture_update is disabled")
+	require.Contains(t, r.body, `<code>pgundo track public.orders</code>`)
+}
+
+func TestConsoleActivity(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	s.runAs(t, "clerk", "UPDATE items SET sku = 'A-9' WHERE order_id = 1")
+	ts := s.server(t, nil)
+	r := get(t, ts, "/activity?since=1h")
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, "8 row changes from")
+	// One rect per data point (series, minute), summing to each table's changes.
+	points := regexp.MustCompile(`<rect class="point" [^>]*data-series="([^"]+)" data-bucket="([^"]+)" data-count="(\d+)">`).FindAllStringSubmatch(r.body, -1)
+	require.NotEmpty(t, points)
+	sum := map[string]int{}
+	for _, p := range points {
+		var n int
+		fmt.Sscan(p[3], &n)
+		sum[p[1]] += n
+	}
+	require.Equal(t, map[string]int{"public.orders": 5, "public.items": 3}, sum)
+
+	r = get(t, ts, "/activity?since=1h&by=app")
+	sum = map[string]int{}
+	for _, p := range regexp.MustCompile(`data-series="([^"]+)" data-bucket="[^"]+" data-count="(\d+)"`).FindAllStringSubmatch(r.body, -1) {
+		var n int
+		fmt.Sscan(p[2], &n)
+		sum[p[1]] += n
+	}
+	require.Equal(t, map[string]int{"patch.py": 7, "clerk": 1}, sum)
+
+	r = get(t, ts, "/activity?since=30d&bucket=minute")
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Contains(t, r.body, "too many bars")
+}
+
+func TestConsoleStatementTimeout(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	cfg, err := pgx.ParseConfig(s.url)
+	require.NoError(t, err)
+	pool, err := console.Open(context.Background(), cfg, 1234*time.Millisecond)
+	require.NoError(t, err)
+	defer pool.Close()
+	var v string
+	require.NoError(t, pool.QueryRow(context.Background(), "SHOW statement_timeout").Scan(&v))
+	require.Equal(t, "1234ms", v)
+
+	// After a plan (run under the undo timeout), pages are back under the
+	// page timeout.
+	srv, err := console.New(console.Options{Pool: pool, Token: token, UndoTimeout: time.Minute})
+	require.NoError(t, err)
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	require.Equal(t, http.StatusOK, get(t, ts, "/plan/"+s.patch).status)
+	for range 4 { // every connection of the pool
+		c, err := pool.Acquire(context.Background())
+		require.NoError(t, err)
+		defer c.Release()
+		require.NoError(t, c.QueryRow(context.Background(), "SHOW statement_timeout").Scan(&v))
+		require.Equal(t, "1234ms", v)
+	}
+}
