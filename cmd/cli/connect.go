@@ -104,7 +104,10 @@ func (g *globals) connectInstalled(ctx context.Context) (*pgx.Conn, error) {
 		return nil, err
 	}
 	// Best effort: what is read is the same either way (see pgsql.Fold).
-	if _, err := pgsql.Fold(ctx, conn); err != nil && ctx.Err() != nil {
+	done := g.working("folding the journal into the log")
+	_, err = pgsql.Fold(ctx, conn)
+	done()
+	if err != nil && ctx.Err() != nil {
 		conn.Close(context.Background())
 		return nil, ctx.Err()
 	}

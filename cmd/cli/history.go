@@ -75,7 +75,9 @@ the wrong columns or a value of the wrong type, no such row.`,
 				return err
 			}
 			if o.reindex {
+				done := g.working("rebuilding the row-history index")
 				n, err := history.Reindex(ctx, conn)
+				done()
 				if err != nil {
 					return err
 				}
@@ -88,7 +90,9 @@ the wrong columns or a value of the wrong type, no such row.`,
 			if err != nil {
 				return usageErr(err)
 			}
+			done := g.working("bringing the row-history index up to date")
 			h, err := history.History(ctx, conn, t, k)
+			done()
 			var re *history.RequestError
 			if errors.As(err, &re) {
 				return usageErr(err)

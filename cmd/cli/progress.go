@@ -152,3 +152,46 @@ func (g *globals) withUndoProgress(opts undo.Options, run func(undo.Options) err
 	defer u.done()
 	return run(opts)
 }
+
+// working shows, on a terminal, that a step which may run long is under
+// way: once it has run for progressDelay (PGUNDO_PROGRESS_DELAY), a
+// spinner with what and the time elapsed on stderr (mpb). Off a terminal
+// and under --json it shows nothing (the step's result says what it did).
+// Call the returned func when the step ends, before printing its result.
+func (g *globals) working(what string) (done func()) {
+	f, ok := g.stderr.(*os.File)
+	if g.json || !ok || g.termWidth(f) == 0 {
+		return func() {}
+	}
+	delay := progressDelay
+	if d, err := time.ParseDuration(os.Getenv("PGUNDO_PROGRESS_DELAY")); err == nil {
+		delay = d
+	}
+	var mu sync.Mutex
+	var p *mpb.Progress
+	var bar *mpb.Bar
+	stopped := false
+	timer := time.AfterFunc(delay, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		p = mpb.New(mpb.WithOutput(g.stderr), mpb.WithWidth(40), mpb.WithAutoRefresh())
+		bar = p.New(0, mpb.SpinnerStyle(),
+			mpb.PrependDecorators(decor.Name(what, decor.WCSyncSpaceR)),
+			mpb.AppendDecorators(decor.Elapsed(decor.ET_STYLE_GO)),
+			mpb.BarRemoveOnComplete())
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		timer.Stop()
+		pp, b := p, bar
+		mu.Unlock()
+		if b != nil {
+			b.SetTotal(-1, true) // complete: the spinner line is removed
+			pp.Wait()
+		}
+	}
+}

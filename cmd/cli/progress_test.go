@@ -2,9 +2,11 @@ package cli_test
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/creack/pty"
 	"github.com/stretchr/testify/require"
@@ -69,4 +71,40 @@ func TestUndoProgressBar(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	require.NotContains(t, r.stderr, "rows/s")
 	require.False(t, strings.Contains(r.stderr, "\x1b["), r.stderr)
+}
+
+// TestLongStepSpinner: a step that runs long (here history, waiting for the
+// row-history index, which another transaction holds) shows a spinner with
+// what it is doing and the time elapsed, on a terminal only; off a terminal
+// and under --json, stderr stays empty. Not parallel: it sets
+// PGUNDO_PROGRESS_DELAY for the process.
+func TestLongStepSpinner(t *testing.T) {
+	t.Setenv("PGUNDO_PROGRESS_DELAY", "0s")
+	url, conn := setup(t, `CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a VALUES (1, 'x')`)
+	require.Equal(t, 0, run(t, url, "install").code)
+	require.Equal(t, 0, run(t, url, "track", "a").code)
+	pgtest.Exec(t, conn, "UPDATE a SET v = 'y'")
+	hold := func() {
+		tx, err := pgtest.Connect(t, url).Begin(t.Context())
+		require.NoError(t, err)
+		_, err = tx.Exec(t.Context(), "SELECT FROM pgundo.hist_state FOR UPDATE")
+		require.NoError(t, err)
+		go func() {
+			time.Sleep(1500 * time.Millisecond)
+			_ = tx.Rollback(context.Background())
+		}()
+	}
+
+	hold()
+	stderr, stdout := onTerminalErr(t, url, "history", "a", "1")
+	require.Contains(t, stdout, "UPDATE")
+	require.Contains(t, stderr, "bringing the row-history index up to date")
+
+	hold()
+	r := run(t, url, "history", "a", "1")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Empty(t, r.stderr)
+	hold()
+	stderr, _ = onTerminalErr(t, url, "history", "a", "1", "--json")
+	require.Empty(t, stderr)
 }

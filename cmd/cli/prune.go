@@ -66,7 +66,9 @@ Exit codes: 0 done, 1 error, 2 bad usage.`,
 			}
 			defer conn.Close(context.Background())
 			if o.dryRun || !o.yes {
+				done := g.working("reading the log's chunks")
 				plan, err := audit.PrunePlan(ctx, conn, before)
+				done()
 				if err != nil {
 					return err
 				}
@@ -90,7 +92,9 @@ Exit codes: 0 done, 1 error, 2 bad usage.`,
 					return refusedErr(errors.New("prune not confirmed; nothing was removed"))
 				}
 			}
+			done := g.working("removing log chunks")
 			res, err := audit.Prune(ctx, conn, before)
+			done()
 			if err != nil {
 				return err
 			}

@@ -49,7 +49,9 @@ bad entry is named).`,
 				return err
 			}
 			defer conn.Close(context.Background())
+			done := g.working("sealing and checking the log")
 			res, err := audit.Verify(ctx, conn, o.noSeal)
+			done()
 			if err != nil {
 				return err
 			}
