@@ -230,63 +230,39 @@ $$;
 -- the same statement: counting first costs a statement of its own, about 4
 -- µs); when it wrote nothing, the rows are counted for the other paths.
 
-CREATE OR REPLACE FUNCTION pgundo.capture_insert() RETURNS trigger
+{{- /* capture_one_side: the capture function of INSERT (name insert, op I, rows pgundo_new, side
+new) or DELETE (delete, D, pgundo_old, old): the rows of one transition table, one image each. */ -}}
+{{define "capture_one_side"}}CREATE OR REPLACE FUNCTION pgundo.capture_{{.name}}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     was text[];
     n   bigint;
 BEGIN
     {{template "guard"}}
-    INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, new)
+    INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
     SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-           pg_current_xact_id(), statement_timestamp(), 'I', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
+           pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
            {{template "who"}}, ROW(r.*)::text
-      FROM pgundo_new r
-     WHERE NOT EXISTS (SELECT FROM pgundo_new OFFSET 1);
+      FROM {{.rows}} r
+     WHERE NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1);
     IF NOT FOUND THEN
-        SELECT count(*) INTO n FROM pgundo_new;
+        SELECT count(*) INTO n FROM {{.rows}};
     END IF;
     IF n > 1 THEN
         WITH s AS (
             INSERT INTO pgundo.stmt_log {{template "stmt_columns"}}
             VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-                    pg_current_xact_id(), statement_timestamp(), 'I', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
+                    pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
                     {{template "who"}})
             RETURNING id)
-        INSERT INTO pgundo.change_log (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;
+        INSERT INTO pgundo.change_log (stmt_id, {{.side}}) SELECT s.id, ROW(r.*)::text FROM s, {{.rows}} r;
     END IF;
     {{template "unpin"}}
     RETURN NULL;
-END $$;
+END $$;{{end}}
+{{template "capture_one_side" (dict "name" "insert" "op" "I" "rows" "pgundo_new" "side" "new")}}
 
-CREATE OR REPLACE FUNCTION pgundo.capture_delete() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    was text[];
-    n   bigint;
-BEGIN
-    {{template "guard"}}
-    INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, old)
-    SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-           pg_current_xact_id(), statement_timestamp(), 'D', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
-           {{template "who"}}, ROW(r.*)::text
-      FROM pgundo_old r
-     WHERE NOT EXISTS (SELECT FROM pgundo_old OFFSET 1);
-    IF NOT FOUND THEN
-        SELECT count(*) INTO n FROM pgundo_old;
-    END IF;
-    IF n > 1 THEN
-        WITH s AS (
-            INSERT INTO pgundo.stmt_log {{template "stmt_columns"}}
-            VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-                    pg_current_xact_id(), statement_timestamp(), 'D', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
-                    {{template "who"}})
-            RETURNING id)
-        INSERT INTO pgundo.change_log (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r;
-    END IF;
-    {{template "unpin"}}
-    RETURN NULL;
-END $$;
+{{template "capture_one_side" (dict "name" "delete" "op" "D" "rows" "pgundo_old" "side" "old")}}
 
 -- UPDATE pairs old and new rows as in version 5 (see there): one row each
 -- needs no pairing and goes to the journal. One old row has one new row, or
