@@ -46,7 +46,16 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgundo/pgundo/internal/pgcluster"
+	pgsql "github.com/pgundo/pgundo/sql"
 )
+
+// Installed is a setup function for Run that installs pgundo's own schema
+// (every migration in sql/) in the template, so each test database starts
+// with pgundo installed: os.Exit(pgtest.Run(m, pgtest.Installed)).
+func Installed(ctx context.Context, conn *pgx.Conn) error {
+	_, err := pgsql.Migrate(ctx, conn)
+	return err
+}
 
 // DatabaseURLEnv names the environment variable that, when set, makes Run use
 // an existing server instead of starting an ephemeral cluster. Its value is a
