@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -203,7 +204,7 @@ func Verify(ctx context.Context, db DBTX, noSeal bool) (*VerifyResult, error) {
 	})
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.InsufficientPrivilege {
 			return nil, fmt.Errorf("verify the log: %s; run pgundo verify as pgundo's owner (the role that ran pgundo install) or a superuser", pgErr.Message)
 		}
 		return nil, fmt.Errorf("verify the log: %w", err)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -113,7 +114,7 @@ func Reindex(ctx context.Context, db Conn) (int64, error) {
 func refreshIfAllowed(ctx context.Context, db DBTX) error {
 	_, err := Refresh(ctx, db)
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "25006") {
+	if errors.As(err, &pgErr) && (pgErr.Code == pgerrcode.InsufficientPrivilege || pgErr.Code == pgerrcode.ReadOnlySQLTransaction) {
 		return nil
 	}
 	return err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -325,7 +326,7 @@ func (t *Table) canonicalKey(ctx context.Context, tx pgx.Tx, k *Key) error {
 	}
 	err := tx.QueryRow(ctx, q, args...).Scan(&k.Text)
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code[:2] == "22" || pgErr.Code == "42804") {
+	if errors.As(err, &pgErr) && (pgErr.Code[:2] == "22" || pgErr.Code == pgerrcode.DatatypeMismatch) {
 		if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_key"); rbErr != nil {
 			return rbErr
 		}

@@ -328,6 +328,8 @@ func untrackDropped(ctx context.Context, tx pgx.Tx, name string) (Tracked, bool,
 // isFatalClass reports SQLSTATE classes that mean the connection or server
 // is in trouble rather than that one table was refused.
 func isFatalClass(code string) bool {
+	// Connection exception, insufficient resources, operator intervention,
+	// system error, internal error.
 	switch code[:2] {
 	case "08", "53", "57", "58", "XX":
 		return true

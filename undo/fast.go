@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -165,13 +166,16 @@ func fallBack(ctx context.Context, err error) bool {
 	if !errors.As(err, &pgErr) {
 		return false
 	}
+	// By class (pgerrcode names codes, not classes): data exception,
+	// integrity constraint violation, feature not supported, syntax error or
+	// access rule violation, PL/pgSQL error.
 	switch pgErr.Code[:2] {
 	case "22", "23", "0A", "42", "P0":
 		return true
 	}
 	// ON CONFLICT cannot use a deferrable unique constraint: the planned
 	// path finds rows re-created since without it.
-	return pgErr.Code == "55000"
+	return pgErr.Code == pgerrcode.ObjectNotInPrerequisiteState
 }
 
 func (r *runner) fast(ctx context.Context, approved *Plan) ([]*table, error) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -596,7 +597,7 @@ func (r *runner) keepTriggersQuiet(ctx context.Context, tables []*table) error {
 		return nil
 	}
 	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+	if !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.InsufficientPrivilege {
 		return fmt.Errorf("set session_replication_role: %w", err)
 	}
 	if _, err := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_srr"); err != nil {

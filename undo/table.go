@@ -78,7 +78,9 @@ func (r *runner) parseGuard(ctx context.Context, t *table, sql string, args ...a
 	}
 	if _, err := r.tx.Exec(ctx, sql, args...); err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && (pgErr.Code == "22P02" || strings.HasPrefix(pgErr.Code, "22")) {
+		// Class 22, data exception (invalid_text_representation and the
+		// like): a logged value no longer reads as its column's type.
+		if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
 			return &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf(
 				"table %s cannot be put back as captured: its logged rows no longer read as the table's columns (%s); its columns changed since capture; nothing was changed", t.name, pgErr.Message)}
 		}

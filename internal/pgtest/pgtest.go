@@ -42,6 +42,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -343,7 +344,7 @@ func (e *env) createFromTemplate(ctx context.Context, name string) error {
 	for {
 		err := e.adminExec(ctx, sql)
 		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55006" {
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.ObjectInUse {
 			return err
 		}
 		select {
@@ -359,7 +360,7 @@ func (e *env) createFromTemplate(ctx context.Context, name string) error {
 func (e *env) dropDatabase(ctx context.Context, name string) error {
 	err := e.adminExec(ctx, "DROP DATABASE IF EXISTS "+ident(name)+" WITH (FORCE)")
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42601" { // syntax_error: PG < 13
+	if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.SyntaxError { // PG < 13
 		err = e.adminExec(ctx, "DROP DATABASE IF EXISTS "+ident(name))
 	}
 	return err
