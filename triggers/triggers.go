@@ -92,55 +92,49 @@ var ErrNoTables = errors.New("no table given")
 
 // resolve finds the table a name refers to, as psql would: schema.table,
 // a name found through search_path, or SQL-quoted parts.
-func resolve(ctx context.Context, db DBTX, name string) (oid uint32, reason string, err error) {
+func resolve(ctx context.Context, tx pgx.Tx, name string) (oid uint32, reason string, err error) {
 	if strings.TrimSpace(name) == "" {
 		return 0, "empty table name", nil
 	}
-	_, err = db.Exec(ctx, "SAVEPOINT pgundo_resolve")
-	if err != nil {
-		return 0, "", err
-	}
 	var got *uint32
-	err = db.QueryRow(ctx, "SELECT to_regclass($1)::oid", name).Scan(&got)
-	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) {
-			if _, rbErr := db.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_resolve"); rbErr != nil {
-				return 0, "", rbErr
-			}
-			return 0, "not a valid table name (" + pgErr.Message + "); quote parts as psql does, e.g. '\"My Schema\".\"My Table\"'", nil
-		}
-		return 0, "", err
-	}
-	if _, err := db.Exec(ctx, "RELEASE SAVEPOINT pgundo_resolve"); err != nil {
-		return 0, "", err
+	if reason, err := nameQuery(ctx, tx, "SELECT to_regclass($1)::oid", name, &got); reason != "" || err != nil {
+		return 0, reason, err
 	}
 	if got == nil {
 		// From PostgreSQL 16 on, to_regclass returns NULL for a malformed
 		// name instead of raising; parse_ident still raises.
-		if _, err := db.Exec(ctx, "SAVEPOINT pgundo_resolve"); err != nil {
-			return 0, "", err
-		}
-		if _, err := db.Exec(ctx, "SELECT parse_ident($1)", name); err != nil {
-			var pgErr *pgconn.PgError
-			if !errors.As(err, &pgErr) {
-				return 0, "", err
-			}
-			if _, rbErr := db.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_resolve"); rbErr != nil {
-				return 0, "", rbErr
-			}
-			return 0, "not a valid table name (" + pgErr.Message + "); quote parts as psql does, e.g. '\"My Schema\".\"My Table\"'", nil
-		}
-		if _, err := db.Exec(ctx, "RELEASE SAVEPOINT pgundo_resolve"); err != nil {
-			return 0, "", err
+		var parts []string
+		if reason, err := nameQuery(ctx, tx, "SELECT parse_ident($1)", name, &parts); reason != "" || err != nil {
+			return 0, reason, err
 		}
 		var path string
-		if err := db.QueryRow(ctx, "SELECT array_to_string(current_schemas(false), ', ')").Scan(&path); err != nil {
+		if err := tx.QueryRow(ctx, "SELECT array_to_string(current_schemas(false), ', ')").Scan(&path); err != nil {
 			return 0, "", err
 		}
 		return 0, fmt.Sprintf("no such table (search_path schemas: %s); check the name, or qualify it with its schema", path), nil
 	}
 	return *got, "", nil
+}
+
+// nameQuery runs query with the name as $1 in a savepoint, scanning its
+// one row into dest. A server error (a malformed name) is rolled back to the
+// savepoint and returned as the reason the name is refused.
+func nameQuery(ctx context.Context, tx pgx.Tx, query, name string, dest any) (reason string, err error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := sp.QueryRow(ctx, query, name).Scan(dest); err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) {
+			return "", err
+		}
+		if rbErr := sp.Rollback(ctx); rbErr != nil {
+			return "", rbErr
+		}
+		return "not a valid table name (" + pgErr.Message + "); quote parts as psql does, e.g. '\"My Schema\".\"My Table\"'", nil
+	}
+	return "", sp.Commit(ctx)
 }
 
 // Tracked is a table that Track tracks.
@@ -261,7 +255,8 @@ func apply(ctx context.Context, db TxBeginner, op string, names []string, call s
 			continue
 		}
 		seen[oid] = true
-		if _, err := tx.Exec(ctx, "SAVEPOINT pgundo_apply"); err != nil {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
 			return nil, err
 		}
 		t := Tracked{Table: Table{OID: oid}, AlreadyTracked: tracked && op == "track", Repaired: []Problem{}}
@@ -275,7 +270,7 @@ func apply(ctx context.Context, db TxBeginner, op string, names []string, call s
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code != "" && !isFatalClass(pgErr.Code) {
 				refused = append(refused, Refusal{Name: name, Reason: pgErr.Message})
-				if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_apply"); err != nil {
+				if err := sp.Rollback(ctx); err != nil {
 					return nil, err
 				}
 				continue

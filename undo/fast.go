@@ -124,18 +124,19 @@ func (t *table) keyOf(x, f string) string {
 // returns the tables it undid and true when it did; false (and no error)
 // when the planned path must run, with everything it did rolled back.
 func (r *runner) tryFast(ctx context.Context, approved *Plan) ([]*table, bool, error) {
-	if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_fast"); err != nil {
+	sp, err := r.tx.Begin(ctx)
+	if err != nil {
 		return nil, false, err
 	}
 	tables, err := r.fast(ctx, approved)
 	if err == nil {
-		_, err = r.tx.Exec(ctx, "RELEASE SAVEPOINT pgundo_fast")
+		err = sp.Commit(ctx)
 		return tables, err == nil, err
 	}
 	if !fallBack(ctx, err) {
 		return nil, false, err
 	}
-	if _, rerr := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_fast"); rerr != nil {
+	if rerr := sp.Rollback(ctx); rerr != nil {
 		return nil, false, errors.Join(err, rerr)
 	}
 	r.plan.Tables, r.plan.RowsChanged, r.written = []TablePlan{}, 0, nil

@@ -567,16 +567,17 @@ func shapeDiff(cols, typs []string, now []column) string {
 // the undo. Where the role may not set it, the undo goes ahead only if no
 // affected table has any other trigger.
 func (r *runner) keepTriggersQuiet(ctx context.Context, tables []*table) error {
-	if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_srr"); err != nil {
+	sp, err := r.tx.Begin(ctx) // a savepoint: a refused SET must not abort the undo
+	if err != nil {
 		return err
 	}
 	var oids []uint32
 	for _, t := range tables {
 		oids = append(oids, t.partition...)
 	}
-	_, err := r.tx.Exec(ctx, "SET LOCAL session_replication_role = replica")
+	_, err = sp.Exec(ctx, "SET LOCAL session_replication_role = replica")
 	if err == nil {
-		if _, err = r.tx.Exec(ctx, "RELEASE SAVEPOINT pgundo_srr"); err != nil {
+		if err = sp.Commit(ctx); err != nil {
 			return err
 		}
 		// Triggers set to fire ALWAYS or on REPLICA still fire: they would
@@ -600,7 +601,7 @@ func (r *runner) keepTriggersQuiet(ctx context.Context, tables []*table) error {
 	if !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.InsufficientPrivilege {
 		return fmt.Errorf("set session_replication_role: %w", err)
 	}
-	if _, err := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_srr"); err != nil {
+	if err := sp.Rollback(ctx); err != nil {
 		return err
 	}
 	var others []string

@@ -75,13 +75,14 @@ func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Option
 	// the script's statements and every check Apply runs after them
 	// (result, foreign keys), and rolls them back. The script repeats the
 	// checks when it runs, for what changes in between.
-	if _, err := tx.Exec(ctx, "SAVEPOINT pgundo_trial"); err != nil {
+	trial, err := tx.Begin(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if err := r.writeAndCheck(ctx, tables); err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_trial"); err != nil {
+	if err := trial.Rollback(ctx); err != nil {
 		return nil, err
 	}
 	r.plan.RowsChanged, r.written = 0, nil
