@@ -19,17 +19,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgundo/pgundo/internal/pgdb"
 	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
-// DBTX is what the package needs: a connection or pool.
-type DBTX interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// DBTX is what the package needs: a connection or pool, as it runs
+// transactions of its own (not a pgx.Tx; see internal/pgdb).
+type DBTX = pgdb.Conn
 
 // Chunk is one log chunk removed by Prune.
 type Chunk struct {

@@ -12,14 +12,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pgundo/pgundo/internal/pgdb"
 )
 
-// Conn is what the row-level read side needs: queries and transactions
-// (a *pgx.Conn, or a pool).
-type Conn interface {
-	DBTX
-	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
-}
+// Conn is what the row-level read side needs: queries and transactions of
+// its own (a *pgx.Conn, or a pool; not a pgx.Tx).
+type Conn = pgdb.Conn
 
 // Version is one change of a row: who made it, when, from where, and which
 // columns changed from what to what.

@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/tern/v2/migrate"
+
+	"github.com/pgundo/pgundo/internal/pgdb"
 )
 
 //go:embed *.sql
@@ -146,10 +148,9 @@ func checkStatsPrivilege(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// Querier is what CheckInstalled needs: a connection, pool or transaction.
-type Querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// Querier is what CheckInstalled needs: a connection, pool or transaction
+// (see internal/pgdb).
+type Querier = pgdb.DBTX
 
 // CheckInstalled returns nil when pgundo's schema is installed at the version
 // this binary expects, ErrNotInstalled when it is absent, and an
@@ -235,9 +236,7 @@ func Uninstall(ctx context.Context, conn *pgx.Conn) error {
 // which they scan whole, small. Every command calls it when it connects;
 // where the role may not (an auditor, a read-only standby) the error is
 // returned and the log reads the same.
-func Fold(ctx context.Context, db interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}) (int64, error) {
+func Fold(ctx context.Context, db pgdb.DBTX) (int64, error) {
 	var n int64
 	if err := db.QueryRow(ctx, "SELECT "+Schema+".fold()").Scan(&n); err != nil {
 		return 0, fmt.Errorf("fold the journal into the log: %w", err)

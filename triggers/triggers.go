@@ -18,19 +18,17 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgundo/pgundo/internal/pgdb"
 )
 
-// DBTX is what this package needs from a connection, pool or transaction.
-type DBTX interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// DBTX is what this package's queries need: a connection, pool or
+// transaction (see internal/pgdb, which defines it for every package).
+type DBTX = pgdb.DBTX
 
-// TxBeginner starts transactions; *pgx.Conn and *pgxpool.Pool both are.
-type TxBeginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
+// TxBeginner is what functions that run a transaction of their own need:
+// *pgx.Conn and *pgxpool.Pool both are.
+type TxBeginner = pgdb.Conn
 
 // TriggerNames are the capture triggers that pgundo puts on each tracked
 // table and each of its partitions.

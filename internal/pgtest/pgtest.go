@@ -47,6 +47,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgundo/pgundo/internal/pgcluster"
+	"github.com/pgundo/pgundo/internal/pgdb"
 	pgsql "github.com/pgundo/pgundo/sql"
 )
 
@@ -217,11 +218,9 @@ func Connect(t testing.TB, connString string) *pgx.Conn {
 	return conn
 }
 
-// Execer is anything with pgx's Exec method: *pgx.Conn, pgx.Tx,
+// Execer is a connection, transaction or pool: *pgx.Conn, pgx.Tx,
 // *pgxpool.Pool, *pgxpool.Conn.
-type Execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
+type Execer = pgdb.DBTX
 
 // Exec runs sql on conn (any Execer) and fails the test, quoting the SQL,
 // if it returns an error. It returns the command tag.
