@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
-	"github.com/pgundo/pgundo/history"
-	"github.com/pgundo/pgundo/internal/timefmt"
 	"github.com/pgundo/pgundo/rehearse"
 )
 
@@ -240,14 +237,7 @@ func renderTry(w io.Writer, p palette, r *TryResult) {
 	if len(r.Tables) == 0 {
 		fmt.Fprintln(w, "no rows of tracked tables changed")
 	} else {
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TABLE\tINSERTED\tUPDATED\tDELETED\tTRUNCATED")
-		for _, t := range r.Tables {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", t.Table, t.Inserts, t.Updates, t.Deletes, t.Truncates)
-		}
-		_ = tw.Flush()
-		fmt.Fprintln(w)
-		renderChanges(w, p, r.Changes, false)
+		_ = renderDiff(w, p, r.Tables, r.Changes, false)
 	}
 	if len(r.Untracked) > 0 {
 		fmt.Fprintln(w)
@@ -257,46 +247,6 @@ func renderTry(w io.Writer, p palette, r *TryResult) {
 		}
 	}
 	fmt.Fprintln(w)
-}
-
-// renderChanges prints row changes, for show and try alike: an update with
-// its key (the columns it left as they were) and its changed columns
-// (old -> new), an insert or delete with every column; with when, each
-// header names the transaction and the time. Removed values are coloured
-// red, added ones green, keys bold (see palette).
-func renderChanges(w io.Writer, p palette, changes []history.Change, when bool) {
-	for _, c := range changes {
-		key := ""
-		if c.Op == "UPDATE" {
-			for _, col := range c.Columns {
-				if deref(col.Old) == deref(col.New) {
-					key += " " + p.Key(col.Column+"="+deref(col.Old))
-				}
-			}
-		}
-		suffix := ""
-		if when {
-			suffix = fmt.Sprintf("  (xid %s, %s)", c.XID, timefmt.Format(c.At))
-		}
-		fmt.Fprintf(w, "%s %s%s%s\n", c.Op, c.Table, key, suffix)
-		if len(c.Columns) == 0 {
-			fmt.Fprintf(w, "    old: %s\n    new: %s\n", p.Removed(deref(c.Old)), p.Added(deref(c.New)))
-			continue
-		}
-		for _, col := range c.Columns {
-			switch c.Op {
-			case "UPDATE":
-				if deref(col.Old) == deref(col.New) {
-					continue
-				}
-				fmt.Fprintf(w, "    %s: %s -> %s\n", col.Column, p.Removed(deref(col.Old)), p.Added(deref(col.New)))
-			case "INSERT":
-				fmt.Fprintf(w, "    %s: %s\n", col.Column, p.Added(deref(col.New)))
-			default:
-				fmt.Fprintf(w, "    %s: %s\n", col.Column, p.Removed(deref(col.Old)))
-			}
-		}
-	}
 }
 
 func plural(n int64, one, many string) string {
