@@ -190,6 +190,27 @@ func InstalledVersion(ctx context.Context, q Querier) (int32, error) {
 	return *v, nil
 }
 
+// Footprint is what pgundo holds in a database, as uninstall would remove
+// it.
+type Footprint struct {
+	// TrackedTables is the number of tracked tables.
+	TrackedTables int64
+	// LogBytes is the total size of pgundo's tables: the log, its indexes
+	// and TOAST.
+	LogBytes int64
+}
+
+// ReadFootprint reads the tracked tables and the log's size. It fails when
+// pgundo is not installed; CheckInstalled tells that case apart.
+func ReadFootprint(ctx context.Context, q Querier) (Footprint, error) {
+	var f Footprint
+	err := q.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgundo.tracked),
+		(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+		  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgundo' AND c.relkind IN ('r', 'm'))`).
+		Scan(&f.TrackedTables, &f.LogBytes)
+	return f, err
+}
+
 // Uninstall removes capture from every table and drops schema pgundo with
 // the whole log. It runs in one transaction: on error nothing is removed.
 func Uninstall(ctx context.Context, conn *pgx.Conn) error {

@@ -508,6 +508,18 @@ func brokenTriggers(ctx context.Context, db DBTX, tracked *uint32) ([]brokenTrig
 	})
 }
 
+// EventTriggersEnabled reports whether both of pgundo's event triggers
+// (pgundo_ddl and pgundo_drop) exist and are enabled. Without them a
+// partition created later is not captured until track runs again on its
+// parent, and a dropped tracked table stays in the tracked list.
+func EventTriggersEnabled(ctx context.Context, db DBTX) (bool, error) {
+	var ok bool
+	if err := db.QueryRow(ctx, `SELECT count(*) = 2 FROM pg_event_trigger WHERE evtname IN ('pgundo_ddl', 'pgundo_drop') AND evtenabled <> 'D'`).Scan(&ok); err != nil {
+		return false, fmt.Errorf("read event triggers: %w", err)
+	}
+	return ok, nil
+}
+
 // Status reports every tracked table with its capture problems, ordered by
 // schema and name.
 func Status(ctx context.Context, db DBTX) ([]TableStatus, error) {
