@@ -15,20 +15,17 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgundo/pgundo/internal/pgdb"
 	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
-// DBTX is what the package needs: a connection or pool.
-type DBTX interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// DBTX is what the package needs: a connection or pool, as it runs
+// transactions of its own (not a pgx.Tx; see internal/pgdb).
+type DBTX = pgdb.Conn
 
 // Chunk is one log chunk removed by Prune.
 type Chunk struct {
@@ -203,7 +200,7 @@ func Verify(ctx context.Context, db DBTX, noSeal bool) (*VerifyResult, error) {
 	})
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.InsufficientPrivilege {
 			return nil, fmt.Errorf("verify the log: %s; run pgundo verify as pgundo's owner (the role that ran pgundo install) or a superuser", pgErr.Message)
 		}
 		return nil, fmt.Errorf("verify the log: %w", err)

@@ -1,7 +1,6 @@
 package audit_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,16 +13,12 @@ import (
 
 	"github.com/pgundo/pgundo/audit"
 	"github.com/pgundo/pgundo/internal/pgtest"
-	pgsql "github.com/pgundo/pgundo/sql"
 	"github.com/pgundo/pgundo/triggers"
 	"github.com/pgundo/pgundo/undo"
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Run(m, func(ctx context.Context, conn *pgx.Conn) error {
-		_, err := pgsql.Migrate(ctx, conn)
-		return err
-	}))
+	os.Exit(pgtest.Run(m, pgtest.Installed))
 }
 
 // setup returns a fresh database with pgundo installed, table doc tracked,

@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -403,7 +404,7 @@ func (e *env) settle(ctx context.Context, tables ...string) error {
 	}
 	_, err := e.conn.Exec(ctx, "CHECKPOINT")
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+	if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.InsufficientPrivilege {
 		e.checkpoint = false
 		e.progress.f("CHECKPOINT is not permitted for this role (needs superuser, or pg_checkpoint on PostgreSQL 15+); timings may include checkpoint I/O")
 		return nil

@@ -23,10 +23,7 @@ import (
 // TestMain runs the package's tests against a throwaway PostgreSQL whose
 // template database has pgundo installed.
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Run(m, func(ctx context.Context, conn *pgx.Conn) error {
-		_, err := pgsql.Migrate(ctx, conn)
-		return err
-	}))
+	os.Exit(pgtest.Run(m, pgtest.Installed))
 }
 
 // setup returns a connection to a fresh database with pgundo installed.

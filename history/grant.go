@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -70,7 +71,7 @@ func GrantAuditor(ctx context.Context, db Conn, role string, revoke bool) (*Gran
 	})
 	if err != nil {
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "42501" {
+		if errors.As(err, &pe) && pe.Code == pgerrcode.InsufficientPrivilege {
 			return nil, fmt.Errorf("%s auditor %s: %w (run it as the role that installed pgundo, or a superuser)", verb, role, err)
 		}
 		return nil, err

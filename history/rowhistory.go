@@ -8,17 +8,17 @@ import (
 	"sort"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pgundo/pgundo/internal/pgdb"
 )
 
-// Conn is what the row-level read side needs: queries and transactions
-// (a *pgx.Conn, or a pool).
-type Conn interface {
-	DBTX
-	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
-}
+// Conn is what the row-level read side needs: queries and transactions of
+// its own (a *pgx.Conn, or a pool; not a pgx.Tx).
+type Conn = pgdb.Conn
 
 // Version is one change of a row: who made it, when, from where, and which
 // columns changed from what to what.
@@ -113,7 +113,7 @@ func Reindex(ctx context.Context, db Conn) (int64, error) {
 func refreshIfAllowed(ctx context.Context, db DBTX) error {
 	_, err := Refresh(ctx, db)
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "25006") {
+	if errors.As(err, &pgErr) && (pgErr.Code == pgerrcode.InsufficientPrivilege || pgErr.Code == pgerrcode.ReadOnlySQLTransaction) {
 		return nil
 	}
 	return err

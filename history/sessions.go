@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgundo/pgundo/internal/pgdb"
 )
 
-// DBTX is what this package needs from a connection, pool or transaction.
-type DBTX interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// DBTX is what this package's queries need: a connection, pool or
+// transaction (see internal/pgdb, which defines it for every package).
+type DBTX = pgdb.DBTX
 
 // Session is one database connection that changed tracked tables.
 type Session struct {

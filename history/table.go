@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -320,13 +321,16 @@ func (t *Table) canonicalKey(ctx context.Context, tx pgx.Tx, k *Key) error {
 	if len(parts) > 1 {
 		q = "SELECT ROW(" + strings.Join(parts, ", ") + ")::text"
 	}
-	if _, err := tx.Exec(ctx, "SAVEPOINT pgundo_key"); err != nil {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
 		return err
 	}
-	err := tx.QueryRow(ctx, q, args...).Scan(&k.Text)
+	err = sp.QueryRow(ctx, q, args...).Scan(&k.Text)
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code[:2] == "22" || pgErr.Code == "42804") {
-		if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_key"); rbErr != nil {
+	// Class 22 (data exception) or a datatype mismatch: not a value of the
+	// key column's type.
+	if errors.As(err, &pgErr) && (pgErr.Code[:2] == "22" || pgErr.Code == pgerrcode.DatatypeMismatch) {
+		if rbErr := sp.Rollback(ctx); rbErr != nil {
 			return rbErr
 		}
 		return requestErr("key %s of %s: %s (the key columns are %s)", k, t.Name, pgErr.Message, describeColumns(t.Key))
@@ -344,8 +348,7 @@ func (t *Table) canonicalKey(ctx context.Context, tx pgx.Tx, k *Key) error {
 			}
 		}
 	}
-	_, err = tx.Exec(ctx, "RELEASE SAVEPOINT pgundo_key")
-	return err
+	return sp.Commit(ctx)
 }
 
 func describeColumns(cs []Column) string {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/tern/v2/migrate"
+
+	"github.com/pgundo/pgundo/internal/pgdb"
 )
 
 //go:embed *.sql
@@ -146,10 +148,9 @@ func checkStatsPrivilege(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// Querier is what CheckInstalled needs: a connection, pool or transaction.
-type Querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// Querier is what CheckInstalled needs: a connection, pool or transaction
+// (see internal/pgdb).
+type Querier = pgdb.DBTX
 
 // CheckInstalled returns nil when pgundo's schema is installed at the version
 // this binary expects, ErrNotInstalled when it is absent, and an
@@ -187,6 +188,27 @@ func InstalledVersion(ctx context.Context, q Querier) (int32, error) {
 		return 0, nil
 	}
 	return *v, nil
+}
+
+// Footprint is what pgundo holds in a database, as uninstall would remove
+// it.
+type Footprint struct {
+	// TrackedTables is the number of tracked tables.
+	TrackedTables int64
+	// LogBytes is the total size of pgundo's tables: the log, its indexes
+	// and TOAST.
+	LogBytes int64
+}
+
+// ReadFootprint reads the tracked tables and the log's size. It fails when
+// pgundo is not installed; CheckInstalled tells that case apart.
+func ReadFootprint(ctx context.Context, q Querier) (Footprint, error) {
+	var f Footprint
+	err := q.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgundo.tracked),
+		(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+		  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgundo' AND c.relkind IN ('r', 'm'))`).
+		Scan(&f.TrackedTables, &f.LogBytes)
+	return f, err
 }
 
 // Uninstall removes capture from every table and drops schema pgundo with
@@ -235,9 +257,7 @@ func Uninstall(ctx context.Context, conn *pgx.Conn) error {
 // which they scan whole, small. Every command calls it when it connects;
 // where the role may not (an auditor, a read-only standby) the error is
 // returned and the log reads the same.
-func Fold(ctx context.Context, db interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}) (int64, error) {
+func Fold(ctx context.Context, db pgdb.DBTX) (int64, error) {
 	var n int64
 	if err := db.QueryRow(ctx, "SELECT "+Schema+".fold()").Scan(&n); err != nil {
 		return 0, fmt.Errorf("fold the journal into the log: %w", err)

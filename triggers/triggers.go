@@ -18,19 +18,17 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgundo/pgundo/internal/pgdb"
 )
 
-// DBTX is what this package needs from a connection, pool or transaction.
-type DBTX interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// DBTX is what this package's queries need: a connection, pool or
+// transaction (see internal/pgdb, which defines it for every package).
+type DBTX = pgdb.DBTX
 
-// TxBeginner starts transactions; *pgx.Conn and *pgxpool.Pool both are.
-type TxBeginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
+// TxBeginner is what functions that run a transaction of their own need:
+// *pgx.Conn and *pgxpool.Pool both are.
+type TxBeginner = pgdb.Conn
 
 // TriggerNames are the capture triggers that pgundo puts on each tracked
 // table and each of its partitions.
@@ -92,55 +90,49 @@ var ErrNoTables = errors.New("no table given")
 
 // resolve finds the table a name refers to, as psql would: schema.table,
 // a name found through search_path, or SQL-quoted parts.
-func resolve(ctx context.Context, db DBTX, name string) (oid uint32, reason string, err error) {
+func resolve(ctx context.Context, tx pgx.Tx, name string) (oid uint32, reason string, err error) {
 	if strings.TrimSpace(name) == "" {
 		return 0, "empty table name", nil
 	}
-	_, err = db.Exec(ctx, "SAVEPOINT pgundo_resolve")
-	if err != nil {
-		return 0, "", err
-	}
 	var got *uint32
-	err = db.QueryRow(ctx, "SELECT to_regclass($1)::oid", name).Scan(&got)
-	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) {
-			if _, rbErr := db.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_resolve"); rbErr != nil {
-				return 0, "", rbErr
-			}
-			return 0, "not a valid table name (" + pgErr.Message + "); quote parts as psql does, e.g. '\"My Schema\".\"My Table\"'", nil
-		}
-		return 0, "", err
-	}
-	if _, err := db.Exec(ctx, "RELEASE SAVEPOINT pgundo_resolve"); err != nil {
-		return 0, "", err
+	if reason, err := nameQuery(ctx, tx, "SELECT to_regclass($1)::oid", name, &got); reason != "" || err != nil {
+		return 0, reason, err
 	}
 	if got == nil {
 		// From PostgreSQL 16 on, to_regclass returns NULL for a malformed
 		// name instead of raising; parse_ident still raises.
-		if _, err := db.Exec(ctx, "SAVEPOINT pgundo_resolve"); err != nil {
-			return 0, "", err
-		}
-		if _, err := db.Exec(ctx, "SELECT parse_ident($1)", name); err != nil {
-			var pgErr *pgconn.PgError
-			if !errors.As(err, &pgErr) {
-				return 0, "", err
-			}
-			if _, rbErr := db.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_resolve"); rbErr != nil {
-				return 0, "", rbErr
-			}
-			return 0, "not a valid table name (" + pgErr.Message + "); quote parts as psql does, e.g. '\"My Schema\".\"My Table\"'", nil
-		}
-		if _, err := db.Exec(ctx, "RELEASE SAVEPOINT pgundo_resolve"); err != nil {
-			return 0, "", err
+		var parts []string
+		if reason, err := nameQuery(ctx, tx, "SELECT parse_ident($1)", name, &parts); reason != "" || err != nil {
+			return 0, reason, err
 		}
 		var path string
-		if err := db.QueryRow(ctx, "SELECT array_to_string(current_schemas(false), ', ')").Scan(&path); err != nil {
+		if err := tx.QueryRow(ctx, "SELECT array_to_string(current_schemas(false), ', ')").Scan(&path); err != nil {
 			return 0, "", err
 		}
 		return 0, fmt.Sprintf("no such table (search_path schemas: %s); check the name, or qualify it with its schema", path), nil
 	}
 	return *got, "", nil
+}
+
+// nameQuery runs query with the name as $1 in a savepoint, scanning its
+// one row into dest. A server error (a malformed name) is rolled back to the
+// savepoint and returned as the reason the name is refused.
+func nameQuery(ctx context.Context, tx pgx.Tx, query, name string, dest any) (reason string, err error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := sp.QueryRow(ctx, query, name).Scan(dest); err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) {
+			return "", err
+		}
+		if rbErr := sp.Rollback(ctx); rbErr != nil {
+			return "", rbErr
+		}
+		return "not a valid table name (" + pgErr.Message + "); quote parts as psql does, e.g. '\"My Schema\".\"My Table\"'", nil
+	}
+	return "", sp.Commit(ctx)
 }
 
 // Tracked is a table that Track tracks.
@@ -261,7 +253,8 @@ func apply(ctx context.Context, db TxBeginner, op string, names []string, call s
 			continue
 		}
 		seen[oid] = true
-		if _, err := tx.Exec(ctx, "SAVEPOINT pgundo_apply"); err != nil {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
 			return nil, err
 		}
 		t := Tracked{Table: Table{OID: oid}, AlreadyTracked: tracked && op == "track", Repaired: []Problem{}}
@@ -275,7 +268,7 @@ func apply(ctx context.Context, db TxBeginner, op string, names []string, call s
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code != "" && !isFatalClass(pgErr.Code) {
 				refused = append(refused, Refusal{Name: name, Reason: pgErr.Message})
-				if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_apply"); err != nil {
+				if err := sp.Rollback(ctx); err != nil {
 					return nil, err
 				}
 				continue
@@ -328,6 +321,8 @@ func untrackDropped(ctx context.Context, tx pgx.Tx, name string) (Tracked, bool,
 // isFatalClass reports SQLSTATE classes that mean the connection or server
 // is in trouble rather than that one table was refused.
 func isFatalClass(code string) bool {
+	// Connection exception, insufficient resources, operator intervention,
+	// system error, internal error.
 	switch code[:2] {
 	case "08", "53", "57", "58", "XX":
 		return true
@@ -511,6 +506,18 @@ func brokenTriggers(ctx context.Context, db DBTX, tracked *uint32) ([]brokenTrig
 		b.Problem.Problem = b.describe()
 		return b, err
 	})
+}
+
+// EventTriggersEnabled reports whether both of pgundo's event triggers
+// (pgundo_ddl and pgundo_drop) exist and are enabled. Without them a
+// partition created later is not captured until track runs again on its
+// parent, and a dropped tracked table stays in the tracked list.
+func EventTriggersEnabled(ctx context.Context, db DBTX) (bool, error) {
+	var ok bool
+	if err := db.QueryRow(ctx, `SELECT count(*) = 2 FROM pg_event_trigger WHERE evtname IN ('pgundo_ddl', 'pgundo_drop') AND evtenabled <> 'D'`).Scan(&ok); err != nil {
+		return false, fmt.Errorf("read event triggers: %w", err)
+	}
+	return ok, nil
 }
 
 // Status reports every tracked table with its capture problems, ordered by

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -123,18 +124,19 @@ func (t *table) keyOf(x, f string) string {
 // returns the tables it undid and true when it did; false (and no error)
 // when the planned path must run, with everything it did rolled back.
 func (r *runner) tryFast(ctx context.Context, approved *Plan) ([]*table, bool, error) {
-	if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_fast"); err != nil {
+	sp, err := r.tx.Begin(ctx)
+	if err != nil {
 		return nil, false, err
 	}
 	tables, err := r.fast(ctx, approved)
 	if err == nil {
-		_, err = r.tx.Exec(ctx, "RELEASE SAVEPOINT pgundo_fast")
+		err = sp.Commit(ctx)
 		return tables, err == nil, err
 	}
 	if !fallBack(ctx, err) {
 		return nil, false, err
 	}
-	if _, rerr := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_fast"); rerr != nil {
+	if rerr := sp.Rollback(ctx); rerr != nil {
 		return nil, false, errors.Join(err, rerr)
 	}
 	r.plan.Tables, r.plan.RowsChanged, r.written = []TablePlan{}, 0, nil
@@ -165,13 +167,16 @@ func fallBack(ctx context.Context, err error) bool {
 	if !errors.As(err, &pgErr) {
 		return false
 	}
+	// By class (pgerrcode names codes, not classes): data exception,
+	// integrity constraint violation, feature not supported, syntax error or
+	// access rule violation, PL/pgSQL error.
 	switch pgErr.Code[:2] {
 	case "22", "23", "0A", "42", "P0":
 		return true
 	}
 	// ON CONFLICT cannot use a deferrable unique constraint: the planned
 	// path finds rows re-created since without it.
-	return pgErr.Code == "55000"
+	return pgErr.Code == pgerrcode.ObjectNotInPrerequisiteState
 }
 
 func (r *runner) fast(ctx context.Context, approved *Plan) ([]*table, error) {

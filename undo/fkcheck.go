@@ -173,11 +173,12 @@ func (w *writer) String() string {
 // best effort (a table not tracked, a log pruned, images that no longer
 // read as the table's row say nothing), so a failure is no answer.
 func (r *runner) lookup(ctx context.Context, sql string, args []any, dest ...any) bool {
-	if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_explain"); err != nil {
+	sp, err := r.tx.Begin(ctx)
+	if err != nil {
 		return false
 	}
-	err := r.tx.QueryRow(ctx, sql, args...).Scan(dest...)
-	if _, rerr := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_explain"); rerr != nil {
+	err = sp.QueryRow(ctx, sql, args...).Scan(dest...)
+	if rerr := sp.Rollback(ctx); rerr != nil {
 		return false
 	}
 	return err == nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -94,7 +95,11 @@ func (r *runner) progress(format string, args ...any) {
 	}
 }
 
-func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commit bool, approved *Plan) (*Plan, error) {
+// begin is the setup Apply, MakePlan and WriteScript share: it opens the
+// undo's transaction on conn, pins its settings and selects the statements
+// to undo. The caller must roll the runner's transaction back (a no-op
+// after commit); on error begin has.
+func begin(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, apply, commit bool) (_ *runner, err error) {
 	if sel.Empty() {
 		return nil, errors.New("nothing selected: give a session id, --tx, --tag, or --app/--user")
 	}
@@ -105,8 +110,12 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commi
 	if err != nil {
 		return nil, fmt.Errorf("begin undo transaction: %w", err)
 	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
-	r := &runner{tx: tx, opts: opts, apply: true, commit: commit, plan: &Plan{Tables: []TablePlan{}, Conflicts: []Conflict{}, Kept: []KeptColumn{}}}
+	defer func() {
+		if err != nil {
+			tx.Rollback(context.Background()) //nolint:errcheck // the error says what failed
+		}
+	}()
+	r := &runner{tx: tx, opts: opts, apply: apply, commit: commit, plan: &Plan{Tables: []TablePlan{}, Conflicts: []Conflict{}, Kept: []KeptColumn{}}}
 	if opts.WorkMem == "" {
 		opts.WorkMem = DefaultWorkMem
 	}
@@ -120,15 +129,14 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commi
 	if err := r.selectStatements(ctx, sel); err != nil {
 		return nil, err
 	}
-	if !opts.AlwaysPlan && len(r.leftBy) == 0 {
-		_, done, err := r.tryFast(ctx, approved)
-		if err != nil {
-			return nil, err
-		}
-		if done {
-			return r.record(ctx)
-		}
-	}
+	return r, nil
+}
+
+// planAll builds the net changes of the selection and plans every table row
+// by row, with the checks in the order Apply runs them (so that a script
+// and a dry run refuse first what Apply would). On a conflict in Refuse
+// mode it returns the plan with a *ConflictError.
+func (r *runner) planAll(ctx context.Context) ([]*table, error) {
 	if err := r.buildNet(ctx); err != nil {
 		return nil, err
 	}
@@ -136,7 +144,8 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commi
 	if err != nil {
 		return nil, err
 	}
-	// Checked in a dry run too, so the plan shown is the one that can run.
+	// Checked in a dry run and a script too, so the plan shown is the one
+	// that can run.
 	if err := r.keepTriggersQuiet(ctx, tables); err != nil {
 		return nil, err
 	}
@@ -147,9 +156,41 @@ func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commi
 	}
 	r.planned = tables
 	sort.Slice(r.plan.Tables, func(i, j int) bool { return r.plan.Tables[i].Table < r.plan.Tables[j].Table })
-	if len(r.plan.Conflicts) > 0 && opts.OnConflict == Refuse {
+	if len(r.plan.Conflicts) > 0 && r.opts.OnConflict == Refuse {
 		r.explainConflicts(ctx, tables)
-		return r.plan, &ConflictError{Plan: r.plan}
+		return nil, &ConflictError{Plan: r.plan}
+	}
+	return tables, nil
+}
+
+// refused is what an undo that stops with err returns: with a
+// *ConflictError, the plan (it names the conflicts); else no plan.
+func (r *runner) refused(err error) (*Plan, error) {
+	var conflict *ConflictError
+	if errors.As(err, &conflict) {
+		return r.plan, err
+	}
+	return nil, err
+}
+
+func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commit bool, approved *Plan) (*Plan, error) {
+	r, err := begin(ctx, conn, sel, opts, true, commit)
+	if err != nil {
+		return nil, err
+	}
+	defer r.tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	if !r.opts.AlwaysPlan && len(r.leftBy) == 0 {
+		_, done, err := r.tryFast(ctx, approved)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			return r.record(ctx)
+		}
+	}
+	tables, err := r.planAll(ctx)
+	if err != nil {
+		return r.refused(err)
 	}
 	if approved != nil && !samePlan(approved, r.plan) {
 		return nil, &RefusedError{Kind: ErrPlanChanged, Detail: "the data changed between the plan you confirmed and the apply (other sessions wrote to these rows); nothing was changed; run the undo again to see the new plan"}
@@ -566,16 +607,17 @@ func shapeDiff(cols, typs []string, now []column) string {
 // the undo. Where the role may not set it, the undo goes ahead only if no
 // affected table has any other trigger.
 func (r *runner) keepTriggersQuiet(ctx context.Context, tables []*table) error {
-	if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_srr"); err != nil {
+	sp, err := r.tx.Begin(ctx) // a savepoint: a refused SET must not abort the undo
+	if err != nil {
 		return err
 	}
 	var oids []uint32
 	for _, t := range tables {
 		oids = append(oids, t.partition...)
 	}
-	_, err := r.tx.Exec(ctx, "SET LOCAL session_replication_role = replica")
+	_, err = sp.Exec(ctx, "SET LOCAL session_replication_role = replica")
 	if err == nil {
-		if _, err = r.tx.Exec(ctx, "RELEASE SAVEPOINT pgundo_srr"); err != nil {
+		if err = sp.Commit(ctx); err != nil {
 			return err
 		}
 		// Triggers set to fire ALWAYS or on REPLICA still fire: they would
@@ -596,10 +638,10 @@ func (r *runner) keepTriggersQuiet(ctx context.Context, tables []*table) error {
 		return nil
 	}
 	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+	if !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.InsufficientPrivilege {
 		return fmt.Errorf("set session_replication_role: %w", err)
 	}
-	if _, err := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_srr"); err != nil {
+	if err := sp.Rollback(ctx); err != nil {
 		return err
 	}
 	var others []string

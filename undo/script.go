@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -27,61 +26,28 @@ import (
 // set-based statements Apply runs, checks the result, and records the undo.
 // Row data is streamed from the server to w; nothing is held in memory.
 func WriteScript(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, w io.Writer) (*Plan, error) {
-	if sel.Empty() {
-		return nil, fmt.Errorf("nothing selected: give a session id, --tx, --tag, or --app/--user")
-	}
-	if opts.OnConflict == "" {
-		opts.OnConflict = Refuse
-	}
-	tx, err := conn.Begin(ctx)
+	r, err := begin(ctx, conn, sel, opts, false, false)
 	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+		return nil, err
 	}
+	tx := r.tx
 	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
-	r := &runner{tx: tx, opts: opts, plan: &Plan{Tables: []TablePlan{}, Conflicts: []Conflict{}, Kept: []KeptColumn{}}}
-	if opts.WorkMem == "" {
-		opts.WorkMem = DefaultWorkMem
-	}
-	for _, s := range txSettings(opts) {
-		if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, true)", s[0], s[1]); err != nil {
-			return nil, err
-		}
-	}
-	if err := r.selectStatements(ctx, sel); err != nil {
-		return nil, err
-	}
-	if err := r.buildNet(ctx); err != nil {
-		return nil, err
-	}
-	tables, err := r.loadTables(ctx, netTables)
+	tables, err := r.planAll(ctx)
 	if err != nil {
-		return nil, err
-	}
-	// The checks in Apply's order, so that the same refusal comes first.
-	if err := r.keepTriggersQuiet(ctx, tables); err != nil {
-		return nil, err
-	}
-	for _, t := range tables {
-		if err := r.planTable(ctx, t); err != nil {
-			return nil, err
-		}
-	}
-	sort.Slice(r.plan.Tables, func(i, j int) bool { return r.plan.Tables[i].Table < r.plan.Tables[j].Table })
-	if len(r.plan.Conflicts) > 0 && opts.OnConflict == Refuse {
-		r.explainConflicts(ctx, tables)
-		return r.plan, &ConflictError{Plan: r.plan}
+		return r.refused(err)
 	}
 	// A script that Apply would refuse now is not written: the trial runs
 	// the script's statements and every check Apply runs after them
 	// (result, foreign keys), and rolls them back. The script repeats the
 	// checks when it runs, for what changes in between.
-	if _, err := tx.Exec(ctx, "SAVEPOINT pgundo_trial"); err != nil {
+	trial, err := tx.Begin(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if err := r.writeAndCheck(ctx, tables); err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_trial"); err != nil {
+	if err := trial.Rollback(ctx); err != nil {
 		return nil, err
 	}
 	r.plan.RowsChanged, r.written = 0, nil

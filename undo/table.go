@@ -73,19 +73,21 @@ func (r *runner) exec(ctx context.Context, t *table, what, sql string, args ...a
 // parseGuard runs sql in a savepoint and turns a failure to read row images
 // back into the table's type into a schema-changed refusal.
 func (r *runner) parseGuard(ctx context.Context, t *table, sql string, args ...any) error {
-	if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_parse"); err != nil {
+	sp, err := r.tx.Begin(ctx)
+	if err != nil {
 		return err
 	}
-	if _, err := r.tx.Exec(ctx, sql, args...); err != nil {
+	if _, err := sp.Exec(ctx, sql, args...); err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && (pgErr.Code == "22P02" || strings.HasPrefix(pgErr.Code, "22")) {
+		// Class 22, data exception (invalid_text_representation and the
+		// like): a logged value no longer reads as its column's type.
+		if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
 			return &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf(
 				"table %s cannot be put back as captured: its logged rows no longer read as the table's columns (%s); its columns changed since capture; nothing was changed", t.name, pgErr.Message)}
 		}
 		return fmt.Errorf("undo %s: read logged rows: %w", t.name, err)
 	}
-	_, err := r.tx.Exec(ctx, "RELEASE SAVEPOINT pgundo_parse")
-	return err
+	return sp.Commit(ctx)
 }
 
 func (r *runner) planTable(ctx context.Context, t *table) error {
@@ -366,14 +368,15 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 		if !t.keyed() {
 			continue
 		}
-		if _, err := r.tx.Exec(ctx, "SAVEPOINT pgundo_explain"); err != nil {
+		sp, err := r.tx.Begin(ctx)
+		if err != nil {
 			return
 		}
 		keyOf := make([]string, len(t.key))
 		for i, k := range t.key {
 			keyOf[i] = fmt.Sprintf("(p.r).%s::text", pgx.Identifier{k}.Sanitize())
 		}
-		rows, err := r.tx.Query(ctx, fmt.Sprintf(`
+		rows, err := sp.Query(ctx, fmt.Sprintf(`
 			SELECT DISTINCT ON (ck.k) ck.k, st.session_id, st.at
 			  FROM pgundo.stmt st
 			  JOIN pgundo.change c ON c.stmt_id = st.id
@@ -402,7 +405,7 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 			}
 			rows.Close()
 		}
-		if _, err := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgundo_explain"); err != nil {
+		if err := sp.Rollback(ctx); err != nil {
 			return
 		}
 	}

@@ -142,40 +142,19 @@ a time before tracking, columns changed since, a bad key.`,
 // rowWriter streams table rows in one format. Nothing is written before
 // the first row or end: a command that fails first leaves stdout empty.
 type rowWriter struct {
-	w        *bufio.Writer
-	format   string
+	streamWriter
 	cols     []string
 	keys     [][]byte // JSON-encoded column names
-	n        int64
-	vertical bool // table format: one "column: value" line each (one row)
-	started  bool
-	// tab lays out the table format in blocks.
-	tab blockTable
+	vertical bool     // table format: one "column: value" line each (one row)
 }
 
 func newRowWriter(out io.Writer, format string, cols []string) *rowWriter {
-	rw := &rowWriter{w: bufio.NewWriterSize(out, 64<<10), format: format, cols: cols}
-	rw.tab = blockTable{w: rw.w, cols: cols}
+	rw := &rowWriter{streamWriter: newStreamWriter(out, format, cols, cols, 500), cols: cols}
 	for _, c := range cols {
 		b, _ := json.Marshal(c)
 		rw.keys = append(rw.keys, b)
 	}
 	return rw
-}
-
-// start writes what comes before the first row: a JSON array's bracket, a
-// CSV header. The table format's header goes with the first block.
-func (rw *rowWriter) start() {
-	if rw.started {
-		return
-	}
-	rw.started = true
-	switch rw.format {
-	case formatJSON:
-		rw.w.WriteString("[")
-	case formatCSV:
-		writeCSVLine(rw.w, strPtrs(rw.cols))
-	}
 }
 
 // cellText shows a value for people: as PostgreSQL prints it, unquoted,
@@ -189,77 +168,50 @@ func cellText(f *string) string {
 }
 
 func (rw *rowWriter) write(_ string, fields []*string) error {
-	rw.start()
 	switch rw.format {
 	case formatJSON, formatNDJSON:
-		if rw.format == formatJSON {
-			if rw.n > 0 {
-				rw.w.WriteString(",")
-			}
-			rw.w.WriteString("\n  ")
-		}
-		rw.w.WriteByte('{')
-		for i, f := range fields {
-			if i > 0 {
-				rw.w.WriteByte(',')
-			}
-			rw.w.Write(rw.keys[i])
-			rw.w.WriteByte(':')
-			if f == nil {
-				rw.w.WriteString("null")
-			} else {
+		return rw.writeJSON(func(w *bufio.Writer) error {
+			w.WriteByte('{')
+			for i, f := range fields {
+				if i > 0 {
+					w.WriteByte(',')
+				}
+				w.Write(rw.keys[i])
+				w.WriteByte(':')
+				if f == nil {
+					w.WriteString("null")
+					continue
+				}
 				b, err := json.Marshal(*f)
 				if err != nil {
 					return err
 				}
-				rw.w.Write(b)
+				w.Write(b)
 			}
-		}
-		rw.w.WriteByte('}')
-		if rw.format == formatNDJSON {
-			rw.w.WriteByte('\n')
-		}
+			w.WriteByte('}')
+			return nil
+		})
 	case formatCSV:
-		writeCSVLine(rw.w, fields)
-	default:
-		if rw.vertical {
-			for i, f := range fields {
-				fmt.Fprintf(rw.w, "%s: %s\n", rw.cols[i], cellText(f))
-			}
-			break
-		}
-		cells := make([]string, len(fields))
+		return rw.writeCSV(fields)
+	}
+	if rw.vertical {
 		for i, f := range fields {
-			cells[i] = cellText(f)
+			fmt.Fprintf(rw.w, "%s: %s\n", rw.cols[i], cellText(f))
 		}
-		if rw.tab.add(cells) {
-			rw.n++
-			return rw.w.Flush()
-		}
+		rw.n++
+		return nil
 	}
-	rw.n++
-	switch {
-	case rw.n%500 == 0:
-		return rw.w.Flush()
-	case rw.n <= 10 && rw.format != formatTable:
-		return rw.w.Flush()
+	cells := make([]string, len(fields))
+	for i, f := range fields {
+		cells[i] = cellText(f)
 	}
-	return nil
+	return rw.writeCells(cells)
 }
 
 func (rw *rowWriter) end() error {
-	rw.start()
-	switch rw.format {
-	case formatJSON:
-		if rw.n > 0 {
-			rw.w.WriteString("\n")
-		}
-		rw.w.WriteString("]\n")
-	case formatTable:
-		if !rw.vertical {
-			rw.tab.flush()
-			fmt.Fprintf(rw.w, "(%d rows)\n", rw.n)
-		}
+	if rw.format == formatTable && !rw.vertical {
+		rw.tab.flush()
+		fmt.Fprintf(rw.w, "(%d rows)\n", rw.n)
 	}
-	return rw.w.Flush()
+	return rw.streamWriter.end()
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -95,7 +96,7 @@ func (g *globals) connectInstalled(ctx context.Context) (*pgx.Conn, error) {
 	}
 	if err := pgsql.CheckInstalled(ctx, conn); err != nil {
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "42501" { // insufficient_privilege
+		if errors.As(err, &pe) && pe.Code == pgerrcode.InsufficientPrivilege {
 			err = g.accessError(ctx, conn, pe)
 		} else {
 			err = fmt.Errorf("database %s: %w", conn.Config().Database, err)

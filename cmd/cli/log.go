@@ -186,36 +186,25 @@ first lines appear at once. Pipe it to head, jq or a file.`,
 	return cmd
 }
 
-// changeWriter streams log entries in one format, flushing every few
-// entries so that a reader sees them at once.
+// changeWriter streams log entries in one format.
 type changeWriter struct {
-	w       *bufio.Writer
-	format  string
-	n       int64
-	pending int
-	// tab lays out the table format in aligned blocks.
-	tab blockTable
+	streamWriter
 }
 
 // logTableHeader names the columns of log's table format.
 var logTableHeader = []string{"AT", "XID", "SESSION", "USER", "APPLICATION", "TAG", "OP", "TABLE", "KEY", "CHANGES"}
 
-func newChangeWriter(out io.Writer, format string) *changeWriter {
-	cw := &changeWriter{w: bufio.NewWriterSize(out, 64<<10), format: format}
-	cw.tab = blockTable{w: cw.w, cols: logTableHeader}
-	return cw
-}
-
 var logCSVHeader = []string{"stmt_id", "xid", "at", "op", "table", "key", "previous_key", "session", "user", "role",
 	"application_name", "client_addr", "tag", "columns", "old", "new"}
 
+func newChangeWriter(out io.Writer, format string) *changeWriter {
+	return &changeWriter{newStreamWriter(out, format, logCSVHeader, logTableHeader, 100)}
+}
+
+// begin writes what comes before the first entry at once (the JSON array's
+// bracket, the CSV header).
 func (cw *changeWriter) begin() error {
-	switch cw.format {
-	case formatJSON:
-		cw.w.WriteString("[")
-	case formatCSV:
-		writeCSVLine(cw.w, strPtrs(logCSVHeader))
-	}
+	cw.start()
 	return cw.flush()
 }
 
@@ -226,16 +215,7 @@ func (cw *changeWriter) write(v *history.Version) error {
 		if err != nil {
 			return err
 		}
-		if cw.format == formatJSON {
-			if cw.n > 0 {
-				cw.w.WriteString(",")
-			}
-			cw.w.WriteString("\n  ")
-		}
-		cw.w.Write(b)
-		if cw.format == formatNDJSON {
-			cw.w.WriteString("\n")
-		}
+		return cw.writeJSON(func(w *bufio.Writer) error { _, err := w.Write(b); return err })
 	case formatCSV:
 		cols, err := json.Marshal(v.Columns)
 		if err != nil {
@@ -247,41 +227,21 @@ func (cw *changeWriter) write(v *history.Version) error {
 		if v.ClientAddr != "" {
 			client = &v.ClientAddr
 		}
-		writeCSVLine(cw.w, []*string{&stmt, &v.XID, &at, &v.Op, &v.Table, &v.Key, v.PreviousKey, &v.Session, &v.User, &v.Role,
+		return cw.writeCSV([]*string{&stmt, &v.XID, &at, &v.Op, &v.Table, &v.Key, v.PreviousKey, &v.Session, &v.User, &v.Role,
 			&v.ApplicationName, client, v.Tag, &colText, v.Old, v.New})
-	default:
-		cw.n++
-		if cw.tab.add(logCells(v)) {
-			return cw.flush()
-		}
-		return nil
 	}
-	cw.n++
-	cw.pending++
-	if cw.pending >= 100 || cw.n <= 10 {
-		cw.pending = 0
-		return cw.flush()
-	}
-	return nil
+	return cw.writeCells(logCells(v))
 }
 
-func (cw *changeWriter) flush() error { return cw.w.Flush() }
-
 func (cw *changeWriter) end() error {
-	switch cw.format {
-	case formatJSON:
-		if cw.n > 0 {
-			cw.w.WriteString("\n")
-		}
-		cw.w.WriteString("]\n")
-	case formatTable:
+	if cw.format == formatTable {
 		if cw.n == 0 {
 			fmt.Fprintln(cw.w, "(no changes match)")
 		} else {
 			cw.tab.flush()
 		}
 	}
-	return cw.flush()
+	return cw.streamWriter.end()
 }
 
 // logCells renders one change as the cells of one line, for people: values
@@ -330,35 +290,4 @@ func logCells(v *history.Version) []string {
 		cells[i] = cellText(&c)
 	}
 	return cells
-}
-
-func strPtrs(ss []string) []*string {
-	out := make([]*string, len(ss))
-	for i := range ss {
-		out[i] = &ss[i]
-	}
-	return out
-}
-
-// writeCSVLine writes one CSV record as PostgreSQL's COPY ... CSV does: a nil
-// field is empty, an empty string is "", and a field with a comma, a double
-// quote or a line break is quoted with doubled quotes.
-func writeCSVLine(w *bufio.Writer, fields []*string) {
-	for i, f := range fields {
-		if i > 0 {
-			w.WriteByte(',')
-		}
-		if f == nil {
-			continue
-		}
-		v := *f
-		if v == "" || strings.ContainsAny(v, ",\"\r\n") || (len(fields) == 1 && v == `\.`) {
-			w.WriteByte('"')
-			w.WriteString(strings.ReplaceAll(v, `"`, `""`))
-			w.WriteByte('"')
-			continue
-		}
-		w.WriteString(v)
-	}
-	w.WriteByte('\n')
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -122,22 +121,5 @@ func renderShow(w io.Writer, p palette, d *history.SessionDetail) error {
 		fmt.Fprintf(w, "%s by session %s\n", *s.UndoState, strings.Join(s.UndoneByAll, ", "))
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TABLE\tINSERTED\tUPDATED\tDELETED\tTRUNCATED")
-	for _, t := range d.Tables {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", t.Table, t.Inserts, t.Updates, t.Deletes, t.Truncates)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintln(w)
-	renderChanges(w, p, d.Changes, true)
-	return nil
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return "NULL"
-	}
-	return *s
+	return renderDiff(w, p, d.Tables, d.Changes, true)
 }

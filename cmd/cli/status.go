@@ -109,8 +109,8 @@ fail: partitions created without capture are flagged when they appear.`,
 			if res.Log, err = history.Stats(ctx, conn); err != nil {
 				return err
 			}
-			if err := conn.QueryRow(ctx, `SELECT count(*) = 2 FROM pg_event_trigger WHERE evtname IN ('pgundo_ddl', 'pgundo_drop') AND evtenabled <> 'D'`).Scan(&res.EventTriggers); err != nil {
-				return fmt.Errorf("read event triggers: %w", err)
+			if res.EventTriggers, err = triggers.EventTriggersEnabled(ctx, conn); err != nil {
+				return err
 			}
 			res.Healthy = true
 			res.Problems = []statusProblem{}

@@ -39,11 +39,8 @@ recovered afterwards: without --yes, uninstall only says what it would remove.`,
 				return err
 			}
 			defer conn.Close(context.Background())
-			var res uninstallResult
-			err = conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgundo.tracked),
-				(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
-				  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgundo' AND c.relkind IN ('r', 'm'))`).
-				Scan(&res.TrackedTables, &res.LogBytes)
+			fp, err := pgsql.ReadFootprint(ctx, conn)
+			res := uninstallResult{TrackedTables: fp.TrackedTables, LogBytes: fp.LogBytes}
 			if err != nil {
 				if errors.Is(pgsql.CheckInstalled(ctx, conn), pgsql.ErrNotInstalled) {
 					return usageErr(fmt.Errorf("database %s: nothing to uninstall: %w", conn.Config().Database, pgsql.ErrNotInstalled))

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgundo/pgundo/internal/timefmt"
@@ -132,7 +133,7 @@ func (g *globals) databaseSide(ctx context.Context, latest int32) (databaseVersi
 	v, err := pgsql.InstalledVersion(ctx, conn)
 	var pgErr *pgconn.PgError
 	switch {
-	case errors.As(err, &pgErr) && pgErr.Code == "42501": // insufficient_privilege
+	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.InsufficientPrivilege:
 		d.State = dbUnreadable
 		d.Message = fmt.Sprintf("role %s may not read %s (pgundo's owner may)", d.User, pgsql.VersionTable)
 		return d, nil

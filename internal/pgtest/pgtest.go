@@ -42,11 +42,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgundo/pgundo/internal/pgcluster"
+	"github.com/pgundo/pgundo/internal/pgdb"
+	pgsql "github.com/pgundo/pgundo/sql"
 )
+
+// Installed is a setup function for Run that installs pgundo's own schema
+// (every migration in sql/) in the template, so each test database starts
+// with pgundo installed: os.Exit(pgtest.Run(m, pgtest.Installed)).
+func Installed(ctx context.Context, conn *pgx.Conn) error {
+	_, err := pgsql.Migrate(ctx, conn)
+	return err
+}
 
 // DatabaseURLEnv names the environment variable that, when set, makes Run use
 // an existing server instead of starting an ephemeral cluster. Its value is a
@@ -207,11 +218,9 @@ func Connect(t testing.TB, connString string) *pgx.Conn {
 	return conn
 }
 
-// Execer is anything with pgx's Exec method: *pgx.Conn, pgx.Tx,
+// Execer is a connection, transaction or pool: *pgx.Conn, pgx.Tx,
 // *pgxpool.Pool, *pgxpool.Conn.
-type Execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
+type Execer = pgdb.DBTX
 
 // Exec runs sql on conn (any Execer) and fails the test, quoting the SQL,
 // if it returns an error. It returns the command tag.
@@ -334,7 +343,7 @@ func (e *env) createFromTemplate(ctx context.Context, name string) error {
 	for {
 		err := e.adminExec(ctx, sql)
 		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55006" {
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.ObjectInUse {
 			return err
 		}
 		select {
@@ -350,7 +359,7 @@ func (e *env) createFromTemplate(ctx context.Context, name string) error {
 func (e *env) dropDatabase(ctx context.Context, name string) error {
 	err := e.adminExec(ctx, "DROP DATABASE IF EXISTS "+ident(name)+" WITH (FORCE)")
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42601" { // syntax_error: PG < 13
+	if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.SyntaxError { // PG < 13
 		err = e.adminExec(ctx, "DROP DATABASE IF EXISTS "+ident(name))
 	}
 	return err

@@ -1,12 +1,12 @@
-package cli
+package rehearse
 
 import (
 	"fmt"
 	"strings"
 )
 
-// scriptStmt is one statement of a SQL script, as pgundo try runs it.
-type scriptStmt struct {
+// Statement is one statement of a SQL script, as a rehearsal runs it.
+type Statement struct {
 	// Text is the statement from its first token to its end, without the
 	// terminating semicolon; comments inside it are kept.
 	Text string
@@ -21,31 +21,33 @@ type scriptStmt struct {
 
 const maxWords = 16
 
-// scriptError is a script that cannot be split: an unterminated quote or
+// SyntaxError is a script that cannot be split: an unterminated quote or
 // comment, or a psql meta-command.
-type scriptError struct {
+type SyntaxError struct {
+	// Line is the 1-based script line where the offending token starts.
 	Line int
-	Msg  string
+	// Msg says what is wrong, e.g. "unterminated string (opened with ')".
+	Msg string
 }
 
-func (e *scriptError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Msg) }
+func (e *SyntaxError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Msg) }
 
-// splitScript splits a SQL script into statements the way psql does:
+// Split splits a SQL script into statements the way psql does:
 // semicolons end statements except inside single-quoted strings (E'...' with
 // backslash escapes, and plain ones too when standardStrings is false),
 // double-quoted identifiers, dollar-quoted bodies ($$...$$, $tag$...$tag$),
 // -- and nested /* */ comments, parentheses, and the BEGIN ... END body of
 // CREATE [OR REPLACE] FUNCTION/PROCEDURE ... BEGIN ATOMIC. A backslash
-// outside those is a psql meta-command, which try cannot run: it is an
-// error naming the line. Statements that are empty or only comments are
+// outside those is a psql meta-command, which a rehearsal cannot run: it is
+// a *SyntaxError naming the line. Statements that are empty or only comments are
 // dropped.
 //
 // Splitting here, rather than sending the whole script as one
-// multi-statement query, is what lets try refuse transaction control before
+// multi-statement query, is what lets Check refuse transaction control before
 // anything runs, and name the failing statement and its line for errors that
 // carry no position (constraint violations, errors raised in triggers).
-func splitScript(src string, standardStrings bool) ([]scriptStmt, error) {
-	var out []scriptStmt
+func Split(src string, standardStrings bool) ([]Statement, error) {
+	var out []Statement
 	line := 1
 	var (
 		start      = -1 // byte offset of the current statement's first token
@@ -64,7 +66,7 @@ func splitScript(src string, standardStrings bool) ([]scriptStmt, error) {
 	}
 	finish := func(end int) {
 		if start >= 0 {
-			out = append(out, scriptStmt{Text: strings.TrimRight(src[start:end], " \t\r\n"), Line: startLine, Words: words, LastWord: lastWord})
+			out = append(out, Statement{Text: strings.TrimRight(src[start:end], " \t\r\n"), Line: startLine, Words: words, LastWord: lastWord})
 		}
 		start, words, lastWord, nwords, parenDepth, beginDepth, isRoutine = -1, nil, "", 0, 0, 0, false
 	}
@@ -93,7 +95,7 @@ func splitScript(src string, standardStrings bool) ([]scriptStmt, error) {
 		if q == '"' {
 			what = "quoted identifier"
 		}
-		return 0, &scriptError{Line: open, Msg: fmt.Sprintf("unterminated %s (opened with %c)", what, q)}
+		return 0, &SyntaxError{Line: open, Msg: fmt.Sprintf("unterminated %s (opened with %c)", what, q)}
 	}
 	for i := 0; i < len(src); {
 		c := src[i]
@@ -111,7 +113,7 @@ func splitScript(src string, standardStrings bool) ([]scriptStmt, error) {
 			open, depth := line, 0
 			for {
 				if i >= len(src) {
-					return nil, &scriptError{Line: open, Msg: "unterminated /* comment"}
+					return nil, &SyntaxError{Line: open, Msg: "unterminated /* comment"}
 				}
 				switch {
 				case strings.HasPrefix(src[i:], "/*"):
@@ -140,7 +142,7 @@ func splitScript(src string, standardStrings bool) ([]scriptStmt, error) {
 			for end < len(src) && isIdentChar(src[end]) {
 				end++
 			}
-			return nil, &scriptError{Line: line, Msg: fmt.Sprintf("psql meta-command %s: try runs plain SQL only (remove it, or run the script under psql with pgundo run)", src[i:end])}
+			return nil, &SyntaxError{Line: line, Msg: fmt.Sprintf("psql meta-command %s: try runs plain SQL only (remove it, or run the script under psql with pgundo run)", src[i:end])}
 		case c == '\'':
 			begin(i)
 			backslash := !standardStrings
@@ -169,7 +171,7 @@ func splitScript(src string, standardStrings bool) ([]scriptStmt, error) {
 			open := line
 			end := strings.Index(src[i+len(tag):], tag)
 			if end < 0 {
-				return nil, &scriptError{Line: open, Msg: fmt.Sprintf("unterminated dollar-quoted string (opened with %s)", tag)}
+				return nil, &SyntaxError{Line: open, Msg: fmt.Sprintf("unterminated dollar-quoted string (opened with %s)", tag)}
 			}
 			body := src[i : i+len(tag)+end+len(tag)]
 			line += strings.Count(body, "\n")
@@ -261,9 +263,11 @@ func isIdentStart(c byte) bool {
 
 func isIdentChar(c byte) bool { return isIdentStart(c) || c >= '0' && c <= '9' }
 
-// refusal says why try cannot run a statement inside its transaction, or ""
-// when it can.
-func (s scriptStmt) refusal() string {
+// Refusal says why a rehearsal cannot run the statement inside its
+// transaction, or "" when it can: transaction control, and what cannot run
+// in a transaction block (VACUUM, CREATE INDEX CONCURRENTLY, ...) or needs
+// psql (COPY FROM STDIN).
+func (s Statement) Refusal() string {
 	w := func(i int) string {
 		if i < len(s.Words) {
 			return s.Words[i]
@@ -327,8 +331,9 @@ func (s scriptStmt) refusal() string {
 	return ""
 }
 
-// summary is the statement's first line, shortened, for messages.
-func (s scriptStmt) summary() string {
+// Summary is the statement's first line, shortened to 80 bytes, with " ..."
+// when anything was left out; for messages.
+func (s Statement) Summary() string {
 	first, _, more := strings.Cut(s.Text, "\n")
 	first = strings.TrimSpace(first)
 	if len(first) > 80 {
@@ -340,9 +345,10 @@ func (s scriptStmt) summary() string {
 	return first
 }
 
-// lineOf returns the script line of the 1-based character position pos in
-// the statement (PostgreSQL's error position counts characters).
-func (s scriptStmt) lineOf(pos int) int {
+// LineOf returns the script line of the 1-based character position pos in
+// the statement (PostgreSQL's error position counts characters); the
+// statement's first line when pos is 0 or less.
+func (s Statement) LineOf(pos int) int {
 	if pos <= 0 {
 		return s.Line
 	}

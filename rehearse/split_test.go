@@ -1,18 +1,12 @@
-package cli
+package rehearse_test
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-)
 
-func TestRunEnv(t *testing.T) {
-	env := runEnv([]string{"HOME=/root", "PGOPTIONS=-c statement_timeout=5s", "PGAPPNAME=console"}, `a b\c`)
-	require.Equal(t, []string{"HOME=/root", "PGAPPNAME=console", `PGOPTIONS=-c statement_timeout=5s -c pgundo.tag=a\ b\\c`}, env)
-	env = runEnv([]string{"PGAPPNAME="}, "t-1")
-	require.Equal(t, []string{"PGOPTIONS=-c pgundo.tag=t-1", "PGAPPNAME=t-1"}, env)
-	require.Equal(t, "x\\\ty\\\nz", escapeOption("x\ty\nz"))
-}
+	"github.com/pgundo/pgundo/rehearse"
+)
 
 func TestSplitScript(t *testing.T) {
 	src := "-- header; comment\n" +
@@ -25,7 +19,7 @@ func TestSplitScript(t *testing.T) {
 		"CREATE FUNCTION g() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql;\n" + // line 11
 		";;\n" +
 		"select 'no semicolon at the end'" // line 13
-	stmts, err := splitScript(src, true)
+	stmts, err := rehearse.Split(src, true)
 	require.NoError(t, err)
 	var lines []int
 	var first []string
@@ -37,11 +31,11 @@ func TestSplitScript(t *testing.T) {
 	require.Equal(t, []string{"SELECT", "UPDATE", "SELECT", "CREATE", "CREATE", "SELECT"}, first)
 	require.Equal(t, "UPDATE t\n   SET v = $$x;$$ || $tag$ $$ ; $tag$", stmts[1].Text)
 	require.Equal(t, "END", stmts[3].LastWord)
-	require.Equal(t, 4, stmts[1].lineOf(20)) // "SET v" is on line 4
-	require.Equal(t, 3, stmts[1].lineOf(1))
+	require.Equal(t, 4, stmts[1].LineOf(20)) // "SET v" is on line 4
+	require.Equal(t, 3, stmts[1].LineOf(1))
 
 	// With standard_conforming_strings off, a backslash escapes in plain strings too.
-	stmts, err = splitScript(`SELECT 'a\';b'; SELECT 2`, false)
+	stmts, err = rehearse.Split(`SELECT 'a\';b'; SELECT 2`, false)
 	require.NoError(t, err)
 	require.Len(t, stmts, 2)
 
@@ -53,7 +47,7 @@ func TestSplitScript(t *testing.T) {
 		"SELECT 1;\n\\i other.sql\n": `line 2: psql meta-command \i`,
 		"SELECT 1 \\gset\n":          `line 1: psql meta-command \gset`,
 	} {
-		_, err := splitScript(src, true)
+		_, err := rehearse.Split(src, true)
 		require.ErrorContains(t, err, want, src)
 	}
 }
