@@ -113,7 +113,24 @@ func TestSessionsOffset(t *testing.T) {
 			}
 		}
 	}
-	_, err := history.Sessions(ctx, conn, history.SessionFilter{Offset: -1, Limit: 5})
+	// Other filters, each only its condition.
+	since := time.Date(2026, 11, 6, 0, 0, 0, 0, time.UTC)
+	rows, err := conn.Query(ctx, `SELECT session_id FROM pgundo.stmt
+		 WHERE session_id IN (SELECT session_id FROM pgundo.stmt WHERE at >= $1 AND application_name = 'even')
+		 GROUP BY 1 ORDER BY max(at) DESC, session_id DESC`, since)
+	require.NoError(t, err)
+	want, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	got, err := history.Sessions(ctx, conn, history.SessionFilter{Since: &since, App: "even", Offset: 2, Limit: 4})
+	require.NoError(t, err)
+	require.Equal(t, want[2:6], ids(got))
+	one, err := history.GetSession(ctx, conn, "f3.3")
+	require.NoError(t, err)
+	require.Equal(t, "f3.3", one.ID)
+	_, err = history.GetSession(ctx, conn, "f99.99")
+	require.ErrorIs(t, err, history.ErrNoSuchSession)
+
+	_, err = history.Sessions(ctx, conn, history.SessionFilter{Offset: -1, Limit: 5})
 	var re *history.RequestError
 	require.ErrorAs(t, err, &re)
 

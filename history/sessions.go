@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -155,34 +156,54 @@ func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) 
 }
 
 // rankSessions returns the ids of the sessions that match f, in the order
-// Sessions lists them, from f.Offset on, at most f.Limit (0: all).
+// Sessions lists them, from f.Offset on, at most f.Limit (0: all). Only the
+// set fields become conditions, so that an index serves them (the session
+// id's, the BRIN index on the statement time).
 func rankSessions(ctx context.Context, db DBTX, f SessionFilter) ([]string, error) {
-	var limit *int // NULL: no limit
-	if f.Limit > 0 {
-		limit = &f.Limit
+	var conds []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		conds = append(conds, strings.ReplaceAll(cond, "$?", fmt.Sprintf("$%d", len(args))))
 	}
-	var tableOID *uint32
+	if f.Since != nil {
+		add("st.at >= $?", *f.Since)
+	}
+	if f.Until != nil {
+		add("st.at < $?", *f.Until)
+	}
+	if f.User != "" {
+		add("(st.role = $? OR s.session_role = $?)", f.User)
+	}
+	if f.App != "" {
+		add("st.application_name = $?", f.App)
+	}
 	if f.TableOID != 0 {
-		tableOID = &f.TableOID
+		add("st.relid IN (SELECT relid FROM pg_partition_tree($?::oid) UNION SELECT $?::oid)", f.TableOID)
+	}
+	if f.Tag != "" {
+		add("st.tag = $?", f.Tag)
+	}
+	if f.ID != "" {
+		add("st.session_id = $?", f.ID)
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	page := fmt.Sprintf(" OFFSET %d", f.Offset)
+	if f.Limit > 0 {
+		page = fmt.Sprintf(" LIMIT %d", f.Limit) + page
 	}
 	rows, err := db.Query(ctx, `
 		WITH matched AS (
 			SELECT DISTINCT st.session_id
-			  FROM pgundo.stmt st JOIN pgundo.session s ON s.id = st.session_id
-			 WHERE ($1::timestamptz IS NULL OR st.at >= $1)
-			   AND ($2::timestamptz IS NULL OR st.at < $2)
-			   AND ($3::text = '' OR st.role = $3 OR s.session_role = $3)
-			   AND ($4::text = '' OR st.application_name = $4)
-			   AND ($5::oid IS NULL OR st.relid IN (SELECT relid FROM pg_partition_tree($5) UNION SELECT $5))
-			   AND ($6::text = '' OR st.tag = $6)
-			   AND ($7::text = '' OR st.session_id = $7)
+			  FROM pgundo.stmt st JOIN pgundo.session s ON s.id = st.session_id`+where+`
 		)
 		SELECT st.session_id
 		  FROM matched m JOIN pgundo.stmt st ON st.session_id = m.session_id
 		 GROUP BY st.session_id
-		 ORDER BY max(st.at) DESC, st.session_id DESC
-		 LIMIT $8::int OFFSET $9::int`,
-		f.Since, f.Until, f.User, f.App, tableOID, f.Tag, f.ID, limit, f.Offset)
+		 ORDER BY max(st.at) DESC, st.session_id DESC`+page, args...)
 	if err != nil {
 		return nil, err
 	}
