@@ -80,13 +80,19 @@ func readChangePage(ctx context.Context, db DBTX, where string, args []any, limi
 			limitClause += fmt.Sprintf(" OFFSET %d", skip)
 		}
 		// A statement's rows in the order they are read (as logged): a sort
-		// by statement alone is not stable, so they are numbered first.
+		// by statement alone is not stable, so they are numbered first. One
+		// statement needs no sort (nor numbering all of its rows, which
+		// may be millions, for a page of them).
+		order := "ORDER BY c.stmt_id, c.n"
+		if len(span) == 1 {
+			order = ""
+		}
 		rows, err := db.Query(ctx, `
 			SELECT x.stmt_id, x.old, x.new, pgundo._diff(s.relid, x.old, x.new, s.op <> 'U')
 			  FROM (SELECT c.stmt_id, c.old, c.new, c.n
 			          FROM (SELECT c.stmt_id, c.old, c.new, row_number() OVER () AS n FROM pgundo.change c
 			                 WHERE c.stmt_id BETWEEN $1 AND $2 AND c.stmt_id = ANY ($3::bigint[])) c
-			         ORDER BY c.stmt_id, c.n`+limitClause+`) x
+			         `+order+limitClause+`) x
 			  JOIN unnest($3::bigint[], $4::oid[], $5::text[]) s (id, relid, op) ON s.id = x.stmt_id
 			 ORDER BY x.stmt_id, x.n`, ids[0], ids[len(ids)-1], ids, relids, ops)
 		if err != nil {

@@ -200,10 +200,11 @@ func rankSessions(ctx context.Context, db DBTX, f SessionFilter) ([]string, erro
 			SELECT DISTINCT st.session_id
 			  FROM pgundo.stmt st JOIN pgundo.session s ON s.id = st.session_id`+where+`
 		)
-		SELECT st.session_id
-		  FROM matched m JOIN pgundo.stmt st ON st.session_id = m.session_id
-		 GROUP BY st.session_id
-		 ORDER BY max(st.at) DESC, st.session_id DESC`+page, args...)
+		SELECT m.session_id
+		  FROM matched m
+		  -- Per session, through its index: a join can hash the whole log.
+		  CROSS JOIN LATERAL (SELECT max(x.at) AS last FROM pgundo.stmt x WHERE x.session_id = m.session_id) l
+		 ORDER BY l.last DESC, m.session_id DESC`+page, args...)
 	if err != nil {
 		return nil, err
 	}
