@@ -324,11 +324,40 @@ func TestConsoleSessionDiff(t *testing.T) {
 	r = get(t, ts2, "/session/"+s.patch+"?page=2")
 	require.Equal(t, 3, strings.Count(r.body, `<div class="change `))
 	require.NotContains(t, r.body, `rel="next"`)
+	// Pages of any size list every change once, in statement order.
+	whole := changeHeads(get(t, ts, "/session/"+s.patch).body)
+	require.Len(t, whole, 7)
+	for _, size := range []int{1, 2, 3} {
+		ts := s.server(t, func(o *console.Options) { o.PageSize = size })
+		var got []string
+		for p := 1; ; p++ {
+			r := get(t, ts, fmt.Sprintf("/session/%s?page=%d", s.patch, p))
+			require.Equal(t, http.StatusOK, r.status)
+			heads := changeHeads(r.body)
+			require.LessOrEqual(t, len(heads), size)
+			got = append(got, heads...)
+			if !strings.Contains(r.body, `rel="next"`) {
+				break
+			}
+		}
+		require.Equal(t, whole, got, "pages of %d put together", size)
+	}
 
 	r = get(t, ts, "/session/ffff.1")
 	require.Equal(t, http.StatusNotFound, r.status)
 	r = get(t, ts, "/session/"+s.patch+"?table=orders&key=x")
 	require.Equal(t, http.StatusBadRequest, r.status)
+}
+
+var changeHead = regexp.MustCompile(`<span class="op">([A-Z]+)</span> <span class="table">([^<]+)</span>(?: <span class="key">([^<]*)</span>)?`)
+
+// changeHeads lists the row changes of a session page as "OP table key".
+func changeHeads(body string) []string {
+	var out []string
+	for _, m := range changeHead.FindAllStringSubmatch(body, -1) {
+		out = append(out, m[1]+" "+m[2]+" "+m[3])
+	}
+	return out
 }
 
 func TestConsoleHistoryAndAsof(t *testing.T) {

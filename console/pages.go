@@ -140,17 +140,16 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 			}
 			f.TableOID = t.OID
 		}
-		// history.Sessions has no offset: read up to this page, and one
-		// more to know whether there is a next one.
+		// This page's sessions, and one more to know whether there is a
+		// next page.
 		size := s.opts.PageSize
-		f.Limit = p*size + 1
-		all, err := history.Sessions(ctx, c.Conn(), f)
+		f.Offset, f.Limit = (p-1)*size, size+1
+		ss, err := history.Sessions(ctx, c.Conn(), f)
 		if err != nil {
 			return err
 		}
-		from := min((p-1)*size, len(all))
-		d.Sessions = all[from:min(p*size, len(all))]
-		d.Pager = makePager(r, p, len(all) > p*size)
+		d.Sessions = ss[:min(size, len(ss))]
+		d.Pager = makePager(r, p, len(ss) > size)
 		return nil
 	}()
 	if err != nil {
@@ -310,8 +309,7 @@ func (s *Server) sessionPage(w http.ResponseWriter, r *http.Request) {
 		defer c.Release()
 		conn := c.Conn()
 		size := s.opts.PageSize
-		// history.ShowWith has no offset: read up to this page.
-		o := history.ShowOptions{Limit: p * size}
+		o := history.ShowOptions{Offset: (p - 1) * size, Limit: size}
 		if d.Table != "" {
 			if o.Table, err = loadTable(ctx, conn, d.Table); err != nil {
 				return err
@@ -333,8 +331,7 @@ func (s *Server) sessionPage(w http.ResponseWriter, r *http.Request) {
 			d.Total += t.Inserts + t.Updates + t.Deletes + t.Truncates
 		}
 		kc := &keyCache{conn: conn, byName: map[string]*history.Table{}}
-		from := min((p-1)*size, len(det.Changes))
-		for _, ch := range det.Changes[from:] {
+		for _, ch := range det.Changes {
 			d.Changes = append(d.Changes, s.viewChange(ctx, kc, ch.Op, ch.Table, ch.Columns, ch.Old, ch.New, ch.StmtID, ch.XID, ch.At))
 		}
 		d.Pager = makePager(r, p, det.More > 0)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -78,6 +79,14 @@ type SessionFilter struct {
 	ID string
 	// Limit caps the number of sessions returned; 0 means no limit.
 	Limit int
+	// Offset skips this many sessions of the order Sessions lists them in
+	// before the first one returned (for pages); 0, the default, skips none.
+	Offset int
+}
+
+// filtered reports whether f selects by anything but Limit and Offset.
+func (f SessionFilter) filtered() bool {
+	return f.Since != nil || f.Until != nil || f.User != "" || f.App != "" || f.TableOID != 0 || f.Tag != "" || f.ID != ""
 }
 
 // DefaultLimit is the number of sessions pgundo sessions lists by default.
@@ -86,28 +95,32 @@ const DefaultLimit = 50
 // ErrNoSuchSession is returned by GetSession for an id the log does not hold.
 var ErrNoSuchSession = errors.New("no such session")
 
-// Sessions lists the sessions that match f, the most recently active first.
+// Sessions lists the sessions that match f, the most recently active first
+// (by the time of a session's last change, then by id, descending), from
+// f.Offset on, at most f.Limit of them.
+//
+// It ranks first and aggregates only the sessions of the page: without a
+// filter, from the newest statements alone (see newestSessions), so that a
+// page costs about the same on any log size; with one, from the statements
+// that match it.
 func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) {
-	var limit *int // NULL: no limit
-	if f.Limit > 0 {
-		limit = &f.Limit
+	if f.Offset < 0 {
+		return nil, requestErr("offset %d: an offset is 0 or more", f.Offset)
 	}
-	var tableOID *uint32
-	if f.TableOID != 0 {
-		tableOID = &f.TableOID
+	var ids []string
+	var err error
+	if !f.filtered() && f.Limit > 0 {
+		ids, err = newestSessions(ctx, db, f.Offset, f.Limit)
+	} else {
+		ids, err = rankSessions(ctx, db, f)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	if len(ids) == 0 {
+		return []Session{}, nil
 	}
 	rows, err := db.Query(ctx, `
-		WITH matched AS (
-			SELECT DISTINCT st.session_id
-			  FROM pgundo.stmt st JOIN pgundo.session s ON s.id = st.session_id
-			 WHERE ($1::timestamptz IS NULL OR st.at >= $1)
-			   AND ($2::timestamptz IS NULL OR st.at < $2)
-			   AND ($3::text = '' OR st.role = $3 OR s.session_role = $3)
-			   AND ($4::text = '' OR st.application_name = $4)
-			   AND ($5::oid IS NULL OR st.relid IN (SELECT relid FROM pg_partition_tree($5) UNION SELECT $5))
-			   AND ($6::text = '' OR st.tag = $6)
-			   AND ($7::text = '' OR st.session_id = $7)
-		)
 		SELECT s.id, coalesce((array_agg(st.application_name ORDER BY st.id DESC))[1], ''),
 		       s.session_role,
 		       coalesce(array_agg(DISTINCT st.role) FILTER (WHERE st.role <> s.session_role), '{}'),
@@ -125,14 +138,12 @@ func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) 
 		              AND NOT EXISTS (SELECT FROM pgundo.undo_scope sc JOIN pgundo.undo_left l ON l.undo_session = sc.undo_session AND l.done_by IS NULL
 		                               JOIN pgundo.stmt x ON x.id = sc.stmt_id WHERE x.session_id = s.id) THEN 'undone'
 		         ELSE 'partly undone' END
-		  FROM matched m
-		  JOIN pgundo.session s ON s.id = m.session_id
+		  FROM pgundo.session s
 		  JOIN pgundo.stmt st ON st.session_id = s.id
 		  LEFT JOIN pgundo.undone d ON d.stmt_id = st.id
+		 WHERE s.id = ANY ($1::text[])
 		 GROUP BY s.id
-		 ORDER BY max(st.at) DESC, s.id DESC
-		 LIMIT $8::int`,
-		f.Since, f.Until, f.User, f.App, tableOID, f.Tag, f.ID, limit)
+		 ORDER BY max(st.at) DESC, s.id DESC`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
@@ -142,6 +153,101 @@ func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) 
 			&s.ClientAddr, &s.PID, &s.Changes, &s.Transactions, &s.Tables, &s.Tags, &s.UndoOf, &s.UndoneBy, &s.UndoneByAll, &s.UndoState)
 		return s, err
 	})
+}
+
+// rankSessions returns the ids of the sessions that match f, in the order
+// Sessions lists them, from f.Offset on, at most f.Limit (0: all). Only the
+// set fields become conditions, so that an index serves them (the session
+// id's, the BRIN index on the statement time).
+func rankSessions(ctx context.Context, db DBTX, f SessionFilter) ([]string, error) {
+	var conds []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		conds = append(conds, strings.ReplaceAll(cond, "$?", fmt.Sprintf("$%d", len(args))))
+	}
+	if f.Since != nil {
+		add("st.at >= $?", *f.Since)
+	}
+	if f.Until != nil {
+		add("st.at < $?", *f.Until)
+	}
+	if f.User != "" {
+		add("(st.role = $? OR s.session_role = $?)", f.User)
+	}
+	if f.App != "" {
+		add("st.application_name = $?", f.App)
+	}
+	if f.TableOID != 0 {
+		add("st.relid IN (SELECT relid FROM pg_partition_tree($?::oid) UNION SELECT $?::oid)", f.TableOID)
+	}
+	if f.Tag != "" {
+		add("st.tag = $?", f.Tag)
+	}
+	if f.ID != "" {
+		add("st.session_id = $?", f.ID)
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	page := fmt.Sprintf(" OFFSET %d", f.Offset)
+	if f.Limit > 0 {
+		page = fmt.Sprintf(" LIMIT %d", f.Limit) + page
+	}
+	rows, err := db.Query(ctx, `
+		WITH matched AS (
+			SELECT DISTINCT st.session_id
+			  FROM pgundo.stmt st JOIN pgundo.session s ON s.id = st.session_id`+where+`
+		)
+		SELECT m.session_id
+		  FROM matched m
+		  -- Per session, through its index: a join can hash the whole log.
+		  CROSS JOIN LATERAL (SELECT max(x.at) AS last FROM pgundo.stmt x WHERE x.session_id = m.session_id) l
+		 ORDER BY l.last DESC, m.session_id DESC`+page, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// newestSessions returns the ids of every session in the order Sessions
+// lists them, from offset on, at most limit, without reading the whole
+// log: it takes the time of the oldest of the newest n statements (by id)
+// as a cut, and ranks the sessions with a statement at or after the cut.
+// Those are exactly the sessions whose last change is at or after the cut,
+// and every other session's last change is before it, so when there are
+// at least offset+limit of them the page is theirs. Otherwise it tries
+// again with eight times as many statements, until the cut is the log's
+// first statement.
+func newestSessions(ctx context.Context, db DBTX, offset, limit int) ([]string, error) {
+	want := offset + limit
+	for n := 4 * (want + 1); ; n *= 8 {
+		var cut *time.Time
+		var seen int
+		if err := db.QueryRow(ctx, `SELECT min(at), count(*) FROM (SELECT at FROM pgundo.stmt ORDER BY id DESC LIMIT $1) x`, n).
+			Scan(&cut, &seen); err != nil {
+			return nil, err
+		}
+		if cut == nil {
+			return nil, nil // an empty log
+		}
+		rows, err := db.Query(ctx, `
+			SELECT session_id FROM pgundo.stmt WHERE at >= $1
+			 GROUP BY session_id
+			 ORDER BY max(at) DESC, session_id DESC`, *cut)
+		if err != nil {
+			return nil, err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) >= want || seen < n {
+			// Enough sessions, or the whole log.
+			return ids[min(offset, len(ids)):min(want, len(ids))], nil
+		}
+	}
 }
 
 // GetSession returns one session by id, or ErrNoSuchSession.

@@ -23,6 +23,10 @@ type ShowOptions struct {
 	Key *Key
 	// Limit lists at most this many row changes; 0 (the default) lists all.
 	Limit int
+	// Offset skips this many row changes (in statement order) before the
+	// first one listed, for pages; 0, the default, skips none. More is then
+	// the number of row changes after those listed.
+	Offset int
 }
 
 // ShowWith is Show narrowed to a table, or to one row of it. An unknown
@@ -31,6 +35,9 @@ type ShowOptions struct {
 func ShowWith(ctx context.Context, db Conn, id string, o ShowOptions) (*SessionDetail, error) {
 	if o.Key != nil && o.Table == nil {
 		return nil, requestErr("a key needs its table")
+	}
+	if o.Offset < 0 {
+		return nil, requestErr("offset %d: an offset is 0 or more", o.Offset)
 	}
 	s, err := GetSession(ctx, db, id)
 	if err != nil {
@@ -70,7 +77,7 @@ func ShowWith(ctx context.Context, db Conn, id string, o ShowOptions) (*SessionD
 		args = append(args, k.Columns, k.Values)
 	}
 	d := &SessionDetail{Session: s}
-	d.Tables, d.Changes, d.More, err = readChangesWhere(ctx, db, where, rowWhere, args, o.Limit)
+	d.Tables, d.Changes, d.More, err = readChangesWhere(ctx, db, where, rowWhere, args, o.Limit, o.Offset)
 	if err != nil {
 		return nil, fmt.Errorf("show session %s: %w", id, err)
 	}

@@ -58,17 +58,22 @@ func CurrentTx(ctx context.Context, db DBTX, limit int) (*TxDetail, error) {
 // the pgundo.stmt rows (alias st) that match where, a constant SQL
 // condition over st with its values in args (never user text).
 func readChanges(ctx context.Context, db DBTX, where string, args []any, limit int) ([]TableCount, []Change, int64, error) {
-	return readChangesWhere(ctx, db, where, "", args, limit)
+	return readChangesWhere(ctx, db, where, "", args, limit, 0)
 }
 
 // readChangesWhere is readChanges with rowWhere, a condition on each change
 // row (alias c) and its diff (d.diff, json), that narrows both the counts
-// and the rows listed; "" for none. Rows within a statement are listed in
-// primary-key order.
-func readChangesWhere(ctx context.Context, db DBTX, where, rowWhere string, args []any, limit int) ([]TableCount, []Change, int64, error) {
+// and the rows listed; "" for none. It skips the first offset row changes
+// (in statement order, then as read). Rows within a statement are listed in
+// primary-key order, among the rows listed. The number returned last is the
+// number of matching row changes after those listed.
+func readChangesWhere(ctx context.Context, db DBTX, where, rowWhere string, args []any, limit, offset int) ([]TableCount, []Change, int64, error) {
 	limitClause := ""
 	if limit > 0 {
 		limitClause = " LIMIT " + fmt.Sprint(limit)
+	}
+	if offset > 0 {
+		limitClause += " OFFSET " + fmt.Sprint(offset)
 	}
 	const diff = ` CROSS JOIN LATERAL (SELECT pgundo._diff(st.relid, c.old, c.new, st.op <> 'U') AS diff) d`
 	countQuery := `
@@ -99,16 +104,41 @@ func readChangesWhere(ctx context.Context, db DBTX, where, rowWhere string, args
 	// Row diffs: each image is read back as its table's row type, then as
 	// JSON key/value pairs; a table whose columns changed since is shown with
 	// raw images only.
-	rows, err = db.Query(ctx, `
-		SELECT st.id, st.relid, st.xid::text, st.at, st.op::text, quote_ident(st.schema_name) || '.' || quote_ident(st.table_name),
-		       c.old, c.new, d.diff
-		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id`+diff+`
-		 WHERE `+where+`
-		 ORDER BY st.id`+limitClause, args...)
+	var changes []Change
+	if rowWhere == "" {
+		changes, err = readChangePage(ctx, db, where, args, limit, offset)
+	} else {
+		changes, err = readChangeRows(ctx, db, where, args, limitClause)
+	}
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	changes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Change, error) {
+	if err := sortByKey(ctx, db, changes); err != nil {
+		return nil, nil, 0, err
+	}
+	var total int64
+	for _, t := range tables {
+		total += t.Inserts + t.Updates + t.Deletes + t.Truncates
+	}
+	return tables, changes, max(0, total-int64(offset)-int64(len(changes))), nil
+}
+
+// readChangeRows reads the row changes of the statements and rows that
+// match where (which includes a condition on each row and its diff, d.diff),
+// in statement order, limited by limitClause (" LIMIT n OFFSET m", or "").
+// The diff is made again for the rows listed only.
+func readChangeRows(ctx context.Context, db DBTX, where string, args []any, limitClause string) ([]Change, error) {
+	const diff = ` CROSS JOIN LATERAL (SELECT pgundo._diff(st.relid, c.old, c.new, st.op <> 'U') AS diff) d`
+	rows, err := db.Query(ctx, `
+		SELECT x.id, x.relid, x.xid::text, x.at, x.op::text, x.tbl, x.old, x.new, pgundo._diff(x.relid, x.old, x.new, x.op <> 'U')
+		  FROM (SELECT st.id, st.relid, st.xid, st.at, st.op, quote_ident(st.schema_name) || '.' || quote_ident(st.table_name) AS tbl, c.old, c.new
+		          FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id`+diff+`
+		         WHERE `+where+`
+		         ORDER BY st.id`+limitClause+`) x`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Change, error) {
 		var c Change
 		var diff []byte
 		if err := r.Scan(&c.StmtID, &c.relid, &c.XID, &c.At, &c.Op, &c.Table, &c.Old, &c.New, &diff); err != nil {
@@ -127,15 +157,4 @@ func readChangesWhere(ctx context.Context, db DBTX, where, rowWhere string, args
 		}
 		return c, nil
 	})
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	if err := sortByKey(ctx, db, changes); err != nil {
-		return nil, nil, 0, err
-	}
-	var total int64
-	for _, t := range tables {
-		total += t.Inserts + t.Updates + t.Deletes + t.Truncates
-	}
-	return tables, changes, total - int64(len(changes)), nil
 }
