@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pgundo/pgundo/internal/humanize"
 	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
@@ -105,19 +106,8 @@ var funcs = template.FuncMap{
 	},
 }
 
-// humanBytes renders a size in bytes as 1.5 MiB.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes renders a size in bytes as 1.5 MiB (internal/humanize).
+func humanBytes(n int64) string { return humanize.Bytes(n) }
 
 // Chart is an activity chart laid out for SVG: stacked bars, one Bar (a
 // rect) per data point.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgundo/pgundo/internal/humanize"
 	pgsql "github.com/pgundo/pgundo/sql"
 )
 
@@ -65,15 +66,5 @@ recovered afterwards: without --yes, uninstall only says what it would remove.`,
 	return cmd
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes renders a size in bytes as 1.5 MiB (internal/humanize).
+func humanBytes(n int64) string { return humanize.Bytes(n) }
