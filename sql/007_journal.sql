@@ -236,7 +236,8 @@ new) or DELETE (delete, D, pgundo_old, old): the rows of one transition table, o
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     was text[];
-    n   bigint;
+    n   bigint;{{if .v8}}
+    jt  text;{{end}}
 BEGIN
     {{template "guard"}}
     INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
@@ -244,18 +245,21 @@ BEGIN
            pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
            {{template "who"}}, ROW(r.*)::text
       FROM {{.rows}} r
-     WHERE NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1);
+     WHERE NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1){{if .v8}}
+     {{template "journal_limit"}}{{end}};
     IF NOT FOUND THEN
         SELECT count(*) INTO n FROM {{.rows}};
     END IF;
-    IF n > 1 THEN
+    IF n > 1 THEN{{if .v8}}
+        {{template "jit_off"}}{{end}}
         WITH s AS (
             INSERT INTO pgundo.stmt_log {{template "stmt_columns"}}
             VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
                     pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
                     {{template "who"}})
             RETURNING id)
-        INSERT INTO pgundo.change_log (stmt_id, {{.side}}) SELECT s.id, ROW(r.*)::text FROM s, {{.rows}} r;
+        INSERT INTO pgundo.change_log (stmt_id, {{.side}}) SELECT s.id, ROW(r.*)::text FROM s, {{.rows}} r;{{if .v8}}
+        {{template "jit_back"}}{{end}}
     END IF;
     {{template "unpin"}}
     RETURN NULL;
@@ -269,13 +273,15 @@ END $$;{{end}}
 -- none (a cross-partition move whose insert a trigger skipped): then the
 -- join is empty and the rows are counted as below. n and m stay NULL when
 -- the journal was written.
-CREATE OR REPLACE FUNCTION pgundo.capture_update() RETURNS trigger
+{{- /* capture_update: the capture function of UPDATE (dict "v8" true: as version 8 has it). */ -}}
+{{define "capture_update"}}CREATE OR REPLACE FUNCTION pgundo.capture_update() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n   bigint;
     m   bigint;
     was text[];
-    wm  text;
+    wm  text;{{if .v8}}
+    jt  text;{{end}}
 BEGIN
     {{template "guard"}}
     INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, old, new)
@@ -283,13 +289,15 @@ BEGIN
            pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
            {{template "who"}}, ROW(o.*)::text, ROW(w.*)::text
       FROM pgundo_old o, pgundo_new w
-     WHERE NOT EXISTS (SELECT FROM pgundo_old OFFSET 1);  -- an UPDATE has no more new rows than old ones
+     WHERE NOT EXISTS (SELECT FROM pgundo_old OFFSET 1){{if .v8}}
+     {{template "journal_limit"}}{{end}};  -- an UPDATE has no more new rows than old ones
     IF NOT FOUND THEN
         SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
     END IF;
     IF n = m AND n > 1 THEN
         wm := current_setting('work_mem');
-        PERFORM set_config('work_mem', '128MB', true);
+        PERFORM set_config('work_mem', '128MB', true);{{if .v8}}
+        {{template "jit_off"}}{{end}}
         WITH s AS (
             INSERT INTO pgundo.stmt_log {{template "stmt_columns"}}
             VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
@@ -301,8 +309,10 @@ BEGIN
           FROM s,
                (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_old r) o
           JOIN (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_new r) w USING (pos);
-        PERFORM set_config('work_mem', wm, true);
-    ELSIF n <> m THEN
+        PERFORM set_config('work_mem', wm, true);{{if .v8}}
+        {{template "jit_back"}}{{end}}
+    ELSIF n <> m THEN{{if .v8}}
+        {{template "jit_off"}}{{end}}
         WITH s AS (
             INSERT INTO pgundo.stmt_log {{template "stmt_columns"}}
             VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
@@ -310,11 +320,13 @@ BEGIN
                     {{template "who"}})
             RETURNING id),
         o AS (INSERT INTO pgundo.change_log (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r)
-        INSERT INTO pgundo.change_log (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;
+        INSERT INTO pgundo.change_log (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;{{if .v8}}
+        {{template "jit_back"}}{{end}}
     END IF;  -- n = m = 0: nothing changed, nothing logged
     {{template "unpin"}}
     RETURN NULL;
-END $$;
+END $$;{{end}}
+{{template "capture_update" (dict)}}
 
 -- TRUNCATE as in version 5, into the log tables.
 CREATE OR REPLACE FUNCTION pgundo.capture_truncate() RETURNS trigger

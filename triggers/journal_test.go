@@ -1,10 +1,15 @@
 package triggers_test
 
 import (
+	"context"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgundo/pgundo/internal/pgtest"
@@ -79,4 +84,68 @@ func TestJournalOneRowStatements(t *testing.T) {
 	require.Equal(t, 0, <-done)
 	require.Equal(t, withLate, read())
 	require.Zero(t, queryOne[int](t, conn, `SELECT count(*)::int FROM pgundo.journal`))
+}
+
+// TestCaptureDoesNotCompile: capture's own statements never pay for the JIT
+// compiler (schema 8). The planner estimated the journal's INSERT at the
+// square of the transition tables' rows and the log's pairing the same way,
+// so an UPDATE of a few thousand rows compiled for about a second; the
+// journal's INSERT now says LIMIT 1 and the statements of many rows run with
+// jit off, put back after. auto_explain shows every nested plan; none of
+// capture's may say JIT, the user's settings are as they were, and the log
+// holds every row.
+func TestCaptureDoesNotCompile(t *testing.T) {
+	t.Parallel()
+	url, conn := setup(t)
+	if !queryOne[bool](t, conn, `SELECT pg_jit_available()`) {
+		t.Skip("this PostgreSQL server has no JIT compiler (pg_jit_available() is false): nothing to compile")
+	}
+	execAll(t, conn, `CREATE TABLE t (id int PRIMARY KEY, v text)`)
+	track(t, conn, "t")
+
+	var mu sync.Mutex
+	var plans []string
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		mu.Lock()
+		defer mu.Unlock()
+		plans = append(plans, n.Message)
+	}
+	w, err := pgx.ConnectConfig(ctxT(t), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	execAll(t, w, `LOAD 'auto_explain'`, `SET auto_explain.log_min_duration = 0`, `SET auto_explain.log_nested_statements = on`,
+		`SET auto_explain.log_level = notice`, `SET jit = on`, `SET work_mem = '4MB'`)
+	tx, err := w.Begin(ctxT(t))
+	require.NoError(t, err)
+	execAll(t, tx,
+		`INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5000) g`,
+		`UPDATE t SET v = v || '!'`,
+		`UPDATE t SET v = 'one' WHERE id = 1`,
+		`DELETE FROM t WHERE id > 2500`)
+	require.Equal(t, "on 4MB", queryOne[string](t, tx, `SELECT current_setting('jit') || ' ' || current_setting('work_mem')`),
+		"capture puts back the settings it changes")
+	require.NoError(t, tx.Commit(ctxT(t)))
+
+	mu.Lock()
+	defer mu.Unlock()
+	var captured int
+	for _, p := range plans {
+		if !strings.Contains(p, "pgundo.") {
+			continue
+		}
+		captured++
+		require.NotContains(t, p, "JIT:", "capture's statement was compiled:\n%s", p)
+	}
+	require.GreaterOrEqual(t, captured, 4, "auto_explain showed capture's statements")
+
+	require.Equal(t, []string{"I 5000", "U 5000", "U 1", "D 2500"}, queryStrings(t, conn, `SELECT op::text || ' ' || rows FROM pgundo.stmt ORDER BY id`))
+	require.Equal(t, queryStrings(t, conn, `
+		SELECT 'I NULL (' || g || ',v' || g || ')' FROM generate_series(1, 5000) g
+		UNION ALL SELECT 'U (' || g || ',v' || g || ') (' || g || ',v' || g || '!)' FROM generate_series(1, 5000) g
+		UNION ALL SELECT 'U (1,v1!) (1,one)'
+		UNION ALL SELECT 'D (' || g || ',v' || g || '!) NULL' FROM generate_series(2501, 5000) g
+		ORDER BY 1`),
+		queryStrings(t, conn, `SELECT concat_ws(' ', s.op, coalesce(c.old, 'NULL'), coalesce(c.new, 'NULL')) FROM pgundo.change c JOIN pgundo.stmt s ON s.id = c.stmt_id ORDER BY 1`))
 }
