@@ -281,7 +281,8 @@ DECLARE
     m   bigint;
     was text[];
     wm  text;{{if .v8}}
-    jt  text;{{end}}
+    jt  text;
+    mj  text;{{end}}
 BEGIN
     {{template "guard"}}
     INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, old, new)
@@ -297,7 +298,8 @@ BEGIN
     IF n = m AND n > 1 THEN
         wm := current_setting('work_mem');
         PERFORM set_config('work_mem', '128MB', true);{{if .v8}}
-        {{template "jit_off"}}{{end}}
+        {{template "jit_off"}}
+        {{template "hash_pairing"}}{{end}}
         WITH s AS (
             INSERT INTO pgundo.stmt_log {{template "stmt_columns"}}
             VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
@@ -310,7 +312,8 @@ BEGIN
                (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_old r) o
           JOIN (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_new r) w USING (pos);
         PERFORM set_config('work_mem', wm, true);{{if .v8}}
-        {{template "jit_back"}}{{end}}
+        {{template "jit_back"}}
+        {{template "hash_pairing_back"}}{{end}}
     ELSIF n <> m THEN{{if .v8}}
         {{template "jit_off"}}{{end}}
         WITH s AS (

@@ -87,13 +87,15 @@ func TestJournalOneRowStatements(t *testing.T) {
 }
 
 // TestCaptureDoesNotCompile: capture's own statements never pay for the JIT
-// compiler (schema 8). The planner estimated the journal's INSERT at the
-// square of the transition tables' rows and the log's pairing the same way,
-// so an UPDATE of a few thousand rows compiled for about a second; the
-// journal's INSERT now says LIMIT 1 and the statements of many rows run with
-// jit off, put back after. auto_explain shows every nested plan; none of
-// capture's may say JIT, the user's settings are as they were, and the log
-// holds every row.
+// compiler, and an UPDATE of many rows pairs its images without sorting
+// them (schema 8). The planner estimated the journal's INSERT at the square
+// of the transition tables' rows and the log's pairing the same way, so an
+// UPDATE of a few thousand rows compiled for about a second; the journal's
+// INSERT now says LIMIT 1, the statements of many rows run with jit off, and
+// the pairing with enable_mergejoin off, each put back after. auto_explain
+// shows every nested plan; none of capture's may say JIT, the pairing is a
+// hash join, the user's settings are as they were, and the log holds every
+// row.
 func TestCaptureDoesNotCompile(t *testing.T) {
 	t.Parallel()
 	url, conn := setup(t)
@@ -124,21 +126,27 @@ func TestCaptureDoesNotCompile(t *testing.T) {
 		`UPDATE t SET v = v || '!'`,
 		`UPDATE t SET v = 'one' WHERE id = 1`,
 		`DELETE FROM t WHERE id > 2500`)
-	require.Equal(t, "on 4MB", queryOne[string](t, tx, `SELECT current_setting('jit') || ' ' || current_setting('work_mem')`),
+	require.Equal(t, "on 4MB on", queryOne[string](t, tx, `SELECT concat_ws(' ', current_setting('jit'), current_setting('work_mem'), current_setting('enable_mergejoin'))`),
 		"capture puts back the settings it changes")
 	require.NoError(t, tx.Commit(ctxT(t)))
 
 	mu.Lock()
 	defer mu.Unlock()
-	var captured int
+	var captured, paired int
 	for _, p := range plans {
 		if !strings.Contains(p, "pgundo.") {
 			continue
 		}
 		captured++
 		require.NotContains(t, p, "JIT:", "capture's statement was compiled:\n%s", p)
+		if strings.Contains(p, "INSERT INTO pgundo.change_log (stmt_id, old, new)") {
+			paired++
+			require.Contains(t, p, "Hash Join", "the UPDATE's images are paired by a hash join:\n%s", p)
+			require.NotContains(t, p, "Sort", "the UPDATE's images are paired without sorting:\n%s", p)
+		}
 	}
 	require.GreaterOrEqual(t, captured, 4, "auto_explain showed capture's statements")
+	require.Equal(t, 1, paired, "one UPDATE of many rows")
 
 	require.Equal(t, []string{"I 5000", "U 5000", "U 1", "D 2500"}, queryStrings(t, conn, `SELECT op::text || ' ' || rows FROM pgundo.stmt ORDER BY id`))
 	require.Equal(t, queryStrings(t, conn, `
