@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
 	"github.com/jackc/pgerrcode"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -39,37 +37,6 @@ var errFastMismatch = errors.New("rows were changed more than once or since")
 // errNotFast is the same for a table the fast path does not handle.
 var errNotFast = errors.New("cannot undo straight from the log")
 
-// changeRows is the log's changes of the selected statements on t, as a
-// FROM item with columns old and new. Its parameters are $1 on, with the
-// values changeArgs gives; a statement that uses it numbers its own
-// parameters after them. The id range lets the scan prune chunks and use
-// the BRIN index. A few statements (selIDs, at most literalIDs) are given
-// as a list, which the planner sees as a constant (the undo's transaction
-// pins plan_cache_mode = force_custom_plan, see txSettings): each change
-// then tests a short list (hashed from PostgreSQL 14 on), where in the fast
-// path's statements (hash joins off, see lookupPlan) a join to pgundo_sel
-// is a loop per change. More statements are joined through pgundo_sel's
-// index, or a small materialized copy of it: the planner's choice, either
-// linear in the changes.
-func (t *table) changeRows() string {
-	if len(t.selIDs) > 0 {
-		return `(SELECT c.old, c.new FROM pgundo.change c
-		 WHERE c.stmt_id = ANY ($1::bigint[]) AND c.stmt_id BETWEEN $2::bigint AND $3::bigint)`
-	}
-	return `(SELECT c.old, c.new FROM pgundo.change c
-		 WHERE c.stmt_id IN (SELECT id FROM pgundo_sel WHERE root = $1::oid)
-		   AND c.stmt_id BETWEEN (SELECT min(id) FROM pgundo_sel WHERE root = $1::oid) AND (SELECT max(id) FROM pgundo_sel WHERE root = $1::oid))`
-}
-
-// changeArgs returns the values of changeRows' parameters ($1 on), and so
-// of fastSource's.
-func (t *table) changeArgs() []any {
-	if len(t.selIDs) > 0 {
-		return []any{t.selIDs, slices.Min(t.selIDs), slices.Max(t.selIDs)}
-	}
-	return []any{t.oid}
-}
-
 // announceRows is the fewest changes of one table for which the fast path
 // says what it is about to write before writing it (100,000: a few
 // seconds' work); smaller tables get only the line after.
@@ -78,47 +45,6 @@ const announceRows = 100_000
 // literalIDs is the most statements of one table changeRows writes into
 // its SQL as constants.
 const literalIDs = 100
-
-// fastSource returns a FROM item named alias over t's changes matching
-// where (its parameters are changeRows': pass t.changeArgs()), with the images parsed once per row into o (old) and n (new) as
-// needed. OFFSET 0 keeps the subquery whole: each image is parsed once in
-// its target list (flattened, every (x.o).col would parse it again), and
-// the planner joins it as one relation (a LATERAL parse let it nest a
-// sequential scan of the live table inside a loop over the changes).
-func (t *table) fastSource(alias, where string, old, new bool) string {
-	parsed := ""
-	if old {
-		parsed += fmt.Sprintf(", ch.old::%s AS o", t.ident)
-	}
-	if new {
-		parsed += fmt.Sprintf(", ch.new::%s AS n", t.ident)
-	}
-	return fmt.Sprintf(`(SELECT ch.old, ch.new%s FROM %s ch WHERE %s OFFSET 0) %s`,
-		parsed, t.changeRows(), where, alias)
-}
-
-// The three kinds of change, as filters on change rows. An update that left
-// the row as it was (old = new) changes nothing and is left out, as netting
-// leaves it out of the plan.
-const (
-	createdRows = `ch.old IS NULL`
-	deletedRows = `ch.new IS NULL`
-	updatedRows = `ch.old IS NOT NULL AND ch.new IS NOT NULL AND ch.old IS DISTINCT FROM ch.new`
-	// restoredRows are the changes whose old image the undo writes back
-	// (updated and deleted rows), removedRows those whose new image it
-	// takes away (updated and created rows): the foreign-key checks' rows.
-	restoredRows = `ch.old IS NOT NULL AND ch.old IS DISTINCT FROM ch.new`
-	removedRows  = `ch.new IS NOT NULL AND ch.old IS DISTINCT FROM ch.new`
-)
-
-// keyOf is "(x.n).k1, (x.n).k2" for image field f of alias x.
-func (t *table) keyOf(x, f string) string {
-	parts := make([]string, len(t.key))
-	for i, k := range t.key {
-		parts[i] = fmt.Sprintf("(%s.%s).%s", x, f, pgx.Identifier{k}.Sanitize())
-	}
-	return strings.Join(parts, ", ")
-}
 
 // tryFast undoes the selection by the fast path inside a savepoint. It
 // returns the tables it undid and true when it did; false (and no error)

@@ -137,28 +137,3 @@ func (r *runner) recordWhatWasUndone(ctx context.Context) error {
 	}
 	return nil
 }
-
-// leftSQL returns the statement that copies the rows plan table c skips
-// into table into, pgundo.undo_left or a table of its columns ($1 the
-// undo's session, $2 the table). With a key,
-// a skipped key's net images (pgundo_net: the images the sessions left,
-// +1, and the ones they replaced, -1, however many statements and sessions
-// wrote them) are kept as they are, so that a later undo nets them again to
-// the same; without one, each skipped row's pair (see skipKeyless).
-func (t *table) leftSQL(c, into string) string {
-	if !t.keyed() {
-		return fmt.Sprintf(`INSERT INTO %s (undo_session, relid, old, new)
-			SELECT $1, $2, orig, pgundo_img FROM %s CROSS JOIN LATERAL generate_series(1, cnt) WHERE action = 'S'`, into, c)
-	}
-	keyOf := make([]string, len(t.key))
-	for i, k := range t.key {
-		keyOf[i] = fmt.Sprintf("(p.r).%s::text", pgx.Identifier{k}.Sanitize())
-	}
-	return fmt.Sprintf(`INSERT INTO %[5]s (undo_session, relid, old, new)
-		SELECT $1, $2, CASE WHEN n.cnt < 0 THEN n.img END, CASE WHEN n.cnt > 0 THEN n.img END
-		  FROM (SELECT img, cnt FROM pgundo_net WHERE relid = $2 OFFSET 0) n
-		 CROSS JOIN LATERAL (SELECT n.img::%[1]s AS r OFFSET 0) p
-		 CROSS JOIN LATERAL generate_series(1, abs(n.cnt))
-		 WHERE ARRAY[%[2]s] IN (SELECT %[3]s FROM %[4]s WHERE action = 'S')`,
-		t.ident, strings.Join(keyOf, ", "), t.keyText(""), c, into)
-}

@@ -11,46 +11,11 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Per-table work. All statements are generated from catalog names quoted
-// with pgx.Identifier and fed from the temp tables pgundo_net / pgundo_c,
-// never from values pasted into SQL. In pgundo_c, action is one of:
-// U restore (update back), I re-insert, D delete, M merge, S skipped
-// conflict, C conflict.
+// Per-table work. The statements are built in sqlbuild.go. In pgundo_c,
+// action is one of: U restore (update back), I re-insert, D delete, M
+// merge, S skipped conflict, C conflict.
 
 func (t *table) keyed() bool { return len(t.key) > 0 }
-
-// keyCols returns "pgundo_k1, pgundo_k2, ..." or with a prefix.
-func (t *table) keyCols(prefix string) string {
-	parts := make([]string, len(t.key))
-	for i := range t.key {
-		parts[i] = fmt.Sprintf("%spgundo_k%d", prefix, i+1)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// curKeyCols returns "cur.k1, cur.k2" for the live table.
-func (t *table) curKeyCols(alias string) string {
-	parts := make([]string, len(t.key))
-	for i, k := range t.key {
-		parts[i] = alias + "." + pgx.Identifier{k}.Sanitize()
-	}
-	return strings.Join(parts, ", ")
-}
-
-// keyMatch is "(cur.k1, cur.k2) = (c.pgundo_k1, c.pgundo_k2)"; IS NOT
-// DISTINCT FROM is not needed, primary-key columns are never NULL.
-func (t *table) keyMatch(cur, c string) string {
-	return fmt.Sprintf("(%s) = (%s)", t.curKeyCols(cur), t.keyCols(c+"."))
-}
-
-// keyText is an array expression of the key values as text, for reports.
-func (t *table) keyText(prefix string) string {
-	parts := make([]string, len(t.key))
-	for i := range t.key {
-		parts[i] = fmt.Sprintf("%spgundo_k%d::text", prefix, i+1)
-	}
-	return "ARRAY[" + strings.Join(parts, ", ") + "]"
-}
 
 func (t *table) isKey(name string) bool {
 	for _, k := range t.key {
@@ -411,119 +376,6 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 	}
 }
 
-// restoreLists returns, for the row image expression img (say "x.o"), what
-// puts a row back: the SET list of an UPDATE (the settable columns), and the
-// column and value lists of an INSERT (every writable column).
-func (t *table) restoreLists(img string) (set, cols, vals []string) {
-	for _, col := range t.writable() {
-		id := pgx.Identifier{col.name}.Sanitize()
-		cols = append(cols, id)
-		vals = append(vals, fmt.Sprintf("(%s).%s", img, id))
-		if t.settable(col) {
-			set = append(set, fmt.Sprintf("%s = (%s).%s", id, img, id))
-		}
-	}
-	return set, cols, vals
-}
-
-// settable tells whether an UPDATE that puts a row back sets writable
-// column col. Key columns are not set (rows are matched by them), nor
-// identity ALWAYS columns, which UPDATE cannot set: their value never
-// changes under the same key but through SET col = DEFAULT, and the check
-// after the write catches that case.
-func (t *table) settable(col column) bool { return !t.isKey(col.name) && !col.identityAlways }
-
-// stepKind is the plan action a generated statement writes (see pgundo_c).
-type stepKind byte
-
-// The kinds of apply statements, as pgundo_c's action letters.
-const (
-	stepDelete  stepKind = 'D'
-	stepRestore stepKind = 'U'
-	stepMerge   stepKind = 'M'
-	stepInsert  stepKind = 'I'
-)
-
-// sqlStep is one generated statement with what it does, for messages, and
-// the plan action it writes, set by the builder.
-type sqlStep struct {
-	what, sql string
-	kind      stepKind
-	// replaces marks a step that deletes each row and inserts it back:
-	// it writes (and its undo logs) two rows per planned row.
-	replaces bool
-}
-
-// applySQL returns the statements that write the table's plan from temp
-// table c: deletions, restores, merges and re-insertions, one set-based
-// statement each. The same statements run in Apply and go into --sql scripts.
-// The live table is aliased t.cur (see liveAlias).
-func (t *table) applySQL(c string, mode ConflictMode) []sqlStep {
-	cur := t.cur
-	setCols, _, _ := t.restoreLists("u.b")
-	_, insCols, insVals := t.restoreLists("i.b")
-	var mergeSet []string
-	for _, col := range t.writable() {
-		if !t.settable(col) {
-			continue
-		}
-		id := pgx.Identifier{col.name}.Sanitize()
-		mergeSet = append(mergeSet, fmt.Sprintf("%[1]s = CASE WHEN %[2]s.%[1]s::text IS NOT DISTINCT FROM (u.a).%[1]s::text THEN (u.b).%[1]s ELSE %[2]s.%[1]s END", id, cur))
-	}
-	var stmts []sqlStep
-	add := func(kind stepKind, what, sql string) {
-		stmts = append(stmts, sqlStep{what: what, sql: sql, kind: kind})
-	}
-	if t.keyed() {
-		// Each write re-checks, on the row version it locks, that the row is
-		// still as the sessions left it; the caller compares the counts.
-		add(stepDelete, "Delete rows the sessions created", fmt.Sprintf(`DELETE FROM %[1]s %[4]s USING %[2]s c WHERE c.action = 'D' AND %[3]s AND (%[4]s *= c.a OR %[4]s::text = c.a_img)`,
-			t.ident, c, t.keyMatch(cur, "c"), cur))
-		// An UPDATE cannot set a GENERATED ALWAYS identity column: a row
-		// whose identity value differs from the one to put back (it was
-		// deleted and inserted again under its key) is deleted and inserted
-		// back whole instead, in one statement.
-		var idCur, idOld []string
-		for _, col := range t.writable() {
-			if col.identityAlways && !t.isKey(col.name) {
-				id := pgx.Identifier{col.name}.Sanitize()
-				idCur = append(idCur, cur+"."+id)
-				idOld = append(idOld, "(u.b)."+id)
-			}
-		}
-		sameID := ""
-		if len(idCur) > 0 {
-			sameID = fmt.Sprintf(" AND (%s) IS NOT DISTINCT FROM (%s)", strings.Join(append(idCur, "NULL"), ", "), strings.Join(append(idOld, "NULL"), ", "))
-			_, repCols, repVals := t.restoreLists("g.b")
-			add(stepRestore, "Replace rows whose identity changed", fmt.Sprintf(`WITH g AS (DELETE FROM %[1]s %[4]s USING %[2]s u WHERE u.action = 'U' AND %[3]s AND (%[4]s *= u.a OR %[4]s::text = u.a_img)
-    AND (%[5]s) IS DISTINCT FROM (%[6]s) RETURNING u.b)
-INSERT INTO %[1]s (%[7]s) OVERRIDING SYSTEM VALUE SELECT %[8]s FROM g`,
-				t.ident, c, t.keyMatch(cur, "u"), cur, strings.Join(append(idCur, "NULL"), ", "), strings.Join(append(idOld, "NULL"), ", "),
-				strings.Join(repCols, ", "), strings.Join(repVals, ", ")))
-			stmts[len(stmts)-1].replaces = true
-		}
-		if len(setCols) > 0 {
-			add(stepRestore, "Update rows back", fmt.Sprintf(`UPDATE %[1]s %[5]s SET %[2]s FROM %[3]s u WHERE u.action = 'U' AND %[4]s AND (%[5]s *= u.a OR %[5]s::text = u.a_img)%[6]s`,
-				t.ident, strings.Join(setCols, ", "), c, t.keyMatch(cur, "u"), cur, sameID))
-			if mode == Merge {
-				add(stepMerge, "Merge changed rows", fmt.Sprintf(`UPDATE %s %s SET %s FROM %s u WHERE u.action = 'M' AND %s`,
-					t.ident, cur, strings.Join(mergeSet, ", "), c, t.keyMatch(cur, "u")))
-			}
-		}
-		add(stepInsert, "Insert deleted rows back", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s i WHERE i.action = 'I'`,
-			t.ident, strings.Join(insCols, ", "), strings.Join(insVals, ", "), c))
-	} else {
-		add(stepDelete, "Delete rows the sessions created", fmt.Sprintf(`DELETE FROM %[1]s %[3]s WHERE (%[3]s.tableoid, %[3]s.ctid) IN (
-  SELECT x.tableoid, x.ctid FROM (
-    SELECT %[3]s.tableoid, %[3]s.ctid, c.cnt, row_number() OVER (PARTITION BY c.pgundo_img) AS rn
-      FROM %[1]s %[3]s JOIN %[2]s c ON c.pgundo_img = %[3]s::text WHERE c.action = 'D') x
-   WHERE x.rn <= x.cnt)`, t.ident, c, cur))
-		add(stepInsert, "Insert deleted rows back", fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (SELECT pgundo_img::%s AS b, -cnt AS n FROM %s WHERE action = 'I' OFFSET 0) i CROSS JOIN LATERAL generate_series(1, i.n)`,
-			t.ident, strings.Join(insCols, ", "), strings.Join(insVals, ", "), t.ident, c))
-	}
-	return stmts
-}
-
 // applyTable writes the table's plan.
 func (r *runner) applyTable(ctx context.Context, t *table) error {
 	c := fmt.Sprintf("pgundo_c_%d", t.oid)
@@ -601,22 +453,6 @@ func (r *runner) collectKept(ctx context.Context, t *table, c string) error {
 		r.plan.Kept = append(r.plan.Kept, KeptColumn{Table: t.name, Key: formatKey(t.keyShown, key), Column: col})
 	}
 	return rows.Err()
-}
-
-// verifySQL returns a query for the first row of temp table c that is not
-// as it was before the sessions (key, found, expected), or no row.
-func (t *table) verifySQL(c string) string {
-	if t.keyed() {
-		return fmt.Sprintf(`SELECT %[1]s, coalesce(%[5]s::text, '(absent)'), coalesce(c.b_img, '(absent)')
-  FROM %[2]s c LEFT JOIN %[3]s %[5]s ON %[4]s
- WHERE (c.action IN ('U', 'I') AND NOT coalesce(%[5]s *= c.b OR %[5]s::text = c.b_img, false))
-    OR (c.action = 'D' AND %[5]s.ctid IS NOT NULL)
- LIMIT 1`, t.keyText("c."), c, t.ident, t.keyMatch(t.cur, "c"), t.cur)
-	}
-	return fmt.Sprintf(`SELECT ARRAY[c.pgundo_img], coalesce(h.n, 0)::text || ' equal rows', (c.have - c.cnt)::text || ' equal rows'
-  FROM %[1]s c LEFT JOIN (SELECT %[3]s::text AS img, count(*) AS n FROM %[2]s %[3]s GROUP BY 1) h ON h.img = c.pgundo_img
- WHERE c.action IN ('D', 'I') AND coalesce(h.n, 0) <> c.have - c.cnt
- LIMIT 1`, c, t.ident, t.cur)
 }
 
 // verifyTable checks, inside the transaction, that every row the undo
