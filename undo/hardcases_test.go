@@ -175,7 +175,7 @@ func TestUndoIdentityAlwaysKey(t *testing.T) {
 // such a column (only DEFAULT is allowed), so the restore must leave the
 // column out of its SET list: its value never changes under the same key.
 //
-// PRODUCT BUG (undo/table.go applySQL): the restore and merge UPDATEs set
+// PRODUCT BUG (undo/sqlbuild.go applySQL): the restore and merge UPDATEs set
 // every writable non-key column, identity ALWAYS columns included, and the
 // undo fails with `column "seq" can only be updated to DEFAULT`.
 func TestUndoIdentityAlwaysNotKey(t *testing.T) {
