@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
 // outputSettings are the settings capture pins when it writes row images;
@@ -258,142 +255,8 @@ func (r *runner) finish(ctx context.Context) (*Plan, error) {
 	return r.plan, nil
 }
 
-// selectStatements fills temp table pgundo_sel with the selected statements
-// and checks they exist and were not undone before.
-func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
-	tx := r.tx
-	xids := make([]string, len(sel.TxIDs))
-	for i, x := range sel.TxIDs {
-		xids[i] = fmt.Sprint(x)
-	}
-	sessions := sel.Sessions
-	if sessions == nil {
-		sessions = []string{}
-	}
-	for _, id := range sessions {
-		var ok bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgundo.session WHERE id = $1)`, id).Scan(&ok); err != nil {
-			return fmt.Errorf("look up session %s: %w", id, err)
-		}
-		if !ok {
-			return &NotFoundError{What: fmt.Sprintf("session %q", id)}
-		}
-	}
-	_, err := tx.Exec(ctx, `
-		CREATE TEMP TABLE pgundo_sel ON COMMIT DROP AS
-		SELECT st.id, st.relid, coalesce(pg_partition_root(st.relid)::oid, st.relid) AS root,
-		       st.session_id, st.schema_name, st.table_name, st.rows
-		  FROM pgundo.stmt st
-		 WHERE (cardinality($1::text[]) = 0 OR st.session_id = ANY ($1))
-		   AND (cardinality($2::text[]) = 0 OR st.xid = ANY ($2::xid8[]))
-		   AND ($3 = '' OR st.tag = $3)
-		   AND ($4 = '' OR st.application_name = $4)
-		   AND ($5 = '' OR st.role = $5 OR EXISTS (SELECT FROM pgundo.session s WHERE s.id = st.session_id AND s.session_role = $5))
-		   AND ($6::timestamptz IS NULL OR st.at >= $6)
-		   AND ($7::timestamptz IS NULL OR st.at < $7)`,
-		sessions, xids, sel.Tag, sel.App, sel.User, sel.Since, sel.Until)
-	if err != nil {
-		return fmt.Errorf("select the changes to undo: %w", err)
-	}
-	var n int64
-	var ids []string
-	var minID, maxID *int64
-	err = tx.QueryRow(ctx, `SELECT count(*), coalesce(array_agg(DISTINCT session_id ORDER BY session_id), '{}'), min(id), max(id), coalesce(sum(rows), 0) FROM pgundo_sel`).Scan(&n, &ids, &minID, &maxID, &r.plan.Changes)
-	if err != nil {
-		return fmt.Errorf("select the changes to undo: %w", err)
-	}
-	if n == 0 {
-		return &NotFoundError{What: "changes for " + describeSelection(sel)}
-	}
-	r.plan.Sessions, r.minStmt, r.maxStmt = ids, *minID, *maxID
-	var prunedSession string
-	var prunedAt time.Time
-	// A session selected by id lost changes if prune took any of its
-	// statements. A selection by transaction, tag, application or user
-	// takes whole transactions: it lost changes only if a selected
-	// transaction may have had statements in a pruned chunk (its xid is not
-	// newer than the newest one pruned).
-	err = tx.QueryRow(ctx, `SELECT s.id, s.pruned_at FROM pgundo.session s
-		 WHERE s.id IN (SELECT session_id FROM pgundo_sel) AND s.pruned_at IS NOT NULL
-		   AND (cardinality($1::text[]) > 0
-		        OR EXISTS (SELECT FROM pgundo_sel x JOIN pgundo.stmt st ON st.id = x.id
-		                    WHERE st.session_id = s.id AND st.xid::text::bigint <= (SELECT max(p.max_xid::text::bigint) FROM pgundo.pruned p)))
-		 ORDER BY s.id LIMIT 1`, sessions).Scan(&prunedSession, &prunedAt)
-	switch {
-	case err == nil:
-		return &RefusedError{Kind: ErrPruned, Detail: fmt.Sprintf(
-			"session %s was partly removed from the log by pgundo prune at %s (its older changes are gone), so it can no longer be undone exactly; nothing was changed",
-			prunedSession, timefmt.Format(prunedAt))}
-	case !errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("check for pruned sessions: %w", err)
-	}
-	if err := r.leaveOutUndone(ctx); err != nil {
-		return err
-	}
-	// The index serves joins to pgundo_sel where hash joins are off (the
-	// fast path's, see lookupPlan).
-	if _, err := tx.Exec(ctx, `CREATE INDEX ON pgundo_sel (root, id); ANALYZE pgundo_sel`); err != nil {
-		return err
-	}
-	return nil
-}
-
-// NotFoundError is returned when the selection names something the log
-// does not hold.
-type NotFoundError struct{ What string }
-
 func (e *NotFoundError) Error() string {
 	return fmt.Sprintf("no %s in the log; pgundo sessions lists what was recorded", e.What)
-}
-
-func describeSelection(sel Selection) string {
-	var parts []string
-	if len(sel.Sessions) > 0 {
-		parts = append(parts, "session "+strings.Join(sel.Sessions, ", "))
-	}
-	if len(sel.TxIDs) > 0 {
-		parts = append(parts, fmt.Sprintf("transaction %v", sel.TxIDs))
-	}
-	if sel.Tag != "" {
-		parts = append(parts, fmt.Sprintf("tag %q", sel.Tag))
-	}
-	if sel.App != "" {
-		parts = append(parts, fmt.Sprintf("application %q", sel.App))
-	}
-	if sel.User != "" {
-		parts = append(parts, fmt.Sprintf("user %q", sel.User))
-	}
-	if sel.Since != nil {
-		parts = append(parts, "since "+timefmt.Format(*sel.Since))
-	}
-	if sel.Until != nil {
-		parts = append(parts, "until "+timefmt.Format(*sel.Until))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// buildNet sums the selected changes into pgundo_net: per root table and row
-// image, +1 per after image and -1 per before image; zero sums are dropped.
-func (r *runner) buildNet(ctx context.Context) error {
-	_, err := r.tx.Exec(ctx, `
-		CREATE TEMP TABLE pgundo_net ON COMMIT DROP AS
-		SELECT x.relid, x.img COLLATE "C" AS img, sum(x.d)::int AS cnt
-		  FROM (SELECT s.root AS relid, v.img, v.d
-		          FROM pgundo_sel s
-		          JOIN pgundo.change c ON c.stmt_id = s.id
-		         CROSS JOIN LATERAL (VALUES (c.new, 1), (c.old, -1)) v (img, d)
-		         WHERE c.stmt_id BETWEEN $1 AND $2
-		        UNION ALL
-		        SELECT l.relid, v.img, v.d
-		          FROM pgundo_left l CROSS JOIN LATERAL (VALUES (l.new, 1), (l.old, -1)) v (img, d)) x
-		 WHERE x.img IS NOT NULL
-		 GROUP BY 1, x.img COLLATE "C"
-		HAVING sum(x.d) <> 0`, r.minStmt, r.maxStmt)
-	if err != nil {
-		return fmt.Errorf("read the sessions' changes from the log: %w", err)
-	}
-	_, err = r.tx.Exec(ctx, `ANALYZE pgundo_net`)
-	return err
 }
 
 // table is what the undo needs to know about one root table.
