@@ -215,46 +215,6 @@ func (r *runner) writeAndCheck(ctx context.Context, tables []*table) error {
 	return r.checkForeignKeys(ctx, tables)
 }
 
-// record marks the selected statements undone by this transaction's
-// session, and commits (see finish).
-func (r *runner) record(ctx context.Context) (*Plan, error) {
-	tx := r.tx
-	if err := tx.QueryRow(ctx, `SELECT pgundo._session()`).Scan(&r.plan.UndoSession); err != nil {
-		return nil, fmt.Errorf("record the undo: %w", err)
-	}
-	if err := r.recordWhatWasUndone(ctx); err != nil {
-		return nil, fmt.Errorf("record the undo: %w", err)
-	}
-	return r.finish(ctx)
-}
-
-// finish has deferred constraints checked as COMMIT would check them, and
-// commits; in a dry run it rolls everything back instead. The progress
-// lines about rows written are given once the undo committed.
-func (r *runner) finish(ctx context.Context) (*Plan, error) {
-	tx := r.tx
-	// What COMMIT would check, checked now: a dry run fails here as the
-	// commit would.
-	if _, err := tx.Exec(ctx, `SET CONSTRAINTS ALL IMMEDIATE`); err != nil {
-		return nil, fmt.Errorf("undo: a deferred constraint failed when checked as COMMIT would check it; nothing was changed: %w", err)
-	}
-	if !r.commit {
-		if err := tx.Rollback(ctx); err != nil {
-			return nil, fmt.Errorf("roll back the dry run: %w", err)
-		}
-		r.plan.UndoSession, r.plan.RowsChanged = "", 0
-		return r.plan, nil
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit undo: %w", err)
-	}
-	r.plan.Applied = true
-	for _, l := range r.written {
-		r.progress("%s", l)
-	}
-	return r.plan, nil
-}
-
 func (e *NotFoundError) Error() string {
 	return fmt.Sprintf("no %s in the log; pgundo sessions lists what was recorded", e.What)
 }
