@@ -15,17 +15,6 @@ import (
 // action is one of: U restore (update back), I re-insert, D delete, M
 // merge, S skipped conflict, C conflict.
 
-func (t *table) keyed() bool { return len(t.key) > 0 }
-
-func (t *table) isKey(name string) bool {
-	for _, k := range t.key {
-		if k == name {
-			return true
-		}
-	}
-	return false
-}
-
 // exec runs one generated statement, naming the table on error.
 func (r *runner) exec(ctx context.Context, t *table, what, sql string, args ...any) (int64, error) {
 	tag, err := r.tx.Exec(ctx, sql, args...)
