@@ -429,7 +429,7 @@ func TestUndoUpdatedTwice(t *testing.T) {
 // undo then refuses with a misleading "columns changed since capture"
 // (malformed record literal), and the change is lost from the log.
 //
-// PRODUCT BUG 2 (undo/table.go, classifyKeyed "read current rows",
+// PRODUCT BUG 2 (undo/classify.go, classifyKeyed "read current rows",
 // classifyKeyless, keyless delete, verifySQL): "cur::text" with the live
 // table aliased cur resolves to a column named cur when there is one, so
 // the current row image is wrong (spurious conflicts, keyless rows not

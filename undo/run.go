@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -227,4 +228,13 @@ func samePlan(a, b *Plan) bool {
 		}
 	}
 	return true
+}
+
+// exec runs one generated statement, naming the table on error.
+func (r *runner) exec(ctx context.Context, t *table, what, sql string, args ...any) (int64, error) {
+	tag, err := r.tx.Exec(ctx, sql, args...)
+	if err != nil {
+		return 0, fmt.Errorf("undo %s: %s: %w", t.name, strings.ToLower(what[:1])+what[1:], err)
+	}
+	return tag.RowsAffected(), nil
 }
