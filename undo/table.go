@@ -2,7 +2,6 @@ package undo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -86,22 +85,4 @@ func (r *runner) collectKept(ctx context.Context, t *table, c string) error {
 		r.plan.Kept = append(r.plan.Kept, KeptColumn{Table: t.name, Key: formatKey(t.keyShown, key), Column: col})
 	}
 	return rows.Err()
-}
-
-// verifyTable checks, inside the transaction, that every row the undo
-// restored, re-inserted or deleted is now exactly as it was before the
-// sessions; any difference aborts the undo.
-func (r *runner) verifyTable(ctx context.Context, t *table) error {
-	q := t.verifySQL(fmt.Sprintf("pgundo_c_%d", t.oid))
-	var key []string
-	var got, want string
-	err := r.tx.QueryRow(ctx, q).Scan(&key, &got, &want)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("undo %s: check the result: %w", t.name, err)
-	}
-	return fmt.Errorf("undo %s: check before commit failed at %s: found %s, expected %s (a trigger or a changed generated column rewrote it?); the undo was rolled back, nothing was changed",
-		t.name, formatKey(t.keyShown, key), got, want)
 }

@@ -10,6 +10,29 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// Step 5, check, before the record: every row the planned path wrote reads
+// back as it was before the sessions (verifyTable; the straight path checks
+// its rows as it writes them), and no foreign key is broken
+// (checkForeignKeys, both paths).
+
+// verifyTable checks, inside the transaction, that every row the undo
+// restored, re-inserted or deleted is now exactly as it was before the
+// sessions; any difference aborts the undo.
+func (r *runner) verifyTable(ctx context.Context, t *table) error {
+	q := t.verifySQL(fmt.Sprintf("pgundo_c_%d", t.oid))
+	var key []string
+	var got, want string
+	err := r.tx.QueryRow(ctx, q).Scan(&key, &got, &want)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("undo %s: check the result: %w", t.name, err)
+	}
+	return fmt.Errorf("undo %s: check before commit failed at %s: found %s, expected %s (a trigger or a changed generated column rewrote it?); the undo was rolled back, nothing was changed",
+		t.name, formatKey(t.keyShown, key), got, want)
+}
+
 // The undo writes with session_replication_role = replica, which also keeps
 // PostgreSQL's own foreign-key checks quiet. checkForeignKeys does their work
 // for the rows the undo wrote, set-based, before commit: a row it restored or
