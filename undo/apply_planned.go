@@ -8,6 +8,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// Step 4, apply, planned row by row: each table's plan (pgundo_c_OID, from
+// classify.go) is written with the set-based statements applySQL builds
+// (sqlbuild.go), each re-checking its rows under lock, and every kind's
+// count must match the plan's.
+
 // applyTable writes the table's plan.
 func (r *runner) applyTable(ctx context.Context, t *table) error {
 	c := fmt.Sprintf("pgundo_c_%d", t.oid)
