@@ -89,7 +89,7 @@ type Options struct {
 	// WorkMem is the work_mem the undo's transaction uses for its joins and
 	// groupings; "" means DefaultWorkMem. The statements of an undo
 	// straight from the log hash and sort nothing and run with 4MB
-	// whatever this says (see streamWorkMem in fast.go).
+	// whatever this says (see streamWorkMem in apply_straight.go).
 	WorkMem string
 	// Progress, when set, receives one line per step (table planned,
 	// table applied). It is called from the goroutine running the undo.
@@ -102,8 +102,8 @@ type Options struct {
 	Step func(TableProgress)
 	// AlwaysPlan makes Apply plan every row (net the images, classify,
 	// write, check) even where the fast path would undo the sessions
-	// straight from the log (see fast.go). The result is the same; default
-	// false. For comparisons and tests.
+	// straight from the log (see apply_straight.go). The result is the
+	// same; default false. For comparisons and tests.
 	AlwaysPlan bool
 }
 

@@ -11,6 +11,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
+// Step 4, apply, straight from the log (the fast path), tried first: with
+// its own table load, writes, checks and log of the undo, in a savepoint
+// that falls back to the planned path (run.go) when it cannot.
+//
 // The fast path. Most sessions worth undoing touch each row once: one
 // UPDATE of many rows, a DELETE, an INSERT. Then a row's before-image is its
 // change's old image and its after-image the change's new one, and the
