@@ -10,32 +10,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// outputSettings are the settings capture pins when it writes row images;
-// the undo pins the same ones so that images compare and parse exactly.
-var outputSettings = [][2]string{
-	{"datestyle", "ISO, YMD"},
-	{"intervalstyle", "postgres"},
-	{"extra_float_digits", "3"},
-	{"bytea_output", "hex"},
-	{"lc_monetary", "C"},
-	{"xmloption", "content"},
-	{"timezone", "UTC"},
-	// Capture runs with this search_path, so regclass, regtype and the like
-	// print schema-qualified; the undo must print them alike to compare.
-	{"search_path", "pg_catalog, pg_temp"},
-}
-
-// txSettings are the settings the undo's transaction pins (set_config,
-// local to it): standard_conforming_strings on, under which the literals
-// generated SQL holds (see quoteLiteral) read as written whatever the
-// server's, database's or role's setting; outputSettings; work_mem; jit
-// off; and plan_cache_mode = force_custom_plan, so that every statement is
-// planned with its parameters' values, as if they were written into it
-// (see changeRows).
-func txSettings(opts Options) [][2]string {
-	return append(append([][2]string{{"standard_conforming_strings", "on"}}, outputSettings...),
-		[2]string{"work_mem", opts.WorkMem}, [2]string{"jit", "off"}, [2]string{"plan_cache_mode", "force_custom_plan"})
-}
+// The flow: Apply and MakePlan run the steps in order (run, begin,
+// planAll, writeAndCheck), each step in a file of its own (see the package
+// comment in undo.go); the runner carries one undo's state through them.
 
 // MakePlan makes the undo's plan without changing anything: the dry run.
 // It runs the undo exactly as Apply would, every write and every check
@@ -57,37 +34,34 @@ func Apply(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, app
 	return run(ctx, conn, sel, opts, true, approved)
 }
 
-type runner struct {
-	tx   pgx.Tx
-	opts Options
-	// apply is set when the undo writes (Apply and MakePlan), not when a
-	// script is written; commit when it commits (Apply).
-	apply, commit bool
-	plan          *Plan
-	maxStmt       int64
-	minStmt       int64
-	// written holds the progress lines about rows written: they are given
-	// only once the undo committed, so no line says rows were written
-	// before a refusal, or in a dry run.
-	written []string
-	// leftBy are the earlier undos whose left rows (pgundo.undo_left) this
-	// undo takes up; see leaveOutUndone.
-	leftBy []string
-	// planned are the tables planned row by row (not by the fast path).
-	planned []*table
-}
-
-// step reports a table's progress through Options.Step.
-func (r *runner) step(table string, planned, done int64) {
-	if r.opts.Step != nil {
-		r.opts.Step(TableProgress{Table: table, Planned: planned, Done: done})
+// run is Apply and MakePlan: select, then straight from the log where it
+// can, else planned row by row; then record, and commit when commit is set.
+func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commit bool, approved *Plan) (*Plan, error) {
+	r, err := begin(ctx, conn, sel, opts, true, commit)
+	if err != nil {
+		return nil, err
 	}
-}
-
-func (r *runner) progress(format string, args ...any) {
-	if r.opts.Progress != nil {
-		r.opts.Progress(fmt.Sprintf(format, args...))
+	defer r.tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	if !r.opts.AlwaysPlan && len(r.leftBy) == 0 {
+		_, done, err := r.tryFast(ctx, approved)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			return r.record(ctx)
+		}
 	}
+	tables, err := r.planAll(ctx)
+	if err != nil {
+		return r.refused(err)
+	}
+	if approved != nil && !samePlan(approved, r.plan) {
+		return nil, &RefusedError{Kind: ErrPlanChanged, Detail: "the data changed between the plan you confirmed and the apply (other sessions wrote to these rows); nothing was changed; run the undo again to see the new plan"}
+	}
+	if err := r.writeAndCheck(ctx, tables); err != nil {
+		return nil, err
+	}
+	return r.record(ctx)
 }
 
 // begin is the setup Apply, MakePlan and WriteScript share: it opens the
@@ -158,44 +132,6 @@ func (r *runner) planAll(ctx context.Context) ([]*table, error) {
 	return tables, nil
 }
 
-// refused is what an undo that stops with err returns: with a
-// *ConflictError, the plan (it names the conflicts); else no plan.
-func (r *runner) refused(err error) (*Plan, error) {
-	var conflict *ConflictError
-	if errors.As(err, &conflict) {
-		return r.plan, err
-	}
-	return nil, err
-}
-
-func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commit bool, approved *Plan) (*Plan, error) {
-	r, err := begin(ctx, conn, sel, opts, true, commit)
-	if err != nil {
-		return nil, err
-	}
-	defer r.tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
-	if !r.opts.AlwaysPlan && len(r.leftBy) == 0 {
-		_, done, err := r.tryFast(ctx, approved)
-		if err != nil {
-			return nil, err
-		}
-		if done {
-			return r.record(ctx)
-		}
-	}
-	tables, err := r.planAll(ctx)
-	if err != nil {
-		return r.refused(err)
-	}
-	if approved != nil && !samePlan(approved, r.plan) {
-		return nil, &RefusedError{Kind: ErrPlanChanged, Detail: "the data changed between the plan you confirmed and the apply (other sessions wrote to these rows); nothing was changed; run the undo again to see the new plan"}
-	}
-	if err := r.writeAndCheck(ctx, tables); err != nil {
-		return nil, err
-	}
-	return r.record(ctx)
-}
-
 // writeAndCheck writes the planned tables' rows, checks that each is back
 // as it was, and checks the foreign keys: the planned path's work between
 // the plan and the record, for Apply, the dry run, and a script's trial.
@@ -213,8 +149,14 @@ func (r *runner) writeAndCheck(ctx context.Context, tables []*table) error {
 	return r.checkForeignKeys(ctx, tables)
 }
 
-func (e *NotFoundError) Error() string {
-	return fmt.Sprintf("no %s in the log; pgundo sessions lists what was recorded", e.What)
+// refused is what an undo that stops with err returns: with a
+// *ConflictError, the plan (it names the conflicts); else no plan.
+func (r *runner) refused(err error) (*Plan, error) {
+	var conflict *ConflictError
+	if errors.As(err, &conflict) {
+		return r.plan, err
+	}
+	return nil, err
 }
 
 func samePlan(a, b *Plan) bool {
@@ -230,6 +172,39 @@ func samePlan(a, b *Plan) bool {
 	return true
 }
 
+type runner struct {
+	tx   pgx.Tx
+	opts Options
+	// apply is set when the undo writes (Apply and MakePlan), not when a
+	// script is written; commit when it commits (Apply).
+	apply, commit bool
+	plan          *Plan
+	maxStmt       int64
+	minStmt       int64
+	// written holds the progress lines about rows written: they are given
+	// only once the undo committed, so no line says rows were written
+	// before a refusal, or in a dry run.
+	written []string
+	// leftBy are the earlier undos whose left rows (pgundo.undo_left) this
+	// undo takes up; see leaveOutUndone.
+	leftBy []string
+	// planned are the tables planned row by row (not by the fast path).
+	planned []*table
+}
+
+// step reports a table's progress through Options.Step.
+func (r *runner) step(table string, planned, done int64) {
+	if r.opts.Step != nil {
+		r.opts.Step(TableProgress{Table: table, Planned: planned, Done: done})
+	}
+}
+
+func (r *runner) progress(format string, args ...any) {
+	if r.opts.Progress != nil {
+		r.opts.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
 // exec runs one generated statement, naming the table on error.
 func (r *runner) exec(ctx context.Context, t *table, what, sql string, args ...any) (int64, error) {
 	tag, err := r.tx.Exec(ctx, sql, args...)
@@ -237,4 +212,31 @@ func (r *runner) exec(ctx context.Context, t *table, what, sql string, args ...a
 		return 0, fmt.Errorf("undo %s: %s: %w", t.name, strings.ToLower(what[:1])+what[1:], err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// outputSettings are the settings capture pins when it writes row images;
+// the undo pins the same ones so that images compare and parse exactly.
+var outputSettings = [][2]string{
+	{"datestyle", "ISO, YMD"},
+	{"intervalstyle", "postgres"},
+	{"extra_float_digits", "3"},
+	{"bytea_output", "hex"},
+	{"lc_monetary", "C"},
+	{"xmloption", "content"},
+	{"timezone", "UTC"},
+	// Capture runs with this search_path, so regclass, regtype and the like
+	// print schema-qualified; the undo must print them alike to compare.
+	{"search_path", "pg_catalog, pg_temp"},
+}
+
+// txSettings are the settings the undo's transaction pins (set_config,
+// local to it): standard_conforming_strings on, under which the literals
+// generated SQL holds (see quoteLiteral) read as written whatever the
+// server's, database's or role's setting; outputSettings; work_mem; jit
+// off; and plan_cache_mode = force_custom_plan, so that every statement is
+// planned with its parameters' values, as if they were written into it
+// (see changeRows).
+func txSettings(opts Options) [][2]string {
+	return append(append([][2]string{{"standard_conforming_strings", "on"}}, outputSettings...),
+		[2]string{"work_mem", opts.WorkMem}, [2]string{"jit", "off"}, [2]string{"plan_cache_mode", "force_custom_plan"})
 }

@@ -102,6 +102,10 @@ func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
 // does not hold.
 type NotFoundError struct{ What string }
 
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("no %s in the log; pgundo sessions lists what was recorded", e.What)
+}
+
 func describeSelection(sel Selection) string {
 	var parts []string
 	if len(sel.Sessions) > 0 {
