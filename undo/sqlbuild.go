@@ -176,13 +176,8 @@ func (t *table) settable(col column) bool { return !t.isKey(col.name) && !col.id
 // values changeArgs gives; a statement that uses it numbers its own
 // parameters after them. The id range lets the scan prune chunks and use
 // the BRIN index. A few statements (selIDs, at most literalIDs) are given
-// as a list, which the planner sees as a constant (the undo's transaction
-// pins plan_cache_mode = force_custom_plan, see txSettings): each change
-// then tests a short list (hashed from PostgreSQL 14 on), where in the fast
-// path's statements (hash joins off, see lookupPlan) a join to pgundo_sel
-// is a loop per change. More statements are joined through pgundo_sel's
-// index, or a small materialized copy of it: the planner's choice, either
-// linear in the changes.
+// as a constant list, more are joined through pgundo_sel (why: DESIGN.md,
+// "Straight path: plan settings").
 func (t *table) changeRows() string {
 	if len(t.selIDs) > 0 {
 		return `(SELECT c.old, c.new FROM pgundo.change c
