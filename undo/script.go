@@ -13,6 +13,10 @@ import (
 	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
+// The --sql script: the planned path (steps 1 to 3, then a trial of 4 and
+// 5) run and rolled back, then written out for psql, with the statements of
+// steps 4 to 6 (sqlbuild.go) and the rows they read.
+
 // WriteScript plans the undo (changing nothing) and writes it to w as a SQL
 // script for psql that a DBA can review and run. It first runs the undo's
 // writes and every check Apply runs in a savepoint it rolls back, and
