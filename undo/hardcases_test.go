@@ -175,7 +175,7 @@ func TestUndoIdentityAlwaysKey(t *testing.T) {
 // such a column (only DEFAULT is allowed), so the restore must leave the
 // column out of its SET list: its value never changes under the same key.
 //
-// PRODUCT BUG (undo/table.go applySQL): the restore and merge UPDATEs set
+// PRODUCT BUG (undo/sqlbuild.go applySQL): the restore and merge UPDATEs set
 // every writable non-key column, identity ALWAYS columns included, and the
 // undo fails with `column "seq" can only be updated to DEFAULT`.
 func TestUndoIdentityAlwaysNotKey(t *testing.T) {
@@ -429,7 +429,7 @@ func TestUndoUpdatedTwice(t *testing.T) {
 // undo then refuses with a misleading "columns changed since capture"
 // (malformed record literal), and the change is lost from the log.
 //
-// PRODUCT BUG 2 (undo/table.go, classifyKeyed "read current rows",
+// PRODUCT BUG 2 (undo/classify.go, classifyKeyed "read current rows",
 // classifyKeyless, keyless delete, verifySQL): "cur::text" with the live
 // table aliased cur resolves to a column named cur when there is one, so
 // the current row image is wrong (spurious conflicts, keyless rows not

@@ -6,41 +6,13 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
-	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
-// outputSettings are the settings capture pins when it writes row images;
-// the undo pins the same ones so that images compare and parse exactly.
-var outputSettings = [][2]string{
-	{"datestyle", "ISO, YMD"},
-	{"intervalstyle", "postgres"},
-	{"extra_float_digits", "3"},
-	{"bytea_output", "hex"},
-	{"lc_monetary", "C"},
-	{"xmloption", "content"},
-	{"timezone", "UTC"},
-	// Capture runs with this search_path, so regclass, regtype and the like
-	// print schema-qualified; the undo must print them alike to compare.
-	{"search_path", "pg_catalog, pg_temp"},
-}
-
-// txSettings are the settings the undo's transaction pins (set_config,
-// local to it): standard_conforming_strings on, under which the literals
-// generated SQL holds (see quoteLiteral) read as written whatever the
-// server's, database's or role's setting; outputSettings; work_mem; jit
-// off; and plan_cache_mode = force_custom_plan, so that every statement is
-// planned with its parameters' values, as if they were written into it
-// (see changeRows).
-func txSettings(opts Options) [][2]string {
-	return append(append([][2]string{{"standard_conforming_strings", "on"}}, outputSettings...),
-		[2]string{"work_mem", opts.WorkMem}, [2]string{"jit", "off"}, [2]string{"plan_cache_mode", "force_custom_plan"})
-}
+// The flow: Apply and MakePlan run the steps in order (run, begin,
+// planAll, writeAndCheck), each step in a file of its own (see the package
+// comment in undo.go); the runner carries one undo's state through them.
 
 // MakePlan makes the undo's plan without changing anything: the dry run.
 // It runs the undo exactly as Apply would, every write and every check
@@ -62,37 +34,34 @@ func Apply(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, app
 	return run(ctx, conn, sel, opts, true, approved)
 }
 
-type runner struct {
-	tx   pgx.Tx
-	opts Options
-	// apply is set when the undo writes (Apply and MakePlan), not when a
-	// script is written; commit when it commits (Apply).
-	apply, commit bool
-	plan          *Plan
-	maxStmt       int64
-	minStmt       int64
-	// written holds the progress lines about rows written: they are given
-	// only once the undo committed, so no line says rows were written
-	// before a refusal, or in a dry run.
-	written []string
-	// leftBy are the earlier undos whose left rows (pgundo.undo_left) this
-	// undo takes up; see leaveOutUndone.
-	leftBy []string
-	// planned are the tables planned row by row (not by the fast path).
-	planned []*table
-}
-
-// step reports a table's progress through Options.Step.
-func (r *runner) step(table string, planned, done int64) {
-	if r.opts.Step != nil {
-		r.opts.Step(TableProgress{Table: table, Planned: planned, Done: done})
+// run is Apply and MakePlan: select, then straight from the log where it
+// can, else planned row by row; then record, and commit when commit is set.
+func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commit bool, approved *Plan) (*Plan, error) {
+	r, err := begin(ctx, conn, sel, opts, true, commit)
+	if err != nil {
+		return nil, err
 	}
-}
-
-func (r *runner) progress(format string, args ...any) {
-	if r.opts.Progress != nil {
-		r.opts.Progress(fmt.Sprintf(format, args...))
+	defer r.tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	if !r.opts.AlwaysPlan && len(r.leftBy) == 0 {
+		_, done, err := r.tryFast(ctx, approved)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			return r.record(ctx)
+		}
 	}
+	tables, err := r.planAll(ctx)
+	if err != nil {
+		return r.refused(err)
+	}
+	if approved != nil && !samePlan(approved, r.plan) {
+		return nil, &RefusedError{Kind: ErrPlanChanged, Detail: "the data changed between the plan you confirmed and the apply (other sessions wrote to these rows); nothing was changed; run the undo again to see the new plan"}
+	}
+	if err := r.writeAndCheck(ctx, tables); err != nil {
+		return nil, err
+	}
+	return r.record(ctx)
 }
 
 // begin is the setup Apply, MakePlan and WriteScript share: it opens the
@@ -163,44 +132,6 @@ func (r *runner) planAll(ctx context.Context) ([]*table, error) {
 	return tables, nil
 }
 
-// refused is what an undo that stops with err returns: with a
-// *ConflictError, the plan (it names the conflicts); else no plan.
-func (r *runner) refused(err error) (*Plan, error) {
-	var conflict *ConflictError
-	if errors.As(err, &conflict) {
-		return r.plan, err
-	}
-	return nil, err
-}
-
-func run(ctx context.Context, conn *pgx.Conn, sel Selection, opts Options, commit bool, approved *Plan) (*Plan, error) {
-	r, err := begin(ctx, conn, sel, opts, true, commit)
-	if err != nil {
-		return nil, err
-	}
-	defer r.tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
-	if !r.opts.AlwaysPlan && len(r.leftBy) == 0 {
-		_, done, err := r.tryFast(ctx, approved)
-		if err != nil {
-			return nil, err
-		}
-		if done {
-			return r.record(ctx)
-		}
-	}
-	tables, err := r.planAll(ctx)
-	if err != nil {
-		return r.refused(err)
-	}
-	if approved != nil && !samePlan(approved, r.plan) {
-		return nil, &RefusedError{Kind: ErrPlanChanged, Detail: "the data changed between the plan you confirmed and the apply (other sessions wrote to these rows); nothing was changed; run the undo again to see the new plan"}
-	}
-	if err := r.writeAndCheck(ctx, tables); err != nil {
-		return nil, err
-	}
-	return r.record(ctx)
-}
-
 // writeAndCheck writes the planned tables' rows, checks that each is back
 // as it was, and checks the foreign keys: the planned path's work between
 // the plan and the record, for Apply, the dry run, and a script's trial.
@@ -218,452 +149,14 @@ func (r *runner) writeAndCheck(ctx context.Context, tables []*table) error {
 	return r.checkForeignKeys(ctx, tables)
 }
 
-// record marks the selected statements undone by this transaction's
-// session, and commits (see finish).
-func (r *runner) record(ctx context.Context) (*Plan, error) {
-	tx := r.tx
-	if err := tx.QueryRow(ctx, `SELECT pgundo._session()`).Scan(&r.plan.UndoSession); err != nil {
-		return nil, fmt.Errorf("record the undo: %w", err)
+// refused is what an undo that stops with err returns: with a
+// *ConflictError, the plan (it names the conflicts); else no plan.
+func (r *runner) refused(err error) (*Plan, error) {
+	var conflict *ConflictError
+	if errors.As(err, &conflict) {
+		return r.plan, err
 	}
-	if err := r.recordWhatWasUndone(ctx); err != nil {
-		return nil, fmt.Errorf("record the undo: %w", err)
-	}
-	return r.finish(ctx)
-}
-
-// finish has deferred constraints checked as COMMIT would check them, and
-// commits; in a dry run it rolls everything back instead. The progress
-// lines about rows written are given once the undo committed.
-func (r *runner) finish(ctx context.Context) (*Plan, error) {
-	tx := r.tx
-	// What COMMIT would check, checked now: a dry run fails here as the
-	// commit would.
-	if _, err := tx.Exec(ctx, `SET CONSTRAINTS ALL IMMEDIATE`); err != nil {
-		return nil, fmt.Errorf("undo: a deferred constraint failed when checked as COMMIT would check it; nothing was changed: %w", err)
-	}
-	if !r.commit {
-		if err := tx.Rollback(ctx); err != nil {
-			return nil, fmt.Errorf("roll back the dry run: %w", err)
-		}
-		r.plan.UndoSession, r.plan.RowsChanged = "", 0
-		return r.plan, nil
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit undo: %w", err)
-	}
-	r.plan.Applied = true
-	for _, l := range r.written {
-		r.progress("%s", l)
-	}
-	return r.plan, nil
-}
-
-// selectStatements fills temp table pgundo_sel with the selected statements
-// and checks they exist and were not undone before.
-func (r *runner) selectStatements(ctx context.Context, sel Selection) error {
-	tx := r.tx
-	xids := make([]string, len(sel.TxIDs))
-	for i, x := range sel.TxIDs {
-		xids[i] = fmt.Sprint(x)
-	}
-	sessions := sel.Sessions
-	if sessions == nil {
-		sessions = []string{}
-	}
-	for _, id := range sessions {
-		var ok bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgundo.session WHERE id = $1)`, id).Scan(&ok); err != nil {
-			return fmt.Errorf("look up session %s: %w", id, err)
-		}
-		if !ok {
-			return &NotFoundError{What: fmt.Sprintf("session %q", id)}
-		}
-	}
-	_, err := tx.Exec(ctx, `
-		CREATE TEMP TABLE pgundo_sel ON COMMIT DROP AS
-		SELECT st.id, st.relid, coalesce(pg_partition_root(st.relid)::oid, st.relid) AS root,
-		       st.session_id, st.schema_name, st.table_name, st.rows
-		  FROM pgundo.stmt st
-		 WHERE (cardinality($1::text[]) = 0 OR st.session_id = ANY ($1))
-		   AND (cardinality($2::text[]) = 0 OR st.xid = ANY ($2::xid8[]))
-		   AND ($3 = '' OR st.tag = $3)
-		   AND ($4 = '' OR st.application_name = $4)
-		   AND ($5 = '' OR st.role = $5 OR EXISTS (SELECT FROM pgundo.session s WHERE s.id = st.session_id AND s.session_role = $5))
-		   AND ($6::timestamptz IS NULL OR st.at >= $6)
-		   AND ($7::timestamptz IS NULL OR st.at < $7)`,
-		sessions, xids, sel.Tag, sel.App, sel.User, sel.Since, sel.Until)
-	if err != nil {
-		return fmt.Errorf("select the changes to undo: %w", err)
-	}
-	var n int64
-	var ids []string
-	var minID, maxID *int64
-	err = tx.QueryRow(ctx, `SELECT count(*), coalesce(array_agg(DISTINCT session_id ORDER BY session_id), '{}'), min(id), max(id), coalesce(sum(rows), 0) FROM pgundo_sel`).Scan(&n, &ids, &minID, &maxID, &r.plan.Changes)
-	if err != nil {
-		return fmt.Errorf("select the changes to undo: %w", err)
-	}
-	if n == 0 {
-		return &NotFoundError{What: "changes for " + describeSelection(sel)}
-	}
-	r.plan.Sessions, r.minStmt, r.maxStmt = ids, *minID, *maxID
-	var prunedSession string
-	var prunedAt time.Time
-	// A session selected by id lost changes if prune took any of its
-	// statements. A selection by transaction, tag, application or user
-	// takes whole transactions: it lost changes only if a selected
-	// transaction may have had statements in a pruned chunk (its xid is not
-	// newer than the newest one pruned).
-	err = tx.QueryRow(ctx, `SELECT s.id, s.pruned_at FROM pgundo.session s
-		 WHERE s.id IN (SELECT session_id FROM pgundo_sel) AND s.pruned_at IS NOT NULL
-		   AND (cardinality($1::text[]) > 0
-		        OR EXISTS (SELECT FROM pgundo_sel x JOIN pgundo.stmt st ON st.id = x.id
-		                    WHERE st.session_id = s.id AND st.xid::text::bigint <= (SELECT max(p.max_xid::text::bigint) FROM pgundo.pruned p)))
-		 ORDER BY s.id LIMIT 1`, sessions).Scan(&prunedSession, &prunedAt)
-	switch {
-	case err == nil:
-		return &RefusedError{Kind: ErrPruned, Detail: fmt.Sprintf(
-			"session %s was partly removed from the log by pgundo prune at %s (its older changes are gone), so it can no longer be undone exactly; nothing was changed",
-			prunedSession, timefmt.Format(prunedAt))}
-	case !errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("check for pruned sessions: %w", err)
-	}
-	if err := r.leaveOutUndone(ctx); err != nil {
-		return err
-	}
-	// The index serves joins to pgundo_sel where hash joins are off (the
-	// fast path's, see lookupPlan).
-	if _, err := tx.Exec(ctx, `CREATE INDEX ON pgundo_sel (root, id); ANALYZE pgundo_sel`); err != nil {
-		return err
-	}
-	return nil
-}
-
-// NotFoundError is returned when the selection names something the log
-// does not hold.
-type NotFoundError struct{ What string }
-
-func (e *NotFoundError) Error() string {
-	return fmt.Sprintf("no %s in the log; pgundo sessions lists what was recorded", e.What)
-}
-
-func describeSelection(sel Selection) string {
-	var parts []string
-	if len(sel.Sessions) > 0 {
-		parts = append(parts, "session "+strings.Join(sel.Sessions, ", "))
-	}
-	if len(sel.TxIDs) > 0 {
-		parts = append(parts, fmt.Sprintf("transaction %v", sel.TxIDs))
-	}
-	if sel.Tag != "" {
-		parts = append(parts, fmt.Sprintf("tag %q", sel.Tag))
-	}
-	if sel.App != "" {
-		parts = append(parts, fmt.Sprintf("application %q", sel.App))
-	}
-	if sel.User != "" {
-		parts = append(parts, fmt.Sprintf("user %q", sel.User))
-	}
-	if sel.Since != nil {
-		parts = append(parts, "since "+timefmt.Format(*sel.Since))
-	}
-	if sel.Until != nil {
-		parts = append(parts, "until "+timefmt.Format(*sel.Until))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// buildNet sums the selected changes into pgundo_net: per root table and row
-// image, +1 per after image and -1 per before image; zero sums are dropped.
-func (r *runner) buildNet(ctx context.Context) error {
-	_, err := r.tx.Exec(ctx, `
-		CREATE TEMP TABLE pgundo_net ON COMMIT DROP AS
-		SELECT x.relid, x.img COLLATE "C" AS img, sum(x.d)::int AS cnt
-		  FROM (SELECT s.root AS relid, v.img, v.d
-		          FROM pgundo_sel s
-		          JOIN pgundo.change c ON c.stmt_id = s.id
-		         CROSS JOIN LATERAL (VALUES (c.new, 1), (c.old, -1)) v (img, d)
-		         WHERE c.stmt_id BETWEEN $1 AND $2
-		        UNION ALL
-		        SELECT l.relid, v.img, v.d
-		          FROM pgundo_left l CROSS JOIN LATERAL (VALUES (l.new, 1), (l.old, -1)) v (img, d)) x
-		 WHERE x.img IS NOT NULL
-		 GROUP BY 1, x.img COLLATE "C"
-		HAVING sum(x.d) <> 0`, r.minStmt, r.maxStmt)
-	if err != nil {
-		return fmt.Errorf("read the sessions' changes from the log: %w", err)
-	}
-	_, err = r.tx.Exec(ctx, `ANALYZE pgundo_net`)
-	return err
-}
-
-// table is what the undo needs to know about one root table.
-type table struct {
-	oid       uint32
-	name      string // quote_ident-qualified, for messages
-	ident     string // sanitized for SQL
-	schema    string // schema and table name as in the catalog
-	rel       string
-	columns   []column // in attnum order
-	key       []string // primary-key column names; empty: match whole rows
-	keyShown  []string // the same, quoted only where SQL needs it (for messages)
-	partition []uint32 // the partitions and itself (for trigger checks, log look-ups)
-	cur       string   // alias for the live table in generated SQL: no column has this name (see liveAlias)
-	fast      bool     // undone by the fast path: no plan table pgundo_c_OID
-	selIDs    []int64  // fast path: the selected statements on t, if few (see changeRows)
-}
-
-type column struct {
-	name      string
-	typ       string
-	generated bool
-	// identityAlways marks a GENERATED ALWAYS AS IDENTITY column: INSERT
-	// can set it (OVERRIDING SYSTEM VALUE), UPDATE cannot.
-	identityAlways bool
-}
-
-// liveAlias picks the alias under which generated SQL refers to the live
-// table: "cur", unless the table has a column of that name, in which case an
-// unqualified "cur" would mean the column instead of the whole row (then
-// cur_1, cur_2, ...). Every builder writes the alias it is given (t.cur);
-// no generated SQL is rewritten afterwards.
-func liveAlias(cols []column) string {
-	taken := map[string]bool{}
-	for _, c := range cols {
-		taken[c.name] = true
-	}
-	alias := "cur"
-	for i := 1; taken[alias]; i++ {
-		alias = fmt.Sprintf("cur_%d", i)
-	}
-	return alias
-}
-
-func (t *table) writable() []column {
-	var out []column
-	for _, c := range t.columns {
-		if !c.generated {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// Where loadTables finds the affected root tables: those with changes left
-// after netting (the planned undo), or every table the selected statements
-// wrote (the fast path, which does not net).
-const (
-	netTables      = `SELECT DISTINCT relid FROM pgundo_net`
-	selectedTables = `SELECT DISTINCT root AS relid FROM pgundo_sel`
-)
-
-// loadTables reads each affected table's columns and key, and refuses when a
-// table is gone or its columns changed since the changes were captured.
-// from is netTables or selectedTables.
-func (r *runner) loadTables(ctx context.Context, from string) ([]*table, error) {
-	rows, err := r.tx.Query(ctx, `
-		SELECT n.relid, c.oid IS NOT NULL,
-		       coalesce(quote_ident(ns.nspname) || '.' || quote_ident(c.relname), ''), coalesce(ns.nspname, ''), coalesce(c.relname, '')
-		  FROM (`+from+`) n
-		  LEFT JOIN pg_class c ON c.oid = n.relid
-		  LEFT JOIN pg_namespace ns ON ns.oid = c.relnamespace
-		 ORDER BY 3`)
-	if err != nil {
-		return nil, fmt.Errorf("read affected tables: %w", err)
-	}
-	type head struct {
-		oid            uint32
-		exists         bool
-		name, sch, rel string
-	}
-	heads, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (head, error) {
-		var h head
-		return h, row.Scan(&h.oid, &h.exists, &h.name, &h.sch, &h.rel)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read affected tables: %w", err)
-	}
-	var out []*table
-	for _, h := range heads {
-		if !h.exists {
-			var sch, rel string
-			_ = r.tx.QueryRow(ctx, `SELECT schema_name, table_name FROM pgundo_sel WHERE relid = $1 LIMIT 1`, h.oid).Scan(&sch, &rel)
-			return nil, &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf("table %s (oid %d) was dropped since its changes were captured; nothing was changed", pgx.Identifier{sch, rel}.Sanitize(), h.oid)}
-		}
-		t := &table{oid: h.oid, name: h.name, schema: h.sch, rel: h.rel, ident: pgx.Identifier{h.sch, h.rel}.Sanitize()}
-		// Track refuses inheritance trees, but a table can inherit from a
-		// tracked one later: the undo's statements on the parent would
-		// then read and write the child's rows too.
-		var child string
-		err := r.tx.QueryRow(ctx, `SELECT coalesce(min(i.inhrelid::regclass::text), '') FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-			WHERE i.inhparent = $1 AND NOT c.relispartition`, h.oid).Scan(&child)
-		if err != nil {
-			return nil, fmt.Errorf("read affected tables: %w", err)
-		}
-		if child != "" {
-			return nil, &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf(
-				"table %s has an inheritance child since its changes were captured (%s, INHERITS): the undo's statements on %s would change the child's rows too; nothing was changed (detach it with ALTER TABLE %s NO INHERIT %s, undo, then attach it again)",
-				t.name, child, t.name, child, t.name)}
-		}
-		crow, err := r.tx.Query(ctx, `
-			SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', a.attidentity = 'a'
-			  FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, h.oid)
-		if err != nil {
-			return nil, err
-		}
-		t.columns, err = pgx.CollectRows(crow, func(row pgx.CollectableRow) (column, error) {
-			var c column
-			return c, row.Scan(&c.name, &c.typ, &c.generated, &c.identityAlways)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("read columns of %s: %w", t.name, err)
-		}
-		t.cur = liveAlias(t.columns)
-		err = r.tx.QueryRow(ctx, `
-			SELECT coalesce(array_agg(a.attname ORDER BY k.ord), '{}'), coalesce(array_agg(quote_ident(a.attname) ORDER BY k.ord), '{}')
-			  FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k (attnum, ord)
-			  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-			 WHERE i.indrelid = $1 AND i.indisprimary`, h.oid).Scan(&t.key, &t.keyShown)
-		if err != nil {
-			return nil, fmt.Errorf("read primary key of %s: %w", t.name, err)
-		}
-		err = r.tx.QueryRow(ctx, `SELECT coalesce(array_agg(relid::oid), ARRAY[$1::oid]) FROM pg_partition_tree($1)`, h.oid).Scan(&t.partition)
-		if err != nil {
-			return nil, fmt.Errorf("read partitions of %s: %w", t.name, err)
-		}
-		if err := r.checkShapes(ctx, t); err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, nil
-}
-
-// checkShapes compares the columns every selected statement was captured
-// with (recorded in pgundo.shape) with the root table's columns now.
-func (r *runner) checkShapes(ctx context.Context, t *table) error {
-	rows, err := r.tx.Query(ctx, `
-		SELECT DISTINCT s.schema_name, s.table_name, sh.columns, sh.types
-		  FROM pgundo_sel s
-		  JOIN LATERAL (SELECT columns, types FROM pgundo.shape sh
-		                 WHERE sh.relid = s.relid AND sh.since_stmt < s.id
-		                 ORDER BY sh.since_stmt DESC LIMIT 1) sh ON true
-		 WHERE s.root = $1`, t.oid)
-	if err != nil {
-		return fmt.Errorf("read captured columns of %s: %w", t.name, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var sch, rel string
-		var cols, typs []string
-		if err := rows.Scan(&sch, &rel, &cols, &typs); err != nil {
-			return err
-		}
-		if msg := shapeDiff(cols, typs, t.columns); msg != "" {
-			return &RefusedError{Kind: ErrSchemaChanged, Detail: fmt.Sprintf(
-				"table %s cannot be put back as captured: %s since the changes were captured (in %s); nothing was changed; put the column back as it was to undo these changes",
-				t.name, msg, pgx.Identifier{sch, rel}.Sanitize())}
-		}
-	}
-	return rows.Err()
-}
-
-// shapeDiff describes how the captured columns differ from now, or "".
-func shapeDiff(cols, typs []string, now []column) string {
-	nowType := map[string]string{}
-	for _, c := range now {
-		nowType[c.name] = c.typ
-	}
-	var msgs []string
-	then := map[string]bool{}
-	for i, c := range cols {
-		then[c] = true
-		nt, ok := nowType[c]
-		switch {
-		case !ok:
-			msgs = append(msgs, fmt.Sprintf("column %s was dropped", pgx.Identifier{c}.Sanitize()))
-		case nt != typs[i]:
-			msgs = append(msgs, fmt.Sprintf("column %s changed type from %s to %s", pgx.Identifier{c}.Sanitize(), typs[i], nt))
-		}
-	}
-	for _, c := range now {
-		if !then[c.name] {
-			msgs = append(msgs, fmt.Sprintf("column %s was added", pgx.Identifier{c.name}.Sanitize()))
-		}
-	}
-	if len(msgs) == 0 && len(cols) == len(now) {
-		for i, c := range now {
-			if cols[i] != c.name {
-				msgs = append(msgs, "columns were reordered (a partition attached with another column order)")
-				break
-			}
-		}
-	}
-	return strings.Join(msgs, ", ")
-}
-
-// keepTriggersQuiet sets session_replication_role = replica for the
-// transaction, so application triggers and FK actions do not fire while
-// values are put back; pgundo's own capture (ENABLE ALWAYS) still records
-// the undo. Where the role may not set it, the undo goes ahead only if no
-// affected table has any other trigger.
-func (r *runner) keepTriggersQuiet(ctx context.Context, tables []*table) error {
-	sp, err := r.tx.Begin(ctx) // a savepoint: a refused SET must not abort the undo
-	if err != nil {
-		return err
-	}
-	var oids []uint32
-	for _, t := range tables {
-		oids = append(oids, t.partition...)
-	}
-	_, err = sp.Exec(ctx, "SET LOCAL session_replication_role = replica")
-	if err == nil {
-		if err = sp.Commit(ctx); err != nil {
-			return err
-		}
-		// Triggers set to fire ALWAYS or on REPLICA still fire: they would
-		// rewrite restored values or write to other tables.
-		var always []string
-		if err := r.tx.QueryRow(ctx, `
-			SELECT coalesce(array_agg(DISTINCT tgrelid::regclass::text || ' (' || quote_ident(tgname) || ', ENABLE ' ||
-			                CASE tgenabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END || ')'), '{}')
-			  FROM pg_trigger WHERE tgrelid = ANY ($1) AND tgname NOT LIKE 'pgundo\_capture\_%' AND NOT tgisinternal
-			   AND tgenabled IN ('A', 'R')`, oids).Scan(&always); err != nil {
-			return fmt.Errorf("check triggers: %w", err)
-		}
-		if len(always) > 0 {
-			return &RefusedError{Kind: ErrAlwaysTriggers, Detail: fmt.Sprintf(
-				"undo refused: these application triggers fire even while the undo keeps triggers quiet, and would rewrite restored values or write elsewhere: %s; nothing was changed; set them to ENABLE (ALTER TABLE ... ENABLE TRIGGER name) for the undo, or disable them, then run the undo again",
-				strings.Join(always, ", "))}
-		}
-		return nil
-	}
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.InsufficientPrivilege {
-		return fmt.Errorf("set session_replication_role: %w", err)
-	}
-	if err := sp.Rollback(ctx); err != nil {
-		return err
-	}
-	var others []string
-	err = r.tx.QueryRow(ctx, `
-		SELECT coalesce(array_agg(DISTINCT tgrelid::regclass::text || ' (' || tgname || ')'), '{}')
-		  FROM pg_trigger WHERE tgrelid = ANY ($1) AND tgname NOT LIKE 'pgundo\_capture\_%' AND tgenabled <> 'D'`, oids).Scan(&others)
-	if err != nil {
-		return err
-	}
-	if len(others) == 0 {
-		return nil
-	}
-	var role string
-	var ver int
-	_ = r.tx.QueryRow(ctx, `SELECT current_user, current_setting('server_version_num')::int`).Scan(&role, &ver)
-	grant := "run the undo as a superuser (or rds_superuser / cloudsqlsuperuser)"
-	if ver >= 150000 {
-		grant += fmt.Sprintf(", or have one run: GRANT SET ON PARAMETER session_replication_role TO %s", pgx.Identifier{role}.Sanitize())
-	}
-	return &RefusedError{Kind: ErrReplicaRole, Detail: fmt.Sprintf(
-		"undo must keep application triggers and FK actions from rewriting restored values, and role %s may not SET session_replication_role (triggers on %s); nothing was changed; %s",
-		role, strings.Join(others, ", "), grant)}
+	return nil, err
 }
 
 func samePlan(a, b *Plan) bool {
@@ -677,4 +170,73 @@ func samePlan(a, b *Plan) bool {
 		}
 	}
 	return true
+}
+
+type runner struct {
+	tx   pgx.Tx
+	opts Options
+	// apply is set when the undo writes (Apply and MakePlan), not when a
+	// script is written; commit when it commits (Apply).
+	apply, commit bool
+	plan          *Plan
+	maxStmt       int64
+	minStmt       int64
+	// written holds the progress lines about rows written: they are given
+	// only once the undo committed, so no line says rows were written
+	// before a refusal, or in a dry run.
+	written []string
+	// leftBy are the earlier undos whose left rows (pgundo.undo_left) this
+	// undo takes up; see leaveOutUndone.
+	leftBy []string
+	// planned are the tables planned row by row (not by the fast path).
+	planned []*table
+}
+
+// step reports a table's progress through Options.Step.
+func (r *runner) step(table string, planned, done int64) {
+	if r.opts.Step != nil {
+		r.opts.Step(TableProgress{Table: table, Planned: planned, Done: done})
+	}
+}
+
+func (r *runner) progress(format string, args ...any) {
+	if r.opts.Progress != nil {
+		r.opts.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+// exec runs one generated statement, naming the table on error.
+func (r *runner) exec(ctx context.Context, t *table, what, sql string, args ...any) (int64, error) {
+	tag, err := r.tx.Exec(ctx, sql, args...)
+	if err != nil {
+		return 0, fmt.Errorf("undo %s: %s: %w", t.name, strings.ToLower(what[:1])+what[1:], err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// outputSettings are the settings capture pins when it writes row images;
+// the undo pins the same ones so that images compare and parse exactly.
+var outputSettings = [][2]string{
+	{"datestyle", "ISO, YMD"},
+	{"intervalstyle", "postgres"},
+	{"extra_float_digits", "3"},
+	{"bytea_output", "hex"},
+	{"lc_monetary", "C"},
+	{"xmloption", "content"},
+	{"timezone", "UTC"},
+	// Capture runs with this search_path, so regclass, regtype and the like
+	// print schema-qualified; the undo must print them alike to compare.
+	{"search_path", "pg_catalog, pg_temp"},
+}
+
+// txSettings are the settings the undo's transaction pins (set_config,
+// local to it): standard_conforming_strings on, under which the literals
+// generated SQL holds (see quoteLiteral) read as written whatever the
+// server's, database's or role's setting; outputSettings; work_mem; jit
+// off; and plan_cache_mode = force_custom_plan, so that every statement is
+// planned with its parameters' values, as if they were written into it
+// (see changeRows).
+func txSettings(opts Options) [][2]string {
+	return append(append([][2]string{{"standard_conforming_strings", "on"}}, outputSettings...),
+		[2]string{"work_mem", opts.WorkMem}, [2]string{"jit", "off"}, [2]string{"plan_cache_mode", "force_custom_plan"})
 }

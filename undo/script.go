@@ -13,6 +13,10 @@ import (
 	"github.com/pgundo/pgundo/internal/timefmt"
 )
 
+// The --sql script: the planned path (steps 1 to 3, then a trial of 4 and
+// 5) run and rolled back, then written out for psql, with the statements of
+// steps 4 to 6 (sqlbuild.go) and the rows they read.
+
 // WriteScript plans the undo (changing nothing) and writes it to w as a SQL
 // script for psql that a DBA can review and run. It first runs the undo's
 // writes and every check Apply runs in a savepoint it rolls back, and
@@ -163,30 +167,6 @@ func (r *runner) writeTableScript(ctx context.Context, w *bufio.Writer, t *table
 	return nil
 }
 
-// doBlock returns a DO statement running the PL/pgSQL block body (BEGIN ...
-// END), dollar-quoted (see dollarQuote).
-func doBlock(body string) string {
-	return "DO " + dollarQuote(" "+body+" ") + ";\n"
-}
-
-// raiseIf returns a DO statement that raises an exception with message msg
-// (taken as is: no % placeholders) when query q returns a row.
-func raiseIf(q, msg string) string {
-	return doBlock(fmt.Sprintf("BEGIN IF EXISTS (%s) THEN\n  RAISE EXCEPTION USING MESSAGE = %s; END IF; END", q, quoteLiteral(msg)))
-}
-
-// dollarQuote returns s as a dollar-quoted string constant, with the tag
-// $pgundo$, or else $pgundo_1$, $pgundo_2$, ... the first that s does not
-// hold (as pg_dump does) and that does not run into the end of s: names
-// in s can hold any of them.
-func dollarQuote(s string) string {
-	tag := "$pgundo$"
-	for i := 1; strings.Index(s+tag, tag) < len(s); i++ {
-		tag = fmt.Sprintf("$pgundo_%d$", i)
-	}
-	return tag + s + tag
-}
-
 // comment returns s for a -- comment line: line breaks are written as \n
 // and \r, so that a name holding one cannot end the comment.
 func comment(s string) string {
@@ -214,27 +194,6 @@ func copyEscape(s string) string {
 		}
 	}
 	return b.String()
-}
-
-// quoteLiteral quotes s as a SQL string literal that reads as s whatever
-// standard_conforming_strings is: quotes are doubled, and a string holding
-// a backslash is written as an escape string (E'...') with backslashes
-// doubled. Scripts and the undo's transaction pin the setting on anyway.
-func quoteLiteral(s string) string {
-	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"
-	if strings.Contains(s, `\`) {
-		return "E" + strings.ReplaceAll(q, `\`, `\\`)
-	}
-	return q
-}
-
-// sqlTextArray writes ss as a text[] expression of string literals.
-func sqlTextArray(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = quoteLiteral(s)
-	}
-	return "ARRAY[" + strings.Join(q, ", ") + "]::text[]"
 }
 
 // writeLeftScript writes the statements that record the rows the script

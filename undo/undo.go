@@ -5,18 +5,38 @@
 // change, and nothing else is touched. A row whose current state is not what
 // the sessions left is a conflict: by default the whole undo is refused.
 //
-// How: the log holds, per changed row, the full row image before and after
-// each statement, as the row's text form. Summed over the selected sessions,
-// per table, each image counts +1 when it appears as an after image and -1
-// as a before image; intermediate states cancel, leaving the rows the
-// sessions added (positive) and removed (negative). With a primary key these
-// pair up by key into restores (UPDATE back), deletions and re-insertions;
-// without one they are handled as multisets of whole rows. Everything runs in
-// one transaction of set-based statements per table, fed from the log through
-// temporary tables: nothing is loaded into Go memory. Application triggers
-// and FK actions are kept from firing with session_replication_role =
-// replica; pgundo's own capture triggers fire ALWAYS, so the undo is itself
-// recorded as a session, linked to what it undid in pgundo.undo.
+// How, top to bottom, one file per step (run.go drives them, in one
+// transaction of set-based statements fed from the log through temporary
+// tables; nothing is loaded into Go memory but a keyless skip's rows):
+//
+//  1. Select and net (select.go): the selected statements go into pgundo_sel,
+//     less those earlier undos undid, plus the rows they left. The log
+//     holds, per changed row, the full row image before and after each
+//     statement, as the row's text form. Summed per table, each image
+//     counts +1 as an after image and -1 as a before image; intermediate
+//     states cancel, leaving in pgundo_net the rows the sessions added
+//     (positive) and removed (negative). Only the planned path nets.
+//  2. The affected tables (tables.go): columns, key and partitions; refused
+//     when the columns changed since capture. Application triggers and FK
+//     actions are kept from firing with session_replication_role =
+//     replica; pgundo's own capture triggers fire ALWAYS, so the undo is
+//     itself recorded as a session.
+//  3. Classify (classify.go, classify_keyless.go; planned path): with a
+//     primary key the net images pair up by key into restores (UPDATE
+//     back), deletions and re-insertions; without one they are multisets
+//     of whole rows. Rows changed since are conflicts, refused, skipped or
+//     merged (Options.OnConflict).
+//  4. Apply, straight from the log (apply_straight.go) where every row was
+//     changed once, tried first in a savepoint and needing neither net nor
+//     classes; else planned row by row (apply_planned.go).
+//  5. Check (check.go): the rows written read back as they were, and no
+//     foreign key is broken.
+//  6. Record (record.go): the undo's session is linked to what it undid in
+//     pgundo.undo, then the transaction commits (Apply) or rolls back
+//     (MakePlan, the dry run).
+//
+// WriteScript (script.go) writes the planned path out as a psql script
+// instead. Every SQL builder lives in sqlbuild.go.
 //
 // The package never prints: it reports progress through Options.Progress.
 package undo
@@ -89,7 +109,7 @@ type Options struct {
 	// WorkMem is the work_mem the undo's transaction uses for its joins and
 	// groupings; "" means DefaultWorkMem. The statements of an undo
 	// straight from the log hash and sort nothing and run with 4MB
-	// whatever this says (see streamWorkMem in fast.go).
+	// whatever this says (see streamWorkMem in apply_straight.go).
 	WorkMem string
 	// Progress, when set, receives one line per step (table planned,
 	// table applied). It is called from the goroutine running the undo.
@@ -102,8 +122,8 @@ type Options struct {
 	Step func(TableProgress)
 	// AlwaysPlan makes Apply plan every row (net the images, classify,
 	// write, check) even where the fast path would undo the sessions
-	// straight from the log (see fast.go). The result is the same; default
-	// false. For comparisons and tests.
+	// straight from the log (see apply_straight.go). The result is the
+	// same; default false. For comparisons and tests.
 	AlwaysPlan bool
 }
 

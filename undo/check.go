@@ -5,11 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
+
+// Step 5, check, before the record: every row the planned path wrote reads
+// back as it was before the sessions (verifyTable; the straight path checks
+// its rows as it writes them), and no foreign key is broken
+// (checkForeignKeys, both paths).
+
+// verifyTable checks, inside the transaction, that every row the undo
+// restored, re-inserted or deleted is now exactly as it was before the
+// sessions; any difference aborts the undo.
+func (r *runner) verifyTable(ctx context.Context, t *table) error {
+	q := t.verifySQL(fmt.Sprintf("pgundo_c_%d", t.oid))
+	var key []string
+	var got, want string
+	err := r.tx.QueryRow(ctx, q).Scan(&key, &got, &want)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("undo %s: check the result: %w", t.name, err)
+	}
+	return fmt.Errorf("undo %s: check before commit failed at %s: found %s, expected %s (a trigger or a changed generated column rewrote it?); the undo was rolled back, nothing was changed",
+		t.name, formatKey(t.keyShown, key), got, want)
+}
 
 // The undo writes with session_replication_role = replica, which also keeps
 // PostgreSQL's own foreign-key checks quiet. checkForeignKeys does their work
@@ -184,34 +206,6 @@ func (r *runner) lookup(ctx context.Context, sql string, args []any, dest ...any
 	return err == nil
 }
 
-// otherChanges is the condition on pgundo.stmt st (and the change c it
-// joins) for changes of another session than the undone ones, since the
-// first undone statement (parameter $first: pass r.minStmt there), on the
-// tables of root's tree ($1 is root's oid), not made by the undo itself.
-func otherChanges(first int) string {
-	return fmt.Sprintf(`st.relid IN (%[2]s)
-		   AND st.id >= $%[1]d AND c.stmt_id >= $%[1]d AND st.id NOT IN (SELECT id FROM pgundo_sel)
-		   AND st.xid IS DISTINCT FROM pg_current_xact_id_if_assigned()`, first, treeOf1)
-}
-
-// treeOf1 is the oids of table $1 and, when it is partitioned, of its
-// partitions (pg_partition_tree lists nothing for a plain table).
-const treeOf1 = `SELECT $1::oid UNION ALL SELECT relid FROM pg_partition_tree($1::oid::regclass) WHERE relid <> $1::oid::regclass`
-
-// keyArgs returns "(x.a, x.b) = ($2::int, $3::text)" for the reference's
-// columns cols of row x against the key values vals, with its arguments
-// from position first.
-func keyArgs(x string, cols, types, vals []string, first int) (string, []any) {
-	l, rt := make([]string, len(cols)), make([]string, len(cols))
-	args := make([]any, len(cols))
-	for i, c := range cols {
-		l[i] = fmt.Sprintf("(%s).%s", x, pgx.Identifier{c}.Sanitize())
-		rt[i] = fmt.Sprintf("$%d::%s", first+i, types[i])
-		args[i] = vals[i]
-	}
-	return fmt.Sprintf("(%s) = (%s)", strings.Join(l, ", "), strings.Join(rt, ", ")), args
-}
-
 // missingParent refuses an undo that would put back row (its key) of
 // c.table whose reference vals finds no row, naming the session that
 // removed the referenced row when the log has it.
@@ -273,123 +267,6 @@ func (r *runner) orphanedChild(ctx context.Context, c fkCheck, vals []string) er
 	}
 	return &RefusedError{Kind: ErrForeignKey, Detail: fmt.Sprintf(
 		"undo refused: %s); nothing was changed; %s, then run this undo again", what, next)}
-}
-
-// refMatch is "x.a = y.b AND ..." over two column lists, with each side's
-// column expression made by the given functions.
-func refMatch(left, right []string, l, rt func(string) string) string {
-	parts := make([]string, len(left))
-	for i := range left {
-		parts[i] = l(left[i]) + " = " + rt(right[i])
-	}
-	return strings.Join(parts, " AND ")
-}
-
-func notNull(cols []string, expr func(string) string) string {
-	parts := make([]string, len(cols))
-	for i, c := range cols {
-		parts[i] = expr(c) + " IS NOT NULL"
-	}
-	return strings.Join(parts, " AND ")
-}
-
-func textArray(cols []string, expr func(string) string) string {
-	parts := make([]string, len(cols))
-	for i, c := range cols {
-		parts[i] = expr(c) + "::text"
-	}
-	return "ARRAY[" + strings.Join(parts, ", ") + "]"
-}
-
-func col(prefix string) func(string) string {
-	return func(c string) string { return prefix + pgx.Identifier{c}.Sanitize() }
-}
-
-// childSide: every row the undo restored or re-inserted into t must find
-// its referenced row. A key declared on one partition of t (f.child is not
-// t) checks the rows now in that partition only.
-func childSide(t *table, f fkey) fkCheck {
-	c, cur := fmt.Sprintf("pgundo_c_%d", t.oid), t.cur
-	var src string
-	switch {
-	case f.child != t.oid && t.keyed():
-		// The live rows of that partition (its leaves, if it is
-		// partitioned itself) among those the undo wrote. By name, so
-		// that a --sql script run later fails on a partition gone since.
-		written := fmt.Sprintf(`SELECT %s FROM %s c WHERE c.action IN ('U', 'I', 'M')`, t.keyCols("c."), c)
-		if t.fast {
-			written = fmt.Sprintf(`SELECT %s FROM %s`, t.keyOf("x", "o"), t.fastSource("x", restoredRows, true, false))
-		}
-		src = fmt.Sprintf(`SELECT %[2]s AS x FROM %[1]s %[2]s WHERE %[3]s AND (%[4]s) IN (%[5]s)`, t.ident, cur, inPartition(cur, f.childName), t.curKeyCols(cur), written)
-	case f.child != t.oid:
-		src = fmt.Sprintf(`SELECT %[2]s AS x FROM %[1]s %[2]s WHERE %[3]s AND %[2]s::text IN (SELECT pgundo_img FROM %[4]s WHERE action = 'I')`, t.ident, cur, inPartition(cur, f.childName), c)
-	case t.fast:
-		// The fast path checked that these rows now read as logged.
-		src = fmt.Sprintf(`SELECT x.o AS x FROM %s`, t.fastSource("x", restoredRows, true, false))
-	case t.keyed():
-		src = fmt.Sprintf(`SELECT %[2]s AS x FROM %[1]s %[2]s JOIN %[3]s c ON %[4]s WHERE c.action IN ('U', 'I', 'M')`, t.ident, cur, c, t.keyMatch(cur, "c"))
-	default:
-		src = fmt.Sprintf(`SELECT pgundo_img::%s AS x FROM %s WHERE action = 'I'`, t.ident, c)
-	}
-	q := fmt.Sprintf(`SELECT %s, %s FROM (%s OFFSET 0) s WHERE %s AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
-		textArray(f.childCols, col("(s.x).")), t.rowKey("s.x"), src, notNull(f.childCols, col("(s.x).")), f.parentNm,
-		refMatch(f.parentCol, f.childCols, col("p."), col("(s.x).")))
-	// src is a FROM item beside p, not a subquery under it: there p's
-	// columns would be in scope, and one named like t's alias would take
-	// the place of t's whole row.
-	lock := fmt.Sprintf(`SELECT FROM %s p, (%s OFFSET 0) s WHERE %s FOR KEY SHARE OF p`,
-		f.parentNm, src, refMatch(f.parentCol, f.childCols, col("p."), col("(s.x).")))
-	return fkCheck{table: t, fk: f, lock: lock, sql: q, restores: true, args: fastArgs(t)}
-}
-
-// rowKey is a text array naming row x of t for messages: its primary key,
-// or its whole row when t has none.
-func (t *table) rowKey(x string) string {
-	if !t.keyed() {
-		return fmt.Sprintf("ARRAY[(%s)::text]", x)
-	}
-	return textArray(t.key, col("("+x+")."))
-}
-
-// parentSide: no row may reference a row the undo deleted or changed away
-// in t.
-func parentSide(t *table, f fkey) fkCheck {
-	c := fmt.Sprintf("pgundo_c_%d", t.oid)
-	var src string
-	switch {
-	case t.fast:
-		src = fmt.Sprintf(`SELECT x.n AS x FROM %s`, t.fastSource("x", removedRows, false, true))
-	case t.keyed():
-		src = fmt.Sprintf(`SELECT a AS x FROM %s WHERE action IN ('D', 'U', 'M')`, c)
-	default:
-		src = fmt.Sprintf(`SELECT pgundo_img::%s AS x FROM %s WHERE action = 'D'`, t.ident, c)
-	}
-	// The referenced table is t, or the partition of t the key was
-	// declared on: the removed row's values must still be found there.
-	q := fmt.Sprintf(`SELECT %s, %s FROM (%s OFFSET 0) s WHERE %s
-		AND EXISTS (SELECT FROM %s ch WHERE %s) AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 1`,
-		textArray(f.parentCol, col("(s.x).")), t.rowKey("s.x"), src, notNull(f.parentCol, col("(s.x).")),
-		f.childName, refMatch(f.childCols, f.parentCol, col("ch."), col("(s.x).")),
-		f.parentNm, refMatch(f.parentCol, f.parentCol, col("p."), col("(s.x).")))
-	return fkCheck{table: t, fk: f, sql: q, args: fastArgs(t)}
-}
-
-// fastArgs is the values of the parameters of t's foreign-key checks: those
-// of t's changes in the log when the fast path undid t (see changeRows),
-// else none.
-func fastArgs(t *table) []any {
-	if t.fast {
-		return t.changeArgs()
-	}
-	return nil
-}
-
-// inPartition is a condition that row cur (the alias of a partitioned
-// table's live rows) is in the partition (or sub-partition tree) with
-// quoted name part. The name is a literal (see quoteLiteral): the same
-// check goes into --sql scripts.
-func inPartition(cur, part string) string {
-	return fmt.Sprintf(`%s.tableoid IN (SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf)`, cur, quoteLiteral(part))
 }
 
 // quoteAll quotes column names for messages where SQL would need quotes

@@ -8,7 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Skipping conflicts in a table without a primary key.
+// Step 3, classify, continued: skipping conflicts in a table without a
+// primary key (planTable calls skipKeyless under --on-conflict skip).
 //
 // Without a key the plan nets row images as multisets: the rows the sessions
 // left (to delete) and the rows they replaced (to insert back). That is

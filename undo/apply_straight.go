@@ -4,71 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
 	"github.com/jackc/pgerrcode"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// The fast path. Most sessions worth undoing touch each row once: one
-// UPDATE of many rows, a DELETE, an INSERT. Then a row's before-image is its
-// change's old image and its after-image the change's new one, and the
-// planned path's work (netting every image as a multiset, grouping by key,
-// a classified copy of every row, a separate check pass) is not needed:
-// each kind of change is undone by one statement that reads the log
-// directly, joins the live rows by primary key, re-checks each row under its
-// lock (the statement's WHERE) and checks the result (its RETURNING).
+// Step 4, apply, straight from the log (the fast path), tried first: with
+// its own table load, writes, checks and log of the undo, in a savepoint
+// that falls back to the planned path (run.go) when it cannot.
 //
-// The fast path never decides anything the planned path would decide
-// differently. It runs in a savepoint; when any statement writes a different
-// number of rows than the log holds changes of its kind (a row changed
-// twice, changed since, deleted and re-inserted, a key changed, a value
-// that does not read back), or a table has no primary key, it rolls back to
-// the savepoint and the planned path runs from the start, which then plans,
-// reports conflicts, or refuses exactly as before. Why counts are enough:
-// each statement can write a live row at most once and only the row with
-// its change's key, so it writes as many rows as there are changes only if
-// every change found its own row, as the sessions left it.
+// Most sessions worth undoing touch each row once. Then each kind of change
+// is undone by one statement per table that reads the log directly, joins
+// the live rows by primary key, re-checks each row under its lock (the
+// WHERE) and checks the result (RETURNING). When any statement writes a
+// different number of rows than the log holds changes of its kind, or a
+// table has no primary key, the savepoint is rolled back and the planned
+// path runs from the start, so the fast path never decides anything the
+// planned path would decide differently (why counts are enough: DESIGN.md,
+// "The two undo paths").
 
 // errFastMismatch is the fast path's "not this way": fall back to the plan.
 var errFastMismatch = errors.New("rows were changed more than once or since")
 
 // errNotFast is the same for a table the fast path does not handle.
 var errNotFast = errors.New("cannot undo straight from the log")
-
-// changeRows is the log's changes of the selected statements on t, as a
-// FROM item with columns old and new. Its parameters are $1 on, with the
-// values changeArgs gives; a statement that uses it numbers its own
-// parameters after them. The id range lets the scan prune chunks and use
-// the BRIN index. A few statements (selIDs, at most literalIDs) are given
-// as a list, which the planner sees as a constant (the undo's transaction
-// pins plan_cache_mode = force_custom_plan, see txSettings): each change
-// then tests a short list (hashed from PostgreSQL 14 on), where in the fast
-// path's statements (hash joins off, see lookupPlan) a join to pgundo_sel
-// is a loop per change. More statements are joined through pgundo_sel's
-// index, or a small materialized copy of it: the planner's choice, either
-// linear in the changes.
-func (t *table) changeRows() string {
-	if len(t.selIDs) > 0 {
-		return `(SELECT c.old, c.new FROM pgundo.change c
-		 WHERE c.stmt_id = ANY ($1::bigint[]) AND c.stmt_id BETWEEN $2::bigint AND $3::bigint)`
-	}
-	return `(SELECT c.old, c.new FROM pgundo.change c
-		 WHERE c.stmt_id IN (SELECT id FROM pgundo_sel WHERE root = $1::oid)
-		   AND c.stmt_id BETWEEN (SELECT min(id) FROM pgundo_sel WHERE root = $1::oid) AND (SELECT max(id) FROM pgundo_sel WHERE root = $1::oid))`
-}
-
-// changeArgs returns the values of changeRows' parameters ($1 on), and so
-// of fastSource's.
-func (t *table) changeArgs() []any {
-	if len(t.selIDs) > 0 {
-		return []any{t.selIDs, slices.Min(t.selIDs), slices.Max(t.selIDs)}
-	}
-	return []any{t.oid}
-}
 
 // announceRows is the fewest changes of one table for which the fast path
 // says what it is about to write before writing it (100,000: a few
@@ -78,47 +39,6 @@ const announceRows = 100_000
 // literalIDs is the most statements of one table changeRows writes into
 // its SQL as constants.
 const literalIDs = 100
-
-// fastSource returns a FROM item named alias over t's changes matching
-// where (its parameters are changeRows': pass t.changeArgs()), with the images parsed once per row into o (old) and n (new) as
-// needed. OFFSET 0 keeps the subquery whole: each image is parsed once in
-// its target list (flattened, every (x.o).col would parse it again), and
-// the planner joins it as one relation (a LATERAL parse let it nest a
-// sequential scan of the live table inside a loop over the changes).
-func (t *table) fastSource(alias, where string, old, new bool) string {
-	parsed := ""
-	if old {
-		parsed += fmt.Sprintf(", ch.old::%s AS o", t.ident)
-	}
-	if new {
-		parsed += fmt.Sprintf(", ch.new::%s AS n", t.ident)
-	}
-	return fmt.Sprintf(`(SELECT ch.old, ch.new%s FROM %s ch WHERE %s OFFSET 0) %s`,
-		parsed, t.changeRows(), where, alias)
-}
-
-// The three kinds of change, as filters on change rows. An update that left
-// the row as it was (old = new) changes nothing and is left out, as netting
-// leaves it out of the plan.
-const (
-	createdRows = `ch.old IS NULL`
-	deletedRows = `ch.new IS NULL`
-	updatedRows = `ch.old IS NOT NULL AND ch.new IS NOT NULL AND ch.old IS DISTINCT FROM ch.new`
-	// restoredRows are the changes whose old image the undo writes back
-	// (updated and deleted rows), removedRows those whose new image it
-	// takes away (updated and created rows): the foreign-key checks' rows.
-	restoredRows = `ch.old IS NOT NULL AND ch.old IS DISTINCT FROM ch.new`
-	removedRows  = `ch.new IS NOT NULL AND ch.old IS DISTINCT FROM ch.new`
-)
-
-// keyOf is "(x.n).k1, (x.n).k2" for image field f of alias x.
-func (t *table) keyOf(x, f string) string {
-	parts := make([]string, len(t.key))
-	for i, k := range t.key {
-		parts[i] = fmt.Sprintf("(%s.%s).%s", x, f, pgx.Identifier{k}.Sanitize())
-	}
-	return strings.Join(parts, ", ")
-}
 
 // tryFast undoes the selection by the fast path inside a savepoint. It
 // returns the tables it undid and true when it did; false (and no error)
@@ -418,18 +338,10 @@ func (r *runner) fastWrite(ctx context.Context, t *table) error {
 }
 
 // lookupPlan is the settings the fast path's statements over the log run
-// with (the log INSERT, the writes, the read-back): nested loops of index
-// lookups whatever the server's or role's settings, and streamWorkMem.
-// Where a statement joins the live table by primary key, each change looks
-// its row up in the key's index; where it joins pgundo_sel (more than
-// literalIDs statements), each change probes its (root, id) index or a
-// small materialized copy. The planner cannot know how many changes there
-// are (the log's statistics say nothing about one session's share of it)
-// and, thinking them few, hashes them: at the default work_mem a million
-// changes then spill to temporary files in 128 batches, which made the
-// undo of a 1M-row UPDATE take half as long again (EXPLAIN ANALYZE, 15-18 s
-// against 8.7-12 s by key lookups). Lookups cost in proportion to the
-// session, not to the table, and hold no memory.
+// with: index lookups in nested loops, which cost in proportion to the
+// session, never hash joins, which the planner (blind to one session's
+// share of the log) would pick and spill; and streamWorkMem. Measured:
+// DESIGN.md, "Straight path: plan settings".
 var lookupPlan = [...][2]string{
 	{"enable_hashjoin", "off"}, {"enable_mergejoin", "off"},
 	{"enable_nestloop", "on"}, {"enable_indexscan", "on"},
@@ -437,17 +349,10 @@ var lookupPlan = [...][2]string{
 }
 
 // streamWorkMem is the work_mem of the fast path's statements (4MB,
-// PostgreSQL's default). Their plans (lookupPlan) hash and sort nothing;
-// what work_mem sizes there is the tuplestores that keep the rows a
-// statement wrote (transition tables, RETURNING): at the undo's
-// DefaultWorkMem they grow in memory to 256MB each before spilling, at 4MB
-// they go to a temporary file after their first 4MB. That is cheaper:
-// restoring the rows of a 1M-row UPDATE took 8.2-8.4 s at 256MB, 9.3 s at
-// 32MB, 7.0-7.1 s at 4MB and at 64kB (the same statement in one
-// transaction, rolled back, scratch PostgreSQL 15 with shared_buffers
-// 512MB). A server's temp_file_limit below a session's size now stops the
-// undo (as it would stop the session's own statement at the default
-// work_mem).
+// PostgreSQL's default): their plans hash and sort nothing, and the rows
+// they write (transition tables, RETURNING) spill sooner but run faster
+// than at DefaultWorkMem. Measured: DESIGN.md, "Straight path: plan
+// settings".
 const streamWorkMem = "4MB"
 
 // pinned runs run with each setting (name, value) set for the transaction,

@@ -17,9 +17,9 @@ import (
 	"github.com/pgundo/pgundo/undo"
 )
 
-// The fast path (fast.go) undoes sessions that touched each row once
-// straight from the log and logs the undo itself; anything else falls back
-// to the planned path. checkUndo runs every hard case through Apply (fast
+// The fast path (apply_straight.go) undoes sessions that touched each row
+// once straight from the log and logs the undo itself; anything else falls
+// back to the planned path. checkUndo runs every hard case through Apply (fast
 // where it applies), compares its plan with the dry run's, and redoes and
 // re-undoes it; these tests pin which path ran and what the fast path logs.
 
