@@ -214,7 +214,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       JOIN pg_class c ON c.oid = p.relid
 $$;
 
--- _stmt (the undo's own statements, see undo/fast.go) writes stmt_log.
+-- _stmt (the undo's own statements, see undo/apply_straight.go) writes stmt_log.
 CREATE OR REPLACE FUNCTION pgundo._stmt(stmt_id bigint, op "char", relid oid, schema_name name, table_name name, nrows bigint)
 RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
