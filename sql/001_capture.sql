@@ -5,7 +5,9 @@
 -- (change). A row image is the row's own text form (tbl::text), written with
 -- pinned output settings, so that text::tbl restores every value exactly.
 --
--- tern runs this file through text/template: keep double braces out of it.
+-- tern runs this file through text/template: the capture functions of
+-- versions 1 to 4 are templates in shared/capture_v1.sql, placed with
+-- template actions; keep other double braces out of it.
 
 CREATE SCHEMA IF NOT EXISTS pgundo;
 REVOKE ALL ON SCHEMA pgundo FROM PUBLIC;
@@ -247,43 +249,9 @@ $$;
 -- The AFTER statement triggers write one change row per transition row, in one
 -- INSERT ... SELECT. Output settings are pinned so that text forms parse back
 -- exactly whatever the writer's session settings are.
-CREATE FUNCTION pgundo.capture_insert() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-AS $$
-DECLARE
-    sid bigint;
-    n   bigint;
-BEGIN
-    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
-    sid := nextval('pgundo.stmt_id_seq');
-    INSERT INTO pgundo.change (stmt_id, new) SELECT sid, ROW(r.*)::text FROM pgundo_new r;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pgundo._stmt(sid, 'I', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
-    END IF;
-    RETURN NULL;
-END $$;
+{{template "capture_one_side_v1" (dict "create" "CREATE" "name" "insert" "op" "I" "rows" "pgundo_new" "side" "new")}}
 
-CREATE FUNCTION pgundo.capture_delete() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-AS $$
-DECLARE
-    sid bigint;
-    n   bigint;
-BEGIN
-    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
-    sid := nextval('pgundo.stmt_id_seq');
-    INSERT INTO pgundo.change (stmt_id, old) SELECT sid, ROW(r.*)::text FROM pgundo_old r;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pgundo._stmt(sid, 'D', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
-    END IF;
-    RETURN NULL;
-END $$;
+{{template "capture_one_side_v1" (dict "create" "CREATE" "name" "delete" "op" "D" "rows" "pgundo_old" "side" "old")}}
 
 -- UPDATE pairs each old row with its new row by position: PostgreSQL appends a
 -- row's old and new versions to the two transition tables together, so the
@@ -294,47 +262,12 @@ END $$;
 -- row and every new row is logged on its own ("this row out, that row in"),
 -- which undo handles the same way (it nets images as multisets). work_mem is
 -- raised for the pairing join.
-CREATE FUNCTION pgundo.capture_update() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-SET work_mem = '128MB'
-AS $$
-DECLARE
-    sid bigint;
-    n   bigint := (SELECT count(*) FROM pgundo_old);
-    m   bigint := (SELECT count(*) FROM pgundo_new);
-BEGIN
-    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
-    sid := nextval('pgundo.stmt_id_seq');
-    IF n = m THEN
-        INSERT INTO pgundo.change (stmt_id, old, new)
-        SELECT sid, o.img, w.img
-          FROM (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_old r) o
-          JOIN (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_new r) w USING (pos);
-    ELSE
-        INSERT INTO pgundo.change (stmt_id, old) SELECT sid, ROW(r.*)::text FROM pgundo_old r;
-        INSERT INTO pgundo.change (stmt_id, new) SELECT sid, ROW(r.*)::text FROM pgundo_new r;
-        n := greatest(n, m);
-    END IF;
-    IF n > 0 THEN
-        PERFORM pgundo._stmt(sid, 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
-    END IF;
-    RETURN NULL;
-END $$;
+{{template "capture_update_v1" (dict "create" "CREATE")}}
 
 -- TRUNCATE has no transition table: a BEFORE TRUNCATE trigger copies the rows
 -- it is about to remove. On a partitioned table it fires for every partition,
 -- and ONLY keeps each partition's copy to its own rows.
-CREATE FUNCTION pgundo.capture_truncate() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-AS $$
-DECLARE
-    sid bigint;
-    n   bigint;
-BEGIN
+{{template "capture_head_v1" (dict "create" "CREATE" "name" "truncate")}}
     -- A TRUNCATE may not have a transaction id yet: take it before the
     -- statement id, as every other capture does (pgundo.seal relies on it).
     PERFORM pg_current_xact_id();
@@ -343,10 +276,7 @@ BEGIN
     EXECUTE format('INSERT INTO pgundo.change (stmt_id, old) SELECT $1, ROW(r.*)::text FROM ONLY %s r', TG_RELID::regclass)
       USING sid;
     GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pgundo._stmt(sid, 'T', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
-    END IF;
-    RETURN NULL;
+    {{template "stmt_v1" "T"}}
 END $$;
 
 -- _diff renders a row change column by column, for pgundo show: a JSON
@@ -355,8 +285,7 @@ END $$;
 -- longer reads as the table's row type.
 CREATE FUNCTION pgundo._diff(rel oid, old text, new text, all_columns boolean) RETURNS json
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
+{{template "pinned_output"}}
 AS $$
 DECLARE
     r json;

@@ -18,7 +18,7 @@ import (
 	"github.com/pgundo/pgundo/internal/pgdb"
 )
 
-//go:embed *.sql
+//go:embed *.sql shared/*.sql
 var migrations embed.FS
 
 // Schema is the schema that holds everything pgundo creates.
