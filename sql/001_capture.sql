@@ -76,25 +76,7 @@ CREATE FUNCTION pgundo._chunk_size() RETURNS bigint LANGUAGE sql IMMUTABLE AS 'S
 -- Each is created on its own with a CHECK constraint matching its range and
 -- then attached, which takes only a SHARE UPDATE EXCLUSIVE lock on the log
 -- tables: capture (ROW EXCLUSIVE) goes on meanwhile.
-CREATE FUNCTION pgundo._ensure_chunk(k bigint) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    lo bigint := k * pgundo._chunk_size();
-    hi bigint := (k + 1) * pgundo._chunk_size();
-    t  text;
-    c  text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['stmt', 'change'] LOOP
-        IF to_regclass(format('pgundo.%I', t || '_c' || k)) IS NOT NULL THEN
-            CONTINUE;
-        END IF;
-        c := CASE t WHEN 'stmt' THEN 'id' ELSE 'stmt_id' END;
-        EXECUTE format('CREATE TABLE pgundo.%I (LIKE pgundo.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', t || '_c' || k, t);
-        EXECUTE format('ALTER TABLE pgundo.%I ADD CONSTRAINT %I CHECK (%I >= %s AND %I < %s)', t || '_c' || k, t || '_c' || k || '_range', c, lo, c, hi);
-        EXECUTE format('ALTER TABLE pgundo.%I ATTACH PARTITION pgundo.%I FOR VALUES FROM (%s) TO (%s)', t, t || '_c' || k, lo, hi);
-        EXECUTE format('REVOKE ALL ON pgundo.%I FROM PUBLIC', t || '_c' || k);
-    END LOOP;
-END $$;
+{{template "ensure_chunk" (dict "create" "CREATE" "q" "$$" "parent" "t")}}
 
 SELECT pgundo._ensure_chunk(0);
 SELECT pgundo._ensure_chunk(1);

@@ -27,7 +27,8 @@
 --     pgundo.change_log): pgundo.seal and refresh_history list the
 --     transactions holding it on either.
 --
--- The templates session_id, who, guard and unpin are 005's.
+-- The functions placed with template actions are in shared/: the ones that
+-- version 5 or earlier also wrote are defined once for both.
 
 ALTER TABLE pgundo.stmt RENAME TO stmt_log;
 ALTER TABLE pgundo.change RENAME TO change_log;
@@ -178,26 +179,7 @@ REVOKE ALL ON FUNCTION pgundo.fold() FROM PUBLIC;
 
 -- _ensure_chunk as in version 5, on the renamed log tables (the chunks keep
 -- their names, stmt_cK and change_cK).
-CREATE OR REPLACE FUNCTION pgundo._ensure_chunk(k bigint) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
-DECLARE
-    lo bigint := k * pgundo._chunk_size();
-    hi bigint := (k + 1) * pgundo._chunk_size();
-    t  text;
-    c  text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['stmt', 'change'] LOOP
-        IF to_regclass(format('pgundo.%I', t || '_c' || k)) IS NOT NULL THEN
-            CONTINUE;
-        END IF;
-        c := CASE t WHEN 'stmt' THEN 'id' ELSE 'stmt_id' END;
-        EXECUTE format('CREATE TABLE pgundo.%I (LIKE pgundo.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', t || '_c' || k, t || '_log');
-        EXECUTE format('ALTER TABLE pgundo.%I ADD CONSTRAINT %I CHECK (%I >= %s AND %I < %s)', t || '_c' || k, t || '_c' || k || '_range', c, lo, c, hi);
-        EXECUTE format('ALTER TABLE pgundo.%I ATTACH PARTITION pgundo.%I FOR VALUES FROM (%s) TO (%s)', t || '_log', t || '_c' || k, lo, hi);
-        EXECUTE format('ALTER TABLE pgundo.%I DROP CONSTRAINT %I', t || '_c' || k, t || '_c' || k || '_range');
-        EXECUTE format('REVOKE ALL ON pgundo.%I FROM PUBLIC', t || '_c' || k);
-    END LOOP;
-END $f$;
+{{template "ensure_chunk" (dict "create" "CREATE OR REPLACE" "q" "$f$" "parent" "t || '_log'" "drop_range" true)}}
 
 -- The log's size now includes the journal.
 CREATE OR REPLACE FUNCTION pgundo._log_bytes() RETURNS bigint
@@ -229,37 +211,6 @@ $$;
 -- writes only when the transition table holds one row (a one-time test in
 -- the same statement: counting first costs a statement of its own, about 4
 -- µs); when it wrote nothing, the rows are counted for the other paths.
-
-{{- /* capture_one_side: the capture function of INSERT (name insert, op I, rows pgundo_new, side
-new) or DELETE (delete, D, pgundo_old, old): the rows of one transition table, one image each. */ -}}
-{{define "capture_one_side"}}CREATE OR REPLACE FUNCTION pgundo.capture_{{.name}}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    was text[];
-    n   bigint;
-BEGIN
-    {{template "guard"}}
-    INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
-    SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-           pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
-           {{template "who"}}, ROW(r.*)::text
-      FROM {{.rows}} r
-     WHERE NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1);
-    IF NOT FOUND THEN
-        SELECT count(*) INTO n FROM {{.rows}};
-    END IF;
-    IF n > 1 THEN
-        WITH s AS (
-            INSERT INTO pgundo.stmt_log {{template "stmt_columns"}}
-            VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-                    pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
-                    {{template "who"}})
-            RETURNING id)
-        INSERT INTO pgundo.change_log (stmt_id, {{.side}}) SELECT s.id, ROW(r.*)::text FROM s, {{.rows}} r;
-    END IF;
-    {{template "unpin"}}
-    RETURN NULL;
-END $$;{{end}}
 {{template "capture_one_side" (dict "name" "insert" "op" "I" "rows" "pgundo_new" "side" "new")}}
 
 {{template "capture_one_side" (dict "name" "delete" "op" "D" "rows" "pgundo_old" "side" "old")}}
@@ -269,79 +220,10 @@ END $$;{{end}}
 -- none (a cross-partition move whose insert a trigger skipped): then the
 -- join is empty and the rows are counted as below. n and m stay NULL when
 -- the journal was written.
-CREATE OR REPLACE FUNCTION pgundo.capture_update() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    n   bigint;
-    m   bigint;
-    was text[];
-    wm  text;
-BEGIN
-    {{template "guard"}}
-    INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, old, new)
-    SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-           pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
-           {{template "who"}}, ROW(o.*)::text, ROW(w.*)::text
-      FROM pgundo_old o, pgundo_new w
-     WHERE NOT EXISTS (SELECT FROM pgundo_old OFFSET 1);  -- an UPDATE has no more new rows than old ones
-    IF NOT FOUND THEN
-        SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
-    END IF;
-    IF n = m AND n > 1 THEN
-        wm := current_setting('work_mem');
-        PERFORM set_config('work_mem', '128MB', true);
-        WITH s AS (
-            INSERT INTO pgundo.stmt_log {{template "stmt_columns"}}
-            VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-                    pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
-                    {{template "who"}})
-            RETURNING id)
-        INSERT INTO pgundo.change_log (stmt_id, old, new)
-        SELECT s.id, o.img, w.img
-          FROM s,
-               (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_old r) o
-          JOIN (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_new r) w USING (pos);
-        PERFORM set_config('work_mem', wm, true);
-    ELSIF n <> m THEN
-        WITH s AS (
-            INSERT INTO pgundo.stmt_log {{template "stmt_columns"}}
-            VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-                    pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, greatest(n, m),
-                    {{template "who"}})
-            RETURNING id),
-        o AS (INSERT INTO pgundo.change_log (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r)
-        INSERT INTO pgundo.change_log (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;
-    END IF;  -- n = m = 0: nothing changed, nothing logged
-    {{template "unpin"}}
-    RETURN NULL;
-END $$;
+{{template "capture_update" (dict "stmt" "pgundo.stmt_log" "change" "pgundo.change_log" "journal" true)}}
 
 -- TRUNCATE as in version 5, into the log tables.
-CREATE OR REPLACE FUNCTION pgundo.capture_truncate() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    sid bigint;
-    n   bigint;
-    was text[];
-BEGIN
-    PERFORM pg_current_xact_id();
-    IF NOT pgundo._canonical() THEN
-        was := pgundo._pin();
-    END IF;
-    LOCK TABLE ONLY pgundo.stmt_log, pgundo.change_log IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
-    sid := nextval('pgundo.stmt_id_seq');
-    EXECUTE format('INSERT INTO pgundo.change_log (stmt_id, old) SELECT $1, ROW(r.*)::text FROM ONLY %s r', TG_RELID::regclass)
-      USING sid;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        INSERT INTO pgundo.stmt_log {{template "stmt_columns"}}
-        VALUES (sid, {{template "session_id"}},
-                pg_current_xact_id(), statement_timestamp(), 'T', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
-                {{template "who"}});
-    END IF;
-    {{template "unpin"}}
-    RETURN NULL;
-END $$;
+{{template "capture_truncate" (dict "stmt" "pgundo.stmt_log" "change" "pgundo.change_log")}}
 
 -- _writers lists the transactions writing to the log now: those holding ROW
 -- EXCLUSIVE on change_log or on the journal. Every writer takes it before
