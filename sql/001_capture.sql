@@ -5,9 +5,9 @@
 -- (change). A row image is the row's own text form (tbl::text), written with
 -- pinned output settings, so that text::tbl restores every value exactly.
 --
--- tern runs this file through text/template: the capture functions of
--- versions 1 to 4 are templates in shared/capture_v1.sql, placed with
--- template actions; keep other double braces out of it.
+-- tern runs this file through text/template: what another version writes
+-- again is a template in shared/, placed with a template action; keep other
+-- double braces out of it.
 
 CREATE SCHEMA IF NOT EXISTS pgundo;
 REVOKE ALL ON SCHEMA pgundo FROM PUBLIC;
@@ -219,14 +219,7 @@ END $$;
 -- statement up to a value is final.
 
 -- _stmt records one captured statement.
-CREATE FUNCTION pgundo._stmt(stmt_id bigint, op "char", relid oid, schema_name name, table_name name, nrows bigint)
-RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
-    VALUES (stmt_id, pgundo._session(), pg_current_xact_id(), statement_timestamp(), op, relid, schema_name, table_name, nrows,
-            CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
-            current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''))
-$$;
+{{template "stmt_function" (dict "create" "CREATE" "stmt" "pgundo.stmt")}}
 
 -- The AFTER statement triggers write one change row per transition row, in one
 -- INSERT ... SELECT. Output settings are pinned so that text forms parse back

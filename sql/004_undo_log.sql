@@ -18,7 +18,8 @@
 -- is still captured.
 --
 -- tern runs this file through text/template: the capture functions are
--- templates in shared/capture_v1.sql; keep other double braces out of it.
+-- templates in shared/capture_v1.sql (001's, with the quiet check); keep
+-- other double braces out of it.
 
 CREATE TABLE pgundo.quiet (
     xid   xid8 NOT NULL,

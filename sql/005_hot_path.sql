@@ -30,10 +30,10 @@
 --     work_mem raised for that statement only.
 --
 -- tern runs this file through text/template. The parts every capture function
--- repeats (guard, session_id, who, unpin, stmt_columns), and the capture
--- functions that version 7 writes again, are templates in shared/capture.sql
--- and shared/log.sql, placed with template actions below; PL/pgSQL bodies
--- hold no other double braces.
+-- repeats (guard, session_id, who, unpin, stmt_columns) are templates in
+-- shared/capture.sql, and so is what another version writes again; they are
+-- placed with template actions below. PL/pgSQL bodies hold no other double
+-- braces.
 
 
 -- pgundo.session_start is not a counter: _register sets this connection's

@@ -86,3 +86,13 @@ BEGIN
     END IF;
     {{template "stmt_v1" "U"}}
 END $$;{{end}}
+
+{{- /* stmt_function: pgundo._stmt, which writes one statement row (create; stmt: the table). */ -}}
+{{define "stmt_function"}}{{.create}} FUNCTION pgundo._stmt(stmt_id bigint, op "char", relid oid, schema_name name, table_name name, nrows bigint)
+RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO {{.stmt}} (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
+    VALUES (stmt_id, pgundo._session(), pg_current_xact_id(), statement_timestamp(), op, relid, schema_name, table_name, nrows,
+            CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
+            current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''))
+$$;{{end}}
