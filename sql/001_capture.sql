@@ -5,7 +5,9 @@
 -- (change). A row image is the row's own text form (tbl::text), written with
 -- pinned output settings, so that text::tbl restores every value exactly.
 --
--- tern runs this file through text/template: keep double braces out of it.
+-- tern runs this file through text/template: what another version writes
+-- again is a template in shared/, placed with a template action; keep other
+-- double braces out of it.
 
 CREATE SCHEMA IF NOT EXISTS pgundo;
 REVOKE ALL ON SCHEMA pgundo FROM PUBLIC;
@@ -74,25 +76,7 @@ CREATE FUNCTION pgundo._chunk_size() RETURNS bigint LANGUAGE sql IMMUTABLE AS 'S
 -- Each is created on its own with a CHECK constraint matching its range and
 -- then attached, which takes only a SHARE UPDATE EXCLUSIVE lock on the log
 -- tables: capture (ROW EXCLUSIVE) goes on meanwhile.
-CREATE FUNCTION pgundo._ensure_chunk(k bigint) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    lo bigint := k * pgundo._chunk_size();
-    hi bigint := (k + 1) * pgundo._chunk_size();
-    t  text;
-    c  text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['stmt', 'change'] LOOP
-        IF to_regclass(format('pgundo.%I', t || '_c' || k)) IS NOT NULL THEN
-            CONTINUE;
-        END IF;
-        c := CASE t WHEN 'stmt' THEN 'id' ELSE 'stmt_id' END;
-        EXECUTE format('CREATE TABLE pgundo.%I (LIKE pgundo.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', t || '_c' || k, t);
-        EXECUTE format('ALTER TABLE pgundo.%I ADD CONSTRAINT %I CHECK (%I >= %s AND %I < %s)', t || '_c' || k, t || '_c' || k || '_range', c, lo, c, hi);
-        EXECUTE format('ALTER TABLE pgundo.%I ATTACH PARTITION pgundo.%I FOR VALUES FROM (%s) TO (%s)', t, t || '_c' || k, lo, hi);
-        EXECUTE format('REVOKE ALL ON pgundo.%I FROM PUBLIC', t || '_c' || k);
-    END LOOP;
-END $$;
+{{template "ensure_chunk" (dict "create" "CREATE" "q" "$$" "parent" "t")}}
 
 SELECT pgundo._ensure_chunk(0);
 SELECT pgundo._ensure_chunk(1);
@@ -235,55 +219,14 @@ END $$;
 -- statement up to a value is final.
 
 -- _stmt records one captured statement.
-CREATE FUNCTION pgundo._stmt(stmt_id bigint, op "char", relid oid, schema_name name, table_name name, nrows bigint)
-RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO pgundo.stmt (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
-    VALUES (stmt_id, pgundo._session(), pg_current_xact_id(), statement_timestamp(), op, relid, schema_name, table_name, nrows,
-            CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
-            current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''))
-$$;
+{{template "stmt_function" (dict "create" "CREATE" "stmt" "pgundo.stmt")}}
 
 -- The AFTER statement triggers write one change row per transition row, in one
 -- INSERT ... SELECT. Output settings are pinned so that text forms parse back
 -- exactly whatever the writer's session settings are.
-CREATE FUNCTION pgundo.capture_insert() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-AS $$
-DECLARE
-    sid bigint;
-    n   bigint;
-BEGIN
-    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
-    sid := nextval('pgundo.stmt_id_seq');
-    INSERT INTO pgundo.change (stmt_id, new) SELECT sid, ROW(r.*)::text FROM pgundo_new r;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pgundo._stmt(sid, 'I', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
-    END IF;
-    RETURN NULL;
-END $$;
+{{template "capture_one_side_v1" (dict "create" "CREATE" "name" "insert" "op" "I" "rows" "pgundo_new" "side" "new")}}
 
-CREATE FUNCTION pgundo.capture_delete() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-AS $$
-DECLARE
-    sid bigint;
-    n   bigint;
-BEGIN
-    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
-    sid := nextval('pgundo.stmt_id_seq');
-    INSERT INTO pgundo.change (stmt_id, old) SELECT sid, ROW(r.*)::text FROM pgundo_old r;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pgundo._stmt(sid, 'D', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
-    END IF;
-    RETURN NULL;
-END $$;
+{{template "capture_one_side_v1" (dict "create" "CREATE" "name" "delete" "op" "D" "rows" "pgundo_old" "side" "old")}}
 
 -- UPDATE pairs each old row with its new row by position: PostgreSQL appends a
 -- row's old and new versions to the two transition tables together, so the
@@ -294,47 +237,12 @@ END $$;
 -- row and every new row is logged on its own ("this row out, that row in"),
 -- which undo handles the same way (it nets images as multisets). work_mem is
 -- raised for the pairing join.
-CREATE FUNCTION pgundo.capture_update() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-SET work_mem = '128MB'
-AS $$
-DECLARE
-    sid bigint;
-    n   bigint := (SELECT count(*) FROM pgundo_old);
-    m   bigint := (SELECT count(*) FROM pgundo_new);
-BEGIN
-    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
-    sid := nextval('pgundo.stmt_id_seq');
-    IF n = m THEN
-        INSERT INTO pgundo.change (stmt_id, old, new)
-        SELECT sid, o.img, w.img
-          FROM (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_old r) o
-          JOIN (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_new r) w USING (pos);
-    ELSE
-        INSERT INTO pgundo.change (stmt_id, old) SELECT sid, ROW(r.*)::text FROM pgundo_old r;
-        INSERT INTO pgundo.change (stmt_id, new) SELECT sid, ROW(r.*)::text FROM pgundo_new r;
-        n := greatest(n, m);
-    END IF;
-    IF n > 0 THEN
-        PERFORM pgundo._stmt(sid, 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
-    END IF;
-    RETURN NULL;
-END $$;
+{{template "capture_update_v1" (dict "create" "CREATE")}}
 
 -- TRUNCATE has no transition table: a BEFORE TRUNCATE trigger copies the rows
 -- it is about to remove. On a partitioned table it fires for every partition,
 -- and ONLY keeps each partition's copy to its own rows.
-CREATE FUNCTION pgundo.capture_truncate() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-AS $$
-DECLARE
-    sid bigint;
-    n   bigint;
-BEGIN
+{{template "capture_head_v1" (dict "create" "CREATE" "name" "truncate")}}
     -- A TRUNCATE may not have a transaction id yet: take it before the
     -- statement id, as every other capture does (pgundo.seal relies on it).
     PERFORM pg_current_xact_id();
@@ -343,10 +251,7 @@ BEGIN
     EXECUTE format('INSERT INTO pgundo.change (stmt_id, old) SELECT $1, ROW(r.*)::text FROM ONLY %s r', TG_RELID::regclass)
       USING sid;
     GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pgundo._stmt(sid, 'T', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
-    END IF;
-    RETURN NULL;
+    {{template "stmt_v1" "T"}}
 END $$;
 
 -- _diff renders a row change column by column, for pgundo show: a JSON
@@ -355,8 +260,7 @@ END $$;
 -- longer reads as the table's row type.
 CREATE FUNCTION pgundo._diff(rel oid, old text, new text, all_columns boolean) RETURNS json
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
+{{template "pinned_output"}}
 AS $$
 DECLARE
     r json;

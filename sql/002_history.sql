@@ -20,7 +20,9 @@
 -- now (hist_mark), so every statement at or below it belongs to a finished
 -- transaction and is indexed.
 --
--- tern runs this file through text/template: keep double braces out of it.
+-- tern runs this file through text/template: what another version writes
+-- again is a template in shared/, placed with a template action; keep other
+-- double braces out of it.
 
 CREATE TABLE pgundo.hist_key (
     relid     oid NOT NULL,     -- the table (the root of a partitioned table)
@@ -81,46 +83,7 @@ $$;
 -- table): one per primary-key value of their images. None when the table
 -- was dropped or has no primary key. It fails (data_exception and the like)
 -- when an image no longer reads as the table's row type.
-CREATE FUNCTION pgundo._hist_entries(rel oid, ids bigint[])
-RETURNS TABLE (relid oid, key text, stmt_id bigint, part oid, loc tid, side "char", other_key text)
-LANGUAGE plpgsql STABLE
--- The statement ids are new, so the planner's estimates for their range of
--- pgundo.change are stale; a nested loop over them would be quadratic.
-SET enable_nestloop = off
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-AS $$
-DECLARE
-    root oid;
-    ok   text;
-    nk   text;
-BEGIN
-    IF cardinality(ids) IS NULL OR NOT EXISTS (SELECT FROM pg_class WHERE oid = rel AND relkind IN ('r', 'p')) THEN
-        RETURN;
-    END IF;
-    root := coalesce(pg_partition_root(rel), rel);
-    -- The root's primary key; a partitioned table without one is keyed by
-    -- its partitions' own primary keys.
-    ok := coalesce(pgundo._hist_key_expr(root, format('c.old::%s', rel::regclass)), pgundo._hist_key_expr(rel, format('c.old::%s', rel::regclass)));
-    nk := coalesce(pgundo._hist_key_expr(root, format('c.new::%s', rel::regclass)), pgundo._hist_key_expr(rel, format('c.new::%s', rel::regclass)));
-    IF ok IS NULL THEN
-        RETURN;
-    END IF;
-    RETURN QUERY EXECUTE format($q$
-        WITH c AS MATERIALIZED (
-            SELECT c.stmt_id, c.tableoid AS part, c.ctid AS loc,
-                   CASE WHEN c.old IS NOT NULL THEN %1$s END AS ok,
-                   CASE WHEN c.new IS NOT NULL THEN %2$s END AS nk
-              FROM pgundo.change c
-             WHERE c.stmt_id BETWEEN $2 AND $3
-               AND c.stmt_id IN (SELECT u FROM unnest($1::bigint[]) u))
-        SELECT $4::oid, ok, stmt_id, part, loc, (CASE WHEN ok = nk THEN 'b' ELSE 'o' END)::"char", CASE WHEN ok <> nk THEN nk END
-          FROM c WHERE ok IS NOT NULL
-        UNION ALL
-        SELECT $4::oid, nk, stmt_id, part, loc, 'n'::"char", ok
-          FROM c WHERE nk IS NOT NULL AND nk IS DISTINCT FROM ok$q$,
-        ok, nk) USING ids, (SELECT min(u) FROM unnest(ids) u), (SELECT max(u) FROM unnest(ids) u), root;
-END $$;
+{{template "hist_entries" (dict "create" "CREATE" "change" "pgundo.change")}}
 
 -- _hist_index indexes the given statements of one table and marks them
 -- indexed. Returns the number of index entries added.
@@ -141,99 +104,7 @@ END $$;
 -- logged since the last refresh. Concurrent calls queue on one lock. A
 -- statement whose images no longer read as its table's row type (columns
 -- dropped or retyped since capture) is recorded in hist_skipped instead.
-CREATE FUNCTION pgundo.refresh_history() RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET maintenance_work_mem = '256MB' SET jit = off
-AS $$
-DECLARE
-    lo     bigint;
-    seqv   bigint;
-    snap   pg_snapshot;
-    r      record;
-    ids    bigint[];
-    one    bigint;
-    after  bigint;
-    total  bigint := 0;
-    mark_l bigint;
-    bulk   boolean;
-BEGIN
-    SELECT done_below INTO lo FROM pgundo.hist_state FOR UPDATE;
-    -- The sequence value is read before the snapshots of the statements below.
-    SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO seqv FROM pgundo.stmt_id_seq;
-    snap := pg_current_snapshot();
-    -- The newest earlier mark whose transactions have all ended by now,
-    -- before the snapshots that index: its xmax is at or below the oldest
-    -- transaction running, and none of the transactions that were writing
-    -- the log when it was made is still alive (capture locks pgundo.change
-    -- before it numbers a statement, so this also covers a transaction that
-    -- holds a statement id but no xid yet, such as a TRUNCATE that is its
-    -- first write). Every statement id at or below it then belongs to a
-    -- finished transaction, visible to the indexing below.
-    SELECT max(m.seq_value) INTO mark_l FROM pgundo.hist_mark m
-     WHERE m.snap_xmax <= pg_snapshot_xmin(snap)
-       AND NOT EXISTS (SELECT FROM pg_locks l WHERE l.locktype = 'virtualxid' AND l.virtualxid = ANY (m.vxids));
-    -- A backlog larger than the index (the first refresh of a big log) is
-    -- loaded without the index and the index built afterwards: one sort
-    -- instead of millions of random B-tree inserts. Readers wait meanwhile.
-    -- The threshold (1,000,000 change rows) can be set: pgundo.bulk_index_rows.
-    SELECT coalesce(sum(st.rows), 0) > greatest(coalesce(nullif(current_setting('pgundo.bulk_index_rows', true), '')::bigint, 1000000),
-                                                (SELECT reltuples FROM pg_class WHERE oid = 'pgundo.hist_key'::regclass))
-      INTO bulk
-      FROM pgundo.stmt st WHERE st.id > lo AND NOT EXISTS (SELECT FROM pgundo.hist_stmt h WHERE h.stmt_id = st.id);
-    IF bulk THEN
-        DROP INDEX pgundo.hist_key_idx;
-    END IF;
-    FOR r IN SELECT DISTINCT st.relid FROM pgundo.stmt st
-              WHERE st.id > lo AND NOT EXISTS (SELECT FROM pgundo.hist_stmt h WHERE h.stmt_id = st.id) LOOP
-        after := lo;
-        LOOP
-            -- Batches of statements in id order keep each read of
-            -- pgundo.change to a narrow stmt_id range (its BRIN index).
-            SELECT array_agg(b.id ORDER BY b.id) INTO ids
-              FROM (SELECT st.id FROM pgundo.stmt st
-                     WHERE st.relid = r.relid AND st.id > after
-                       AND NOT EXISTS (SELECT FROM pgundo.hist_stmt h WHERE h.stmt_id = st.id)
-                     ORDER BY st.id LIMIT 20000) b;
-            EXIT WHEN ids IS NULL;
-            after := ids[cardinality(ids)];
-            BEGIN
-                total := total + pgundo._hist_index(r.relid, ids);
-            EXCEPTION WHEN data_exception OR undefined_column OR undefined_table OR datatype_mismatch
-                       OR undefined_object OR wrong_object_type THEN
-                -- Some image no longer reads as the table's row type: index
-                -- statement by statement, recording the ones that fail.
-                FOREACH one IN ARRAY ids LOOP
-                    BEGIN
-                        total := total + pgundo._hist_index(r.relid, ARRAY[one]);
-                    EXCEPTION WHEN data_exception OR undefined_column OR undefined_table OR datatype_mismatch
-                               OR undefined_object OR wrong_object_type THEN
-                        INSERT INTO pgundo.hist_stmt (stmt_id, unreadable) VALUES (one, true) ON CONFLICT DO NOTHING;
-                        INSERT INTO pgundo.hist_skipped (stmt_id, relid, reason) VALUES (one, r.relid, SQLERRM) ON CONFLICT DO NOTHING;
-                    END;
-                END LOOP;
-            END;
-        END LOOP;
-    END LOOP;
-    IF bulk THEN
-        CREATE INDEX hist_key_idx ON pgundo.hist_key (relid, key, stmt_id);
-    END IF;
-    -- Advance the watermark to the mark found usable before indexing.
-    IF mark_l IS NOT NULL AND mark_l > lo THEN
-        lo := mark_l;
-        DELETE FROM pgundo.hist_mark WHERE seq_value <= lo;
-        DELETE FROM pgundo.hist_stmt WHERE stmt_id <= lo AND NOT unreadable;
-    END IF;
-    -- Under REPEATABLE READ the snapshot predates the sequence read: no mark.
-    IF current_setting('transaction_isolation') = 'read committed' THEN
-        INSERT INTO pgundo.hist_mark (seq_value, snap_xmax, vxids)
-        SELECT seqv, pg_snapshot_xmax(snap), coalesce(array_agg(l.virtualtransaction), '{}')
-          FROM pg_locks l
-         WHERE l.locktype = 'relation' AND l.relation = 'pgundo.change'::regclass AND l.mode = 'RowExclusiveLock'
-           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
-    END IF;
-    UPDATE pgundo.hist_state SET done_below = lo, refreshed = clock_timestamp();
-    RETURN total;
-END $$;
+{{template "refresh_history" (dict "create" "CREATE" "stmt" "pgundo.stmt")}}
 COMMENT ON FUNCTION pgundo.refresh_history() IS 'Brings pgundo.row_history (the row-history index) up to date with the log; returns the number of index entries added.';
 
 -- _hist_forget drops index entries of statements with ids below before (for
@@ -267,78 +138,13 @@ EXCEPTION WHEN data_exception OR undefined_column OR undefined_table OR datatype
     RETURN NULL;
 END $$;
 
-CREATE VIEW pgundo.changes AS
-SELECT st.id AS stmt_id,
-       st.xid,
-       st.at,
-       CASE st.op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' WHEN 'T' THEN 'TRUNCATE' END AS op,
-       st.schema_name,
-       st.table_name,
-       st.relid,
-       st.session_id,
-       s.session_role AS login_user,
-       st.role,
-       st.application_name,
-       s.client_addr,
-       st.tag,
-       c.old,
-       c.new,
-       pgundo._image_jsonb(st.relid, c.old) AS old_data,
-       pgundo._image_jsonb(st.relid, c.new) AS new_data
-  FROM pgundo.stmt st
-  JOIN pgundo.change c ON c.stmt_id = st.id
-  JOIN pgundo.session s ON s.id = st.session_id;
+{{template "changes_view" (dict "create" "CREATE")}}
 COMMENT ON VIEW pgundo.changes IS 'Every logged row change with its table and session context. old/new are the exact row images (text form, restorable with ::table); old_data/new_data the same as jsonb, for convenience.';
 
-CREATE VIEW pgundo.row_history AS
-SELECT h.relid,
-       coalesce(n.nspname, st.schema_name) AS schema_name,
-       coalesce(cl.relname, st.table_name) AS table_name,
-       h.key,
-       CASE h.side WHEN 'n' THEN h.other_key END AS previous_key,
-       CASE h.side WHEN 'o' THEN h.other_key END AS next_key,
-       st.id AS stmt_id,
-       st.xid,
-       st.at,
-       CASE st.op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' WHEN 'T' THEN 'TRUNCATE' END AS op,
-       st.session_id,
-       s.session_role AS login_user,
-       st.role,
-       st.application_name,
-       s.client_addr,
-       st.tag,
-       c.old,
-       c.new,
-       pgundo._image_jsonb(st.relid, c.old) AS old_data,
-       pgundo._image_jsonb(st.relid, c.new) AS new_data
-  FROM pgundo.hist_key h
-  JOIN pgundo.stmt st ON st.id = h.stmt_id
-  JOIN pgundo.session s ON s.id = st.session_id
-  JOIN pgundo.change c ON c.ctid = h.loc AND c.tableoid = h.part AND c.stmt_id = h.stmt_id
-  LEFT JOIN pg_catalog.pg_class cl ON cl.oid = h.relid
-  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace;
+{{template "row_history_view" (dict "create" "CREATE" "stmt" "pgundo.stmt" "change" "pgundo.change")}}
 COMMENT ON VIEW pgundo.row_history IS 'Every change of every row of tables with a primary key, by table and key (the key column''s text form, or ROW(k1, k2)::text). previous_key: the row had that key before this change; next_key: it has that key after it. Covers the log up to the last SELECT pgundo.refresh_history() (pgundo history runs it).';
 
-CREATE VIEW pgundo.sessions AS
-SELECT s.id,
-       s.session_role AS login_user,
-       s.application_name,
-       s.client_addr,
-       s.client_port,
-       s.pid,
-       s.backend_start,
-       min(st.at) AS first_change_at,
-       max(st.at) AS last_change_at,
-       coalesce(sum(st.rows), 0)::bigint AS changes,
-       count(DISTINCT st.xid) AS transactions,
-       array_agg(DISTINCT quote_ident(st.schema_name) || '.' || quote_ident(st.table_name)) FILTER (WHERE st.id IS NOT NULL) AS tables,
-       array_agg(DISTINCT st.role) FILTER (WHERE st.id IS NOT NULL) AS roles,
-       array_agg(DISTINCT st.tag) FILTER (WHERE st.tag IS NOT NULL) AS tags,
-       (SELECT min(u.undone_session) FROM pgundo.undo u WHERE u.undo_session = s.id) AS undo_of,
-       (SELECT min(u.undo_session) FROM pgundo.undo u WHERE u.undone_session = s.id) AS undone_by
-  FROM pgundo.session s
-  LEFT JOIN pgundo.stmt st ON st.session_id = s.id
- GROUP BY s.id;
+{{template "sessions_view" (dict "create" "CREATE")}}
 COMMENT ON VIEW pgundo.sessions IS 'One row per recorded session (connection): who, from where, when, how many row changes in which tables, and undo links.';
 
 REVOKE ALL ON pgundo.hist_key, pgundo.hist_stmt, pgundo.hist_state, pgundo.hist_mark, pgundo.hist_skipped,

@@ -17,7 +17,9 @@
 -- statements cause (a CHECK constraint calling a function that writes, say)
 -- is still captured.
 --
--- tern runs this file through text/template: keep double braces out of it.
+-- tern runs this file through text/template: the capture functions are
+-- templates in shared/capture_v1.sql (001's, with the quiet check); keep
+-- other double braces out of it.
 
 CREATE TABLE pgundo.quiet (
     xid   xid8 NOT NULL,
@@ -27,88 +29,11 @@ CREATE TABLE pgundo.quiet (
 COMMENT ON TABLE pgundo.quiet IS 'Transactions of undos in progress that log their own statements (pgundo undo fast path); empty at rest.';
 REVOKE ALL ON pgundo.quiet FROM PUBLIC;
 
--- The capture functions of 001, unchanged but for the check at the top.
+-- The capture functions of 001, unchanged but for the check at the top
+-- (quiet_v4).
 
-CREATE OR REPLACE FUNCTION pgundo.capture_insert() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-AS $$
-DECLARE
-    sid bigint;
-    n   bigint;
-BEGIN
-    IF current_setting('pgundo.quiet', true) = 'on' THEN
-        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
-            RETURN NULL;  -- an undo logs this statement itself
-        END IF;
-    END IF;
-    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
-    sid := nextval('pgundo.stmt_id_seq');
-    INSERT INTO pgundo.change (stmt_id, new) SELECT sid, ROW(r.*)::text FROM pgundo_new r;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pgundo._stmt(sid, 'I', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
-    END IF;
-    RETURN NULL;
-END $$;
+{{template "capture_one_side_v1" (dict "create" "CREATE OR REPLACE" "name" "insert" "op" "I" "rows" "pgundo_new" "side" "new" "quiet" true)}}
 
-CREATE OR REPLACE FUNCTION pgundo.capture_delete() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-AS $$
-DECLARE
-    sid bigint;
-    n   bigint;
-BEGIN
-    IF current_setting('pgundo.quiet', true) = 'on' THEN
-        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
-            RETURN NULL;  -- an undo logs this statement itself
-        END IF;
-    END IF;
-    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
-    sid := nextval('pgundo.stmt_id_seq');
-    INSERT INTO pgundo.change (stmt_id, old) SELECT sid, ROW(r.*)::text FROM pgundo_old r;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pgundo._stmt(sid, 'D', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
-    END IF;
-    RETURN NULL;
-END $$;
+{{template "capture_one_side_v1" (dict "create" "CREATE OR REPLACE" "name" "delete" "op" "D" "rows" "pgundo_old" "side" "old" "quiet" true)}}
 
-CREATE OR REPLACE FUNCTION pgundo.capture_update() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres'
-SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' SET xmloption = 'content' SET timezone = 'UTC'
-SET work_mem = '128MB'
-AS $$
-DECLARE
-    sid bigint;
-    n   bigint;
-    m   bigint;
-BEGIN
-    IF current_setting('pgundo.quiet', true) = 'on' THEN
-        IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
-            RETURN NULL;  -- an undo logs this statement itself
-        END IF;
-    END IF;
-    n := (SELECT count(*) FROM pgundo_old);
-    m := (SELECT count(*) FROM pgundo_new);
-    LOCK TABLE ONLY pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
-    sid := nextval('pgundo.stmt_id_seq');
-    IF n = m THEN
-        INSERT INTO pgundo.change (stmt_id, old, new)
-        SELECT sid, o.img, w.img
-          FROM (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_old r) o
-          JOIN (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_new r) w USING (pos);
-    ELSE
-        INSERT INTO pgundo.change (stmt_id, old) SELECT sid, ROW(r.*)::text FROM pgundo_old r;
-        INSERT INTO pgundo.change (stmt_id, new) SELECT sid, ROW(r.*)::text FROM pgundo_new r;
-        n := greatest(n, m);
-    END IF;
-    IF n > 0 THEN
-        PERFORM pgundo._stmt(sid, 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n);
-    END IF;
-    RETURN NULL;
-END $$;
+{{template "capture_update_v1" (dict "create" "CREATE OR REPLACE" "quiet" true)}}

@@ -30,33 +30,11 @@
 --     work_mem raised for that statement only.
 --
 -- tern runs this file through text/template. The parts every capture function
--- repeats are defined once here, as templates, and placed with template
--- actions below; PL/pgSQL bodies hold no other double braces.
-{{define "stmt_columns"}}(id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag){{end}}
-{{- /* session_id: this connection's session, registered on first use (see _register). */ -}}
-{{define "session_id"}}coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_start'::regclass::oid::text
-                THEN to_hex(currval('pgundo.session_start')) || '.' || to_hex(pg_backend_pid()) END,
-           pgundo._register()){{end}}
-{{- /* who: the effective role (SET ROLE, else the login role), application_name and tag. */ -}}
-{{define "who"}}CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
-           current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''){{end}}
+-- repeats (guard, session_id, who, unpin, stmt_columns) are templates in
+-- shared/capture.sql, and so is what another version writes again; they are
+-- placed with template actions below. PL/pgSQL bodies hold no other double
+-- braces.
 
-{{- /* guard: the start of every capture function but TRUNCATE's: one test on the common path (no
-undo in progress, pgundo's own output settings already in force); else skip a statement an undo
-logs itself, and pin the output settings that differ (into was, for unpin). */ -}}
-{{define "guard"}}IF current_setting('pgundo.quiet', true) = 'on' OR NOT pgundo._canonical() THEN
-        IF current_setting('pgundo.quiet', true) = 'on'
-           AND EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
-            RETURN NULL;  -- an undo logs this statement itself
-        END IF;
-        IF NOT pgundo._canonical() THEN
-            was := pgundo._pin();
-        END IF;
-    END IF;{{end}}
-{{- /* unpin: puts back the writer's settings that guard pinned. */ -}}
-{{define "unpin"}}IF was IS NOT NULL THEN
-        PERFORM pgundo._unpin(was);
-    END IF;{{end}}
 
 -- pgundo.session_start is not a counter: _register sets this connection's
 -- currval of it to the backend's start time (epoch seconds) with setval.
@@ -122,26 +100,7 @@ END $$;
 
 -- _ensure_chunk as in version 1, but for dropping the range CHECK once the
 -- chunk is attached.
-CREATE OR REPLACE FUNCTION pgundo._ensure_chunk(k bigint) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
-DECLARE
-    lo bigint := k * pgundo._chunk_size();
-    hi bigint := (k + 1) * pgundo._chunk_size();
-    t  text;
-    c  text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['stmt', 'change'] LOOP
-        IF to_regclass(format('pgundo.%I', t || '_c' || k)) IS NOT NULL THEN
-            CONTINUE;
-        END IF;
-        c := CASE t WHEN 'stmt' THEN 'id' ELSE 'stmt_id' END;
-        EXECUTE format('CREATE TABLE pgundo.%I (LIKE pgundo.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', t || '_c' || k, t);
-        EXECUTE format('ALTER TABLE pgundo.%I ADD CONSTRAINT %I CHECK (%I >= %s AND %I < %s)', t || '_c' || k, t || '_c' || k || '_range', c, lo, c, hi);
-        EXECUTE format('ALTER TABLE pgundo.%I ATTACH PARTITION pgundo.%I FOR VALUES FROM (%s) TO (%s)', t, t || '_c' || k, lo, hi);
-        EXECUTE format('ALTER TABLE pgundo.%I DROP CONSTRAINT %I', t || '_c' || k, t || '_c' || k || '_range');
-        EXECUTE format('REVOKE ALL ON pgundo.%I FROM PUBLIC', t || '_c' || k);
-    END LOOP;
-END $f$;
+{{template "ensure_chunk" (dict "create" "CREATE OR REPLACE" "q" "$f$" "parent" "t" "drop_range" true)}}
 
 -- _canonical is true when every setting that a row's text form depends on
 -- prints values as pgundo reads them back (readers pin DateStyle 'ISO, YMD',
@@ -213,41 +172,9 @@ END $$;
 -- row and the change rows in one SQL statement, and nothing at all for a
 -- statement that changed no row.
 
-CREATE OR REPLACE FUNCTION pgundo.capture_insert() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    was text[];
-BEGIN
-    {{template "guard"}}
-    WITH s AS (
-        INSERT INTO pgundo.stmt {{template "stmt_columns"}}
-        SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-               pg_current_xact_id(), statement_timestamp(), 'I', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, c.n,
-               {{template "who"}}
-          FROM (SELECT count(*) AS n FROM pgundo_new) c WHERE c.n > 0
-        RETURNING id)
-    INSERT INTO pgundo.change (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;
-    {{template "unpin"}}
-    RETURN NULL;
-END $$;
+{{template "capture_one_side_v5" (dict "name" "insert" "op" "I" "rows" "pgundo_new" "side" "new")}}
 
-CREATE OR REPLACE FUNCTION pgundo.capture_delete() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    was text[];
-BEGIN
-    {{template "guard"}}
-    WITH s AS (
-        INSERT INTO pgundo.stmt {{template "stmt_columns"}}
-        SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-               pg_current_xact_id(), statement_timestamp(), 'D', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, c.n,
-               {{template "who"}}
-          FROM (SELECT count(*) AS n FROM pgundo_old) c WHERE c.n > 0
-        RETURNING id)
-    INSERT INTO pgundo.change (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r;
-    {{template "unpin"}}
-    RETURN NULL;
-END $$;
+{{template "capture_one_side_v5" (dict "name" "delete" "op" "D" "rows" "pgundo_old" "side" "old")}}
 
 -- UPDATE pairs each old row with its new row by position: PostgreSQL appends a
 -- row's old and new versions to the two transition tables together, so the
@@ -260,82 +187,13 @@ END $$;
 -- update needs no pairing; the positional join of bigger ones runs with
 -- work_mem raised to 128MB for that statement (at the default 4MB, pairing
 -- a million rows spilled about 460 MiB to temporary files).
-CREATE OR REPLACE FUNCTION pgundo.capture_update() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    n   bigint;
-    m   bigint;
-    was text[];
-    wm  text;
-BEGIN
-    {{template "guard"}}
-    SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
-    IF n = 1 AND m = 1 THEN
-        WITH s AS (
-            INSERT INTO pgundo.stmt {{template "stmt_columns"}}
-            VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-                    pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, 1,
-                    {{template "who"}})
-            RETURNING id)
-        INSERT INTO pgundo.change (stmt_id, old, new) SELECT s.id, ROW(o.*)::text, ROW(w.*)::text FROM s, pgundo_old o, pgundo_new w;
-    ELSIF n = m AND n > 0 THEN
-        wm := current_setting('work_mem');
-        PERFORM set_config('work_mem', '128MB', true);
-        WITH s AS (
-            INSERT INTO pgundo.stmt {{template "stmt_columns"}}
-            VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-                    pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
-                    {{template "who"}})
-            RETURNING id)
-        INSERT INTO pgundo.change (stmt_id, old, new)
-        SELECT s.id, o.img, w.img
-          FROM s,
-               (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_old r) o
-          JOIN (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_new r) w USING (pos);
-        PERFORM set_config('work_mem', wm, true);
-    ELSIF n <> m THEN
-        WITH s AS (
-            INSERT INTO pgundo.stmt {{template "stmt_columns"}}
-            VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-                    pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, greatest(n, m),
-                    {{template "who"}})
-            RETURNING id),
-        o AS (INSERT INTO pgundo.change (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r)
-        INSERT INTO pgundo.change (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;
-    END IF;  -- n = m = 0: nothing changed, nothing logged
-    {{template "unpin"}}
-    RETURN NULL;
-END $$;
+{{template "capture_update" (dict "stmt" "pgundo.stmt" "change" "pgundo.change")}}
 
 -- TRUNCATE has no transition table: a BEFORE TRUNCATE trigger copies the rows
 -- it is about to remove. On a partitioned table it fires for every partition,
 -- and ONLY keeps each partition's copy to its own rows. It takes the
 -- transaction id before numbering, as every other capture does (a TRUNCATE
 -- may be its transaction's first write; pgundo.seal relies on it).
-CREATE OR REPLACE FUNCTION pgundo.capture_truncate() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    sid bigint;
-    n   bigint;
-    was text[];
-BEGIN
-    PERFORM pg_current_xact_id();
-    IF NOT pgundo._canonical() THEN
-        was := pgundo._pin();
-    END IF;
-    LOCK TABLE ONLY pgundo.stmt, pgundo.change IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
-    sid := nextval('pgundo.stmt_id_seq');
-    EXECUTE format('INSERT INTO pgundo.change (stmt_id, old) SELECT $1, ROW(r.*)::text FROM ONLY %s r', TG_RELID::regclass)
-      USING sid;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        INSERT INTO pgundo.stmt {{template "stmt_columns"}}
-        VALUES (sid, {{template "session_id"}},
-                pg_current_xact_id(), statement_timestamp(), 'T', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
-                {{template "who"}});
-    END IF;
-    {{template "unpin"}}
-    RETURN NULL;
-END $$;
+{{template "capture_truncate" (dict "stmt" "pgundo.stmt" "change" "pgundo.change")}}
 
 REVOKE ALL ON FUNCTION pgundo._register(), pgundo._session(), pgundo._canonical(), pgundo._pin(), pgundo._unpin(text[]) FROM PUBLIC;

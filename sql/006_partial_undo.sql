@@ -11,7 +11,9 @@
 -- selects all of those statements (the rows may come from any of them), and
 -- refuses when it selects only some.
 --
--- tern runs this file through text/template: keep double braces out of it.
+-- tern runs this file through text/template: what another version writes
+-- again is a template in shared/, placed with a template action; keep other
+-- double braces out of it.
 
 CREATE TABLE pgundo.undo_left (
     undo_session text NOT NULL,
@@ -37,31 +39,5 @@ REVOKE ALL ON pgundo.undo_left, pgundo.undo_scope FROM PUBLIC;
 -- session is undone and no row of it was left, 'partly undone' when some
 -- are, NULL when nothing is (written out here, not a function: the view's
 -- readers, such as an auditor role, may not call pgundo's functions).
-CREATE OR REPLACE VIEW pgundo.sessions AS
-SELECT s.id,
-       s.session_role AS login_user,
-       s.application_name,
-       s.client_addr,
-       s.client_port,
-       s.pid,
-       s.backend_start,
-       min(st.at) AS first_change_at,
-       max(st.at) AS last_change_at,
-       coalesce(sum(st.rows), 0)::bigint AS changes,
-       count(DISTINCT st.xid) AS transactions,
-       array_agg(DISTINCT quote_ident(st.schema_name) || '.' || quote_ident(st.table_name)) FILTER (WHERE st.id IS NOT NULL) AS tables,
-       array_agg(DISTINCT st.role) FILTER (WHERE st.id IS NOT NULL) AS roles,
-       array_agg(DISTINCT st.tag) FILTER (WHERE st.tag IS NOT NULL) AS tags,
-       (SELECT min(u.undone_session) FROM pgundo.undo u WHERE u.undo_session = s.id) AS undo_of,
-       (SELECT min(u.undo_session) FROM pgundo.undo u WHERE u.undone_session = s.id) AS undone_by,
-       CASE
-         WHEN NOT bool_or(d.stmt_id IS NOT NULL) THEN NULL
-         WHEN bool_and(d.stmt_id IS NOT NULL)
-              AND NOT EXISTS (SELECT FROM pgundo.undo_scope sc JOIN pgundo.undo_left l ON l.undo_session = sc.undo_session AND l.done_by IS NULL
-                               JOIN pgundo.stmt x ON x.id = sc.stmt_id WHERE x.session_id = s.id) THEN 'undone'
-         ELSE 'partly undone' END AS undo_state
-  FROM pgundo.session s
-  LEFT JOIN pgundo.stmt st ON st.session_id = s.id
-  LEFT JOIN pgundo.undone d ON d.stmt_id = st.id
- GROUP BY s.id;
+{{template "sessions_view" (dict "create" "CREATE OR REPLACE" "undo_state" true)}}
 COMMENT ON VIEW pgundo.sessions IS 'One row per recorded session (connection): who, from where, when, how many row changes in which tables, and undo links (undo_state: undone, partly undone, or NULL).';

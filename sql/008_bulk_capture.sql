@@ -9,7 +9,7 @@
 -- (enable_mergejoin off), each setting put back after, as work_mem is.
 -- Measurements: DESIGN.md, "Capture cost", "JIT (schema 8)".
 --
--- The function bodies are 007's templates with "v8" set.
+-- The function bodies are 007's templates (sql/shared/capture.sql) with "v8" set.
 
 {{define "journal_limit"}}LIMIT 1{{end}}
 {{- define "jit_off"}}jt := current_setting('jit');
@@ -23,4 +23,4 @@
 
 {{template "capture_one_side" (dict "name" "delete" "op" "D" "rows" "pgundo_old" "side" "old" "v8" true)}}
 
-{{template "capture_update" (dict "v8" true)}}
+{{template "capture_update" (dict "stmt" "pgundo.stmt_log" "change" "pgundo.change_log" "journal" true "v8" true)}}

@@ -3,7 +3,13 @@
 //
 // Everything pgundo keeps lives in the schema "pgundo"; the migration version
 // is kept in pgundo.schema_version. Migrations run through text/template, so
-// PL/pgSQL bodies must not contain double braces.
+// PL/pgSQL bodies must not contain double braces. What several versions
+// create (a later one re-creating an earlier one's function or view with a
+// few changes) is defined once, as a template in shared/ (tern loads the .sql
+// files in subdirectories as templates for every migration), parameterised
+// by what differs and placed by each migration. A released migration must go
+// on rendering the same SQL: migrations_test.go checks it against
+// testdata/rendered.
 package sql
 
 import (
@@ -18,7 +24,7 @@ import (
 	"github.com/pgundo/pgundo/internal/pgdb"
 )
 
-//go:embed *.sql
+//go:embed *.sql shared/*.sql
 var migrations embed.FS
 
 // Schema is the schema that holds everything pgundo creates.

@@ -1,0 +1,182 @@
+{{- /*
+Shared templates of the capture functions from version 5 on (see
+shared/capture_v1.sql for how tern loads them). What a migration renders must
+never change once it is released (sql/migrations_test.go).
+
+The parts every capture function repeats (stmt_columns, session_id, who,
+guard, unpin; 005 defined them, 007 and later place them too), then the
+capture functions that versions 5 and 7 both write: stmt, change and journal
+name the log tables each version writes to.
+*/ -}}
+
+{{define "stmt_columns"}}(id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag){{end}}
+{{- /* session_id: this connection's session, registered on first use (see _register). */ -}}
+{{define "session_id"}}coalesce(CASE WHEN current_setting('pgundo.session', true) = 'pgundo.session_start'::regclass::oid::text
+                THEN to_hex(currval('pgundo.session_start')) || '.' || to_hex(pg_backend_pid()) END,
+           pgundo._register()){{end}}
+{{- /* who: the effective role (SET ROLE, else the login role), application_name and tag. */ -}}
+{{define "who"}}CASE current_setting('role') WHEN 'none' THEN session_user ELSE current_setting('role') END,
+           current_setting('application_name'), nullif(current_setting('pgundo.tag', true), ''){{end}}
+
+{{- /* guard: the start of every capture function but TRUNCATE's: one test on the common path (no
+undo in progress, pgundo's own output settings already in force); else skip a statement an undo
+logs itself, and pin the output settings that differ (into was, for unpin). */ -}}
+{{define "guard"}}IF current_setting('pgundo.quiet', true) = 'on' OR NOT pgundo._canonical() THEN
+        IF current_setting('pgundo.quiet', true) = 'on'
+           AND EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
+            RETURN NULL;  -- an undo logs this statement itself
+        END IF;
+        IF NOT pgundo._canonical() THEN
+            was := pgundo._pin();
+        END IF;
+    END IF;{{end}}
+{{- /* unpin: puts back the writer's settings that guard pinned. */ -}}
+{{define "unpin"}}IF was IS NOT NULL THEN
+        PERFORM pgundo._unpin(was);
+    END IF;{{end}}
+
+{{- /* stmt_row: the start of a WITH that writes one statement row into table stmt and returns
+its id (as s): op, and rows the number of rows changed. Placed at the depth of an IF branch. */ -}}
+{{define "stmt_row"}}WITH s AS (
+            INSERT INTO {{.stmt}} {{template "stmt_columns"}}
+            VALUES (nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
+                    pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, {{.rows}},
+                    {{template "who"}})
+            RETURNING id){{end}}
+
+{{- /* capture_one_side_v5: version 5's capture function of INSERT (name insert, op I, rows
+pgundo_new, side new) or DELETE (delete, D, pgundo_old, old). */ -}}
+{{define "capture_one_side_v5"}}CREATE OR REPLACE FUNCTION pgundo.capture_{{.name}}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    was text[];
+BEGIN
+    {{template "guard"}}
+    WITH s AS (
+        INSERT INTO pgundo.stmt {{template "stmt_columns"}}
+        SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
+               pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, c.n,
+               {{template "who"}}
+          FROM (SELECT count(*) AS n FROM {{.rows}}) c WHERE c.n > 0
+        RETURNING id)
+    INSERT INTO pgundo.change (stmt_id, {{.side}}) SELECT s.id, ROW(r.*)::text FROM s, {{.rows}} r;
+    {{template "unpin"}}
+    RETURN NULL;
+END $$;{{end}}
+
+{{- /* capture_one_side: the capture function of INSERT (name insert, op I, rows pgundo_new, side
+new) or DELETE (delete, D, pgundo_old, old) from version 7 on: the rows of one transition table,
+one image each; one row into the journal, more into the log tables. */ -}}
+{{define "capture_one_side"}}CREATE OR REPLACE FUNCTION pgundo.capture_{{.name}}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    was text[];
+    n   bigint;{{if .v8}}
+    jt  text;{{end}}
+BEGIN
+    {{template "guard"}}
+    INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
+    SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
+           pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
+           {{template "who"}}, ROW(r.*)::text
+      FROM {{.rows}} r
+     WHERE NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1){{if .v8}}
+     {{template "journal_limit"}}{{end}};
+    IF NOT FOUND THEN
+        SELECT count(*) INTO n FROM {{.rows}};
+    END IF;
+    IF n > 1 THEN{{if .v8}}
+        {{template "jit_off"}}{{end}}
+        {{template "stmt_row" (dict "stmt" "pgundo.stmt_log" "op" .op "rows" "n")}}
+        INSERT INTO pgundo.change_log (stmt_id, {{.side}}) SELECT s.id, ROW(r.*)::text FROM s, {{.rows}} r;{{if .v8}}
+        {{template "jit_back"}}{{end}}
+    END IF;
+    {{template "unpin"}}
+    RETURN NULL;
+END $$;{{end}}
+
+{{- /* capture_update: capture_update of version 5 (stmt pgundo.stmt, change pgundo.change) and
+7 (pgundo.stmt_log, pgundo.change_log, journal): they differ in how a one-row UPDATE is written
+(version 7: into the journal, and the rows are counted only when it was not one row); v8 as
+version 8 has it (see 008). */ -}}
+{{define "capture_update"}}CREATE OR REPLACE FUNCTION pgundo.capture_update() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n   bigint;
+    m   bigint;
+    was text[];
+    wm  text;{{if .v8}}
+    jt  text;
+    mj  text;{{end}}
+BEGIN
+    {{template "guard"}}
+{{- if .journal}}
+    INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, old, new)
+    SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
+           pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
+           {{template "who"}}, ROW(o.*)::text, ROW(w.*)::text
+      FROM pgundo_old o, pgundo_new w
+     WHERE NOT EXISTS (SELECT FROM pgundo_old OFFSET 1){{if .v8}}
+     {{template "journal_limit"}}{{end}};  -- an UPDATE has no more new rows than old ones
+    IF NOT FOUND THEN
+        SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
+    END IF;
+    IF n = m AND n > 1 THEN
+{{- else}}
+    SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
+    IF n = 1 AND m = 1 THEN
+        {{template "stmt_row" (dict "stmt" .stmt "op" "U" "rows" "1")}}
+        INSERT INTO {{.change}} (stmt_id, old, new) SELECT s.id, ROW(o.*)::text, ROW(w.*)::text FROM s, pgundo_old o, pgundo_new w;
+    ELSIF n = m AND n > 0 THEN
+{{- end}}
+        wm := current_setting('work_mem');
+        PERFORM set_config('work_mem', '128MB', true);{{if .v8}}
+        {{template "jit_off"}}
+        {{template "hash_pairing"}}{{end}}
+        {{template "stmt_row" (dict "stmt" .stmt "op" "U" "rows" "n")}}
+        INSERT INTO {{.change}} (stmt_id, old, new)
+        SELECT s.id, o.img, w.img
+          FROM s,
+               (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_old r) o
+          JOIN (SELECT row_number() OVER () AS pos, ROW(r.*)::text AS img FROM pgundo_new r) w USING (pos);
+        PERFORM set_config('work_mem', wm, true);{{if .v8}}
+        {{template "jit_back"}}
+        {{template "hash_pairing_back"}}{{end}}
+    ELSIF n <> m THEN{{if .v8}}
+        {{template "jit_off"}}{{end}}
+        {{template "stmt_row" (dict "stmt" .stmt "op" "U" "rows" "greatest(n, m)")}},
+        o AS (INSERT INTO {{.change}} (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r)
+        INSERT INTO {{.change}} (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;{{if .v8}}
+        {{template "jit_back"}}{{end}}
+    END IF;  -- n = m = 0: nothing changed, nothing logged
+    {{template "unpin"}}
+    RETURN NULL;
+END $$;{{end}}
+
+{{- /* capture_truncate: capture_truncate of version 5 (stmt pgundo.stmt, change pgundo.change)
+and 7 (pgundo.stmt_log, pgundo.change_log). */ -}}
+{{define "capture_truncate"}}CREATE OR REPLACE FUNCTION pgundo.capture_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sid bigint;
+    n   bigint;
+    was text[];
+BEGIN
+    PERFORM pg_current_xact_id();
+    IF NOT pgundo._canonical() THEN
+        was := pgundo._pin();
+    END IF;
+    LOCK TABLE ONLY {{.stmt}}, {{.change}} IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
+    sid := nextval('pgundo.stmt_id_seq');
+    EXECUTE format('INSERT INTO {{.change}} (stmt_id, old) SELECT $1, ROW(r.*)::text FROM ONLY %s r', TG_RELID::regclass)
+      USING sid;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        INSERT INTO {{.stmt}} {{template "stmt_columns"}}
+        VALUES (sid, {{template "session_id"}},
+                pg_current_xact_id(), statement_timestamp(), 'T', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
+                {{template "who"}});
+    END IF;
+    {{template "unpin"}}
+    RETURN NULL;
+END $$;{{end}}

@@ -1,0 +1,31 @@
+{{- /*
+Shared templates of the log tables (see shared/capture_v1.sql for how tern
+loads them). What a migration renders must never change once it is released.
+*/ -}}
+
+{{- /* ensure_chunk: pgundo._ensure_chunk. create: CREATE or CREATE OR REPLACE; q: the body's
+dollar quote; parent: the expression naming the partitioned table of t (stmt or change): t up to
+version 6, t || '_log' from 7 on; drop_range: drop the range CHECK once the chunk is attached
+(version 5 on). */ -}}
+{{define "ensure_chunk"}}{{.create}} FUNCTION pgundo._ensure_chunk(k bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS {{.q}}
+DECLARE
+    lo bigint := k * pgundo._chunk_size();
+    hi bigint := (k + 1) * pgundo._chunk_size();
+    t  text;
+    c  text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['stmt', 'change'] LOOP
+        IF to_regclass(format('pgundo.%I', t || '_c' || k)) IS NOT NULL THEN
+            CONTINUE;
+        END IF;
+        c := CASE t WHEN 'stmt' THEN 'id' ELSE 'stmt_id' END;
+        EXECUTE format('CREATE TABLE pgundo.%I (LIKE pgundo.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', t || '_c' || k, {{.parent}});
+        EXECUTE format('ALTER TABLE pgundo.%I ADD CONSTRAINT %I CHECK (%I >= %s AND %I < %s)', t || '_c' || k, t || '_c' || k || '_range', c, lo, c, hi);
+        EXECUTE format('ALTER TABLE pgundo.%I ATTACH PARTITION pgundo.%I FOR VALUES FROM (%s) TO (%s)', {{.parent}}, t || '_c' || k, lo, hi);
+{{- if .drop_range}}
+        EXECUTE format('ALTER TABLE pgundo.%I DROP CONSTRAINT %I', t || '_c' || k, t || '_c' || k || '_range');
+{{- end}}
+        EXECUTE format('REVOKE ALL ON pgundo.%I FROM PUBLIC', t || '_c' || k);
+    END LOOP;
+END {{.q}};{{end}}
