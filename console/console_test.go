@@ -542,6 +542,15 @@ func TestConsoleStatus(t *testing.T) {
 	require.Contains(t, r.body, "Capture is whole on every tracked table.")
 	require.Contains(t, r.body, `<tr class="healthy"><td>public.items</td>`)
 	require.Contains(t, r.body, `<dt>sessions</dt><dd>1</dd>`)
+	// The patch's 5 statements (one updated two rows), exact on a small log.
+	require.Contains(t, r.body, `<dt>statements</dt><dd>5</dd>`)
+
+	// A big log (by the planner's estimate) is not counted row by row: the
+	// estimate of the log tables plus the journal's rows (none, folded).
+	pgtest.Exec(t, s.conn, `SELECT pgundo.fold(); UPDATE pg_class SET reltuples = 2000000 WHERE oid = 'pgundo.stmt_c0'::regclass`)
+	r = get(t, ts, "/status")
+	require.Contains(t, r.body, `<dt>statements</dt><dd>about 2000000</dd>`)
+	pgtest.Exec(t, s.conn, `ANALYZE pgundo.stmt_c0`)
 
 	pgtest.Exec(t, s.conn, "ALTER TABLE orders DISABLE TRIGGER pgundo_capture_update")
 	r = get(t, ts, "/status")

@@ -271,23 +271,44 @@ type LogStats struct {
 	// any log size).
 	Sessions   int64 `json:"sessions"`
 	Statements int64 `json:"statements"`
-	Changes    int64 `json:"changes_estimate"`
+	// StatementsEstimated is true when Statements is the planner's estimate
+	// (a log of more than ExactStatementsBelow statements, which an exact
+	// count would read whole) plus the journal's exact count.
+	StatementsEstimated bool  `json:"statements_estimated"`
+	Changes             int64 `json:"changes_estimate"`
 	// Oldest and Newest are the times of the first and last recorded
 	// statement; nil for an empty log.
 	Oldest *time.Time `json:"oldest_entry"`
 	Newest *time.Time `json:"newest_entry"`
 }
 
+// ExactStatementsBelow is the estimated log size (statements) up to which
+// Stats counts statements exactly: counting 4M statements takes a second or
+// more, the estimate a millisecond.
+const ExactStatementsBelow = 1_000_000
+
 // Stats reads LogStats.
 func Stats(ctx context.Context, db DBTX) (LogStats, error) {
 	var s LogStats
+	var estimate int64
 	err := db.QueryRow(ctx, `
 		SELECT pgundo._log_bytes() + pg_total_relation_size('pgundo.session'),
-		       (SELECT count(*) FROM pgundo.session), (SELECT count(*) FROM pgundo.stmt),
+		       (SELECT count(*) FROM pgundo.session),
+		       (SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint
+		          FROM pg_partition_tree('pgundo.stmt_log') p JOIN pg_class c ON c.oid = p.relid WHERE p.isleaf),
 		       pgundo._change_rows(),
 		       (SELECT at FROM pgundo.stmt ORDER BY id LIMIT 1), (SELECT at FROM pgundo.stmt ORDER BY id DESC LIMIT 1)`).
-		Scan(&s.Bytes, &s.Sessions, &s.Statements, &s.Changes, &s.Oldest, &s.Newest)
+		Scan(&s.Bytes, &s.Sessions, &estimate, &s.Changes, &s.Oldest, &s.Newest)
 	if err != nil {
+		return s, fmt.Errorf("read log statistics: %w", err)
+	}
+	// The journal is counted exactly either way: it is small, and the
+	// estimate of the log tables leaves it out.
+	count := `SELECT count(*) FROM pgundo.stmt WHERE $1::bigint IS NOT NULL`
+	if s.StatementsEstimated = estimate > ExactStatementsBelow; s.StatementsEstimated {
+		count = `SELECT $1::bigint + (SELECT count(*) FROM pgundo.journal)`
+	}
+	if err := db.QueryRow(ctx, count, estimate).Scan(&s.Statements); err != nil {
 		return s, fmt.Errorf("read log statistics: %w", err)
 	}
 	return s, nil
