@@ -79,6 +79,11 @@ type Options struct {
 	// PageSize is the number of sessions or row changes per page; 0 means
 	// DefaultPageSize.
 	PageSize int
+	// PlanWait is how long a plan page waits for its dry run before it
+	// answers 202 with a page that reloads itself until the run is done (the
+	// run goes on in the background, once per session and log position); 0
+	// means DefaultPlanWait.
+	PlanWait time.Duration
 	// Now returns the current time (for relative times such as since=2h);
 	// nil means time.Now.
 	Now func() time.Time
@@ -93,6 +98,10 @@ type Server struct {
 
 	foldMu   sync.Mutex
 	lastFold time.Time
+
+	planMu  sync.Mutex
+	plans   map[string]*planJob // by session id
+	planRun chan struct{}       // one dry run at a time
 }
 
 // NewToken returns a random token of 32 hex digits (128 bits).
@@ -139,13 +148,17 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{opts: o, mux: http.NewServeMux(), pages: map[string]*template.Template{}}
+	if o.PlanWait <= 0 {
+		o.PlanWait = DefaultPlanWait
+	}
+	s := &Server{opts: o, mux: http.NewServeMux(), pages: map[string]*template.Template{},
+		plans: map[string]*planJob{}, planRun: make(chan struct{}, 1)}
 	// The CSRF token is derived from the secret token, so it is stable for
 	// the server's life and unknown to anyone without the token.
 	m := hmac.New(sha256.New, []byte(o.Token))
 	m.Write([]byte("pgundo console csrf"))
 	s.csrf = hex.EncodeToString(m.Sum(nil))
-	for _, p := range []string{"sessions", "session", "history", "asof", "status", "plan", "undone", "activity", "error"} {
+	for _, p := range []string{"sessions", "session", "history", "asof", "status", "plan", "planning", "undone", "activity", "error"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: parse template %s: %w", p, err)

@@ -703,6 +703,10 @@ type planData struct {
 	Message   string
 	// AllowUndo offers the Undo form (Options.AllowUndo).
 	AllowUndo bool
+	// PlannedAt and Position say when the dry run shown started and at
+	// which log position (the newest statement id).
+	PlannedAt time.Time
+	Position  string
 }
 
 // withUndoTimeout runs f on a connection whose statements run under the
@@ -746,25 +750,6 @@ func planOutcome(d *planData, plan *undo.Plan, err error) error {
 		return err
 	}
 	return nil
-}
-
-func (s *Server) planPage(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	id := r.PathValue("id")
-	d := planData{ID: id, AllowUndo: s.opts.AllowUndo, CSRF: s.csrf}
-	err := s.withUndoTimeout(ctx, func(conn *pgx.Conn) error {
-		plan, err := undo.MakePlan(ctx, conn, undo.Selection{Sessions: []string{id}}, undo.Options{})
-		return planOutcome(&d, plan, err)
-	})
-	if err != nil {
-		s.failErr(w, err)
-		return
-	}
-	status := http.StatusOK
-	if d.Refusal != "" {
-		status = http.StatusConflict
-	}
-	s.render(w, status, "plan", "Undo plan "+id, d)
 }
 
 var safeName = regexp.MustCompile(`[^A-Za-z0-9._-]`)
@@ -869,6 +854,7 @@ func (s *Server) undoPost(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusConflict, "plan", "Undo plan "+id, d)
 		return
 	}
+	s.forgetPlans()
 	s.render(w, http.StatusOK, "undone", "Undone "+id, undoneData{ID: id, Plan: applied})
 }
 
