@@ -84,6 +84,10 @@ type Options struct {
 	// run goes on in the background, once per session and log position); 0
 	// means DefaultPlanWait.
 	PlanWait time.Duration
+	// NoSummaryRefresh leaves the log summaries as they are (tests; pages
+	// are exact either way). Default false: the server refreshes them in
+	// the background until Close.
+	NoSummaryRefresh bool
 	// Now returns the current time (for relative times such as since=2h);
 	// nil means time.Now.
 	Now func() time.Time
@@ -98,6 +102,9 @@ type Server struct {
 
 	foldMu   sync.Mutex
 	lastFold time.Time
+
+	stop        context.CancelFunc
+	refreshDone chan struct{}
 
 	planMu  sync.Mutex
 	plans   map[string]*planJob // by session id
@@ -114,7 +121,8 @@ func NewToken() (string, error) {
 }
 
 // Open opens a small pool (at most 4 connections) on cfg in which every
-// statement runs under statementTimeout (0: DefaultStatementTimeout).
+// statement runs under statementTimeout (0: DefaultStatementTimeout), and
+// without JIT compilation.
 func Open(ctx context.Context, cfg *pgx.ConnConfig, statementTimeout time.Duration) (*pgxpool.Pool, error) {
 	if statementTimeout <= 0 {
 		statementTimeout = DefaultStatementTimeout
@@ -125,13 +133,18 @@ func Open(ctx context.Context, cfg *pgx.ConnConfig, statementTimeout time.Durati
 	}
 	cc := cfg.Copy()
 	cc.RuntimeParams["statement_timeout"] = fmt.Sprint(statementTimeout.Milliseconds())
+	// A page's queries are small, but the planner's cost of some (the
+	// status page's catalog joins, 8,000) passes jit_above_cost: compiling
+	// them took 1.6 s of a 2 ms query on the bench log.
+	cc.RuntimeParams["jit"] = "off"
 	pc.ConnConfig = cc
 	pc.MaxConns = 4
 	pc.MinConns = 0
 	return pgxpool.NewWithConfig(ctx, pc)
 }
 
-// New builds a Server.
+// New builds a Server and starts its background work (the log summaries'
+// refresh); Close stops it.
 func New(o Options) (*Server, error) {
 	if o.Pool == nil {
 		return nil, errors.New("console: no database pool")
@@ -179,6 +192,14 @@ func New(o Options) (*Server, error) {
 	s.mux.HandleFunc("GET /plan/{id}", s.planPage)
 	s.mux.HandleFunc("GET /plan/{id}/undo.sql", s.planSQL)
 	s.mux.HandleFunc("POST /undo/{id}", s.undoPost)
+	var ctx context.Context
+	ctx, s.stop = context.WithCancel(context.Background())
+	s.refreshDone = make(chan struct{})
+	if !o.NoSummaryRefresh {
+		go s.refreshSummaries(ctx)
+	} else {
+		close(s.refreshDone)
+	}
 	return s, nil
 }
 

@@ -117,6 +117,7 @@ func (s *shop) server(t *testing.T, mod func(*console.Options)) *httptest.Server
 	}
 	srv, err := console.New(o)
 	require.NoError(t, err)
+	t.Cleanup(srv.Close)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	return ts
@@ -659,6 +660,7 @@ func TestConsoleStatementTimeout(t *testing.T) {
 	// page timeout.
 	srv, err := console.New(console.Options{Pool: pool, Token: token, UndoTimeout: time.Minute, PlanWait: time.Minute})
 	require.NoError(t, err)
+	defer srv.Close()
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	require.Equal(t, http.StatusOK, get(t, ts, "/plan/"+s.patch).status)

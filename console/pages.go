@@ -630,12 +630,10 @@ func (s *Server) activityPage(w http.ResponseWriter, r *http.Request) {
 			return badRequest{fmt.Errorf("bucket %q: use minute, hour, day or auto", d.Bucket)}
 		}
 		unit := map[time.Duration]string{time.Minute: "minute", time.Hour: "hour", 24 * time.Hour: "day"}[step]
-		by := "quote_ident(st.schema_name) || '.' || quote_ident(st.table_name)"
 		switch d.By {
 		case "", "table":
 			d.By = "table"
 		case "app":
-			by = "coalesce(st.application_name, '')"
 		default:
 			return badRequest{fmt.Errorf("by %q: use table or app", d.By)}
 		}
@@ -648,20 +646,13 @@ func (s *Server) activityPage(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		defer c.Release()
-		rows, err := c.Conn().Query(ctx, `
-			SELECT date_trunc($3, st.at, 'UTC'), `+by+`, sum(st.rows)::bigint
-			  FROM pgundo.stmt st
-			 WHERE st.at >= $1 AND st.at < $2
-			 GROUP BY 1, 2 ORDER BY 1, 2`, *since, end, unit)
+		ap, err := history.Activity(ctx, c.Conn(), *since, end, unit, d.By)
 		if err != nil {
-			return fmt.Errorf("read activity: %w", err)
+			return err
 		}
-		points, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (point, error) {
-			var p point
-			return p, r.Scan(&p.Bucket, &p.Series, &p.Count)
-		})
-		if err != nil {
-			return fmt.Errorf("read activity: %w", err)
+		points := make([]point, len(ap))
+		for i, p := range ap {
+			points[i] = point{Bucket: p.Bucket, Series: p.Series, Count: p.Count}
 		}
 		totals := map[string]int64{}
 		for _, p := range points {

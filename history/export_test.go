@@ -1,0 +1,10 @@
+package history
+
+// SetSummaryTailLimit sets the most statements above the summaries'
+// watermark with which readers use them (0: never), and returns the
+// previous limit.
+func SetSummaryTailLimit(n int) int {
+	old := summaryTailLimit
+	summaryTailLimit = n
+	return old
+}
