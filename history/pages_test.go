@@ -195,6 +195,44 @@ func TestShowWithOffset(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, all.Changes, 23+1+4+2+1)
 
+	// One row: the statements the row-history index names, and those above
+	// its watermark (ShowWith refreshes it; here it may not: a mark is
+	// usable from the next refresh on), the same rows either way.
+	keyed := func() []string {
+		d, err := history.ShowWith(ctx, conn, id, history.ShowOptions{Table: tt, Key: &key})
+		require.NoError(t, err)
+		var out []string
+		for _, c := range d.Changes {
+			line := c.Op
+			for _, col := range c.Columns {
+				v := func(p *string) string {
+					if p == nil {
+						return "-"
+					}
+					return *p
+				}
+				line += fmt.Sprintf(" %s:%s>%s", col.Column, v(col.Old), v(col.New))
+			}
+			out = append(out, line)
+		}
+		return out
+	}
+	row7 := []string{"INSERT id:->7 v:->v7", "UPDATE id:7>7 v:v7>w", "UPDATE id:7>7 v:w>x", "DELETE id:7>- v:x>-"}
+	for range 3 {
+		_, err = history.Refresh(ctx, conn)
+		require.NoError(t, err)
+		require.Equal(t, row7, keyed())
+	}
+	var covered bool
+	require.NoError(t, conn.QueryRow(ctx, `SELECT done_below >= (SELECT max(id) FROM pgundo.stmt) FROM pgundo.hist_state`).Scan(&covered))
+	require.True(t, covered, "the index covers the whole log")
+	pgtest.Exec(t, conn, `INSERT INTO t VALUES (7, 'again'), (70, 'other')`)
+	row7 = append(row7, "INSERT id:->7 v:->again")
+	require.Equal(t, row7, keyed(), "a statement not indexed yet")
+	_, err = history.Refresh(ctx, conn)
+	require.NoError(t, err)
+	require.Equal(t, row7, keyed(), "indexed")
+
 	_, err = history.ShowWith(ctx, conn, id, history.ShowOptions{Offset: -1})
 	var re *history.RequestError
 	require.ErrorAs(t, err, &re)
