@@ -84,6 +84,11 @@ type Options struct {
 	// run goes on in the background, once per session and log position); 0
 	// means DefaultPlanWait.
 	PlanWait time.Duration
+	// Auditor serves the console to a role granted pgundo grant auditor,
+	// which may read pgundo's views only: the sessions and their row
+	// changes from the views, every other page answers 403 saying why, and
+	// nothing offers or runs an undo (AllowUndo is ignored).
+	Auditor bool
 	// NoSummaryRefresh leaves the log summaries as they are (tests; pages
 	// are exact either way). Default false: the server refreshes them in
 	// the background until Close.
@@ -161,6 +166,9 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Auditor {
+		o.AllowUndo, o.NoSummaryRefresh = false, true
+	}
 	if o.PlanWait <= 0 {
 		o.PlanWait = DefaultPlanWait
 	}
@@ -183,15 +191,23 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
-	s.mux.HandleFunc("GET /{$}", s.sessionsPage)
-	s.mux.HandleFunc("GET /session/{id}", s.sessionPage)
-	s.mux.HandleFunc("GET /history", s.historyPage)
-	s.mux.HandleFunc("GET /asof", s.asofPage)
-	s.mux.HandleFunc("GET /status", s.statusPage)
-	s.mux.HandleFunc("GET /activity", s.activityPage)
-	s.mux.HandleFunc("GET /plan/{id}", s.planPage)
-	s.mux.HandleFunc("GET /plan/{id}/undo.sql", s.planSQL)
-	s.mux.HandleFunc("POST /undo/{id}", s.undoPost)
+	if o.Auditor {
+		s.mux.HandleFunc("GET /{$}", s.auditorSessions)
+		s.mux.HandleFunc("GET /session/{id}", s.auditorSession)
+		for _, p := range []string{"GET /history", "GET /asof", "GET /status", "GET /activity", "GET /plan/{id}", "GET /plan/{id}/undo.sql", "POST /undo/{id}"} {
+			s.mux.HandleFunc(p, s.auditorUnavailable)
+		}
+	} else {
+		s.mux.HandleFunc("GET /{$}", s.sessionsPage)
+		s.mux.HandleFunc("GET /session/{id}", s.sessionPage)
+		s.mux.HandleFunc("GET /history", s.historyPage)
+		s.mux.HandleFunc("GET /asof", s.asofPage)
+		s.mux.HandleFunc("GET /status", s.statusPage)
+		s.mux.HandleFunc("GET /activity", s.activityPage)
+		s.mux.HandleFunc("GET /plan/{id}", s.planPage)
+		s.mux.HandleFunc("GET /plan/{id}/undo.sql", s.planSQL)
+		s.mux.HandleFunc("POST /undo/{id}", s.undoPost)
+	}
 	var ctx context.Context
 	ctx, s.stop = context.WithCancel(context.Background())
 	s.refreshDone = make(chan struct{})
@@ -270,7 +286,7 @@ func (s *Server) conn(ctx context.Context) (*pgxpool.Conn, error) {
 		return nil, fmt.Errorf("connect to the database: %w", err)
 	}
 	s.foldMu.Lock()
-	due := time.Since(s.lastFold) > 2*time.Second
+	due := !s.opts.Auditor && time.Since(s.lastFold) > 2*time.Second
 	if due {
 		s.lastFold = time.Now()
 	}
@@ -286,18 +302,28 @@ type page struct {
 	Title     string
 	Nav       string
 	AllowUndo bool
-	Data      any
+	// Notice is shown at the top of every page (the auditor's read-only
+	// mode).
+	Notice string
+	Data   any
 }
 
 func (s *Server) render(w http.ResponseWriter, status int, name, title string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	var b strings.Builder
-	if err := s.pages[name].ExecuteTemplate(&b, "layout", page{Title: title, Nav: name, AllowUndo: s.opts.AllowUndo, Data: data}); err != nil {
+	if err := s.pages[name].ExecuteTemplate(&b, "layout", page{Title: title, Nav: name, AllowUndo: s.opts.AllowUndo, Notice: s.notice(), Data: data}); err != nil {
 		http.Error(w, "render "+name+": "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(b.String()))
+}
+
+func (s *Server) notice() string {
+	if s.opts.Auditor {
+		return auditorNotice
+	}
+	return ""
 }
 
 // errorData is the error page's data.

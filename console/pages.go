@@ -100,6 +100,12 @@ func makePager(r *http.Request, p int, more bool) pager {
 	return pg
 }
 
+// pageOf is page p of a list read with one item more than a page (size),
+// which says whether there is a next page.
+func pageOf[T any](r *http.Request, p, size int, items []T) ([]T, pager) {
+	return items[:min(size, len(items))], makePager(r, p, len(items) > size)
+}
+
 // ---- sessions
 
 type sessionsFilter struct {
@@ -107,6 +113,8 @@ type sessionsFilter struct {
 }
 
 type sessionsData struct {
+	// Auditor: the console runs as an auditor role (no plan links).
+	Auditor  bool
 	Filter   sessionsFilter
 	Sessions []history.Session
 	Pager    pager
@@ -148,8 +156,7 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		d.Sessions = ss[:min(size, len(ss))]
-		d.Pager = makePager(r, p, len(ss) > size)
+		d.Sessions, d.Pager = pageOf(r, p, size, ss)
 		return nil
 	}()
 	if err != nil {
@@ -187,6 +194,9 @@ type changeView struct {
 }
 
 type sessionData struct {
+	// Auditor: the console runs as an auditor role (no plan link, no
+	// filters).
+	Auditor bool
 	S       history.Session
 	Tables  []history.TableCount
 	Changes []changeView
