@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -120,17 +119,15 @@ func (s *Server) auditorSession(w http.ResponseWriter, r *http.Request) {
 		for _, t := range d.Tables {
 			d.Total += t.Inserts + t.Updates + t.Deletes + t.Truncates
 		}
-		// The column diff from the views' jsonb images (column order from
-		// the catalog): for an update the columns that changed, else all.
+		// The column diff of the exact text images, read against the
+		// table's columns now (the jsonb images of the view need USAGE on
+		// the table's schema, which an auditor need not have): for an
+		// update the columns that changed, else all; raw when the images
+		// no longer read so.
 		size := s.opts.PageSize
 		rows, err = conn.Query(ctx, `
 			SELECT c.stmt_id, c.xid::text, c.at, c.op, quote_ident(c.schema_name) || '.' || quote_ident(c.table_name), c.old, c.new,
-			       (SELECT json_agg(json_build_array(k.k, o.value, n.value) ORDER BY coalesce(a.attnum, 32767), k.k)
-			          FROM (SELECT jsonb_object_keys(coalesce(c.old_data, '{}') || coalesce(c.new_data, '{}'))) k (k)
-			          LEFT JOIN jsonb_each_text(c.old_data) o ON o.key = k.k
-			          LEFT JOIN jsonb_each_text(c.new_data) n ON n.key = k.k
-			          LEFT JOIN pg_attribute a ON a.attrelid = c.relid AND a.attname = k.k
-			         WHERE c.op <> 'UPDATE' OR o.value IS DISTINCT FROM n.value)
+			       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
 			  FROM pgundo.changes c WHERE c.session_id = $1
 			 ORDER BY c.stmt_id LIMIT $2 OFFSET $3`, id, size+1, (p-1)*size)
 		if err != nil {
@@ -138,20 +135,11 @@ func (s *Server) auditorSession(w http.ResponseWriter, r *http.Request) {
 		}
 		var v changeView
 		var old, new *string
-		var diff []byte
-		_, err = pgx.ForEachRow(rows, []any{&v.StmtID, &v.XID, &v.At, &v.Op, &v.Table, &old, &new, &diff}, func() error {
-			var cols []history.ColumnChange
-			var pairs [][]*string
-			if diff != nil {
-				if err := json.Unmarshal(diff, &pairs); err != nil {
-					return err
-				}
-			}
-			for _, p := range pairs {
-				cols = append(cols, history.ColumnChange{Column: *p[0], Old: p[1], New: p[2]})
-			}
+		var names []string
+		_, err = pgx.ForEachRow(rows, []any{&v.StmtID, &v.XID, &v.At, &v.Op, &v.Table, &old, &new, &names}, func() error {
+			cols := history.DiffImages(names, old, new)
 			cv := changeView{StmtID: v.StmtID, XID: v.XID, At: v.At, Op: v.Op, Table: v.Table, Cols: viewColumns(v.Op, cols, nil)}
-			if diff == nil {
+			if cols == nil {
 				img := new
 				if img == nil {
 					img = old

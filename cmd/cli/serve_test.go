@@ -137,18 +137,19 @@ func stopped(t *testing.T, done <-chan int, stderr *bytes.Buffer, wait time.Dura
 // --allow-undo.
 func TestServeAuditor(t *testing.T) {
 	t.Parallel()
-	url, conn := setup(t, "CREATE TABLE a (id int PRIMARY KEY, v text)")
+	// In a schema the auditor may not use: the views still read.
+	url, conn := setup(t, "CREATE SCHEMA app; CREATE TABLE app.a (id int PRIMARY KEY, v text)")
 	aud := newRole(t, url, conn, "saud_")
 	require.Equal(t, 0, run(t, url, "install").code)
-	require.Equal(t, 0, run(t, url, "track", "a").code)
-	pgtest.Exec(t, conn, "INSERT INTO a VALUES (1, 'x'); UPDATE a SET v = 'y' WHERE id = 1")
+	require.Equal(t, 0, run(t, url, "track", "app.a").code)
+	pgtest.Exec(t, conn, "INSERT INTO app.a VALUES (1, 'x'); UPDATE app.a SET v = 'y' WHERE id = 1")
 	require.Equal(t, 0, run(t, url, "grant", "auditor", aud).code)
 
 	srv := startServe(t, asUser(t, url, aud), "--allow-undo")
 	auth := "Bearer " + srv.token
 	code, body := srv.get("/", auth)
 	require.Equal(t, http.StatusOK, code, body)
-	require.Contains(t, body, "<td>public.a</td>")
+	require.Contains(t, body, "<td>app.a</td>")
 	require.Contains(t, body, "read only (auditor)")
 	require.NotContains(t, body, "/plan/")
 	id := regexp.MustCompile(`<tr data-session="([^"]+)">`).FindStringSubmatch(body)
@@ -159,7 +160,7 @@ func TestServeAuditor(t *testing.T) {
 	require.Contains(t, body, `<td class="old">x</td><td class="new">y</td>`)
 	require.NotContains(t, body, "/plan/")
 	require.NotContains(t, body, `name="confirm"`)
-	for _, p := range []string{"/status", "/activity", "/plan/" + id[1], "/history?table=a&key=1"} {
+	for _, p := range []string{"/status", "/activity", "/plan/" + id[1], "/history?table=app.a&key=1"} {
 		code, body = srv.get(p, auth)
 		require.Equal(t, http.StatusForbidden, code, p)
 		require.Contains(t, body, "not available to an auditor role", p)
