@@ -8,3 +8,12 @@ func SetSummaryTailLimit(n int) int {
 	summaryTailLimit = n
 	return old
 }
+
+// SetAfterSummaryMark sets what runs right after a reader read the
+// summaries' watermark (nil: nothing).
+func SetAfterSummaryMark(f func()) {
+	if f == nil {
+		f = func() {}
+	}
+	afterSummaryMark = f
+}

@@ -440,6 +440,16 @@ func TestSummaries(t *testing.T) {
 		o.check("in batches")
 	}
 	o.check("caught up")
+	// A refresh between reading the watermark and reading the summaries:
+	// the statements it added are not counted twice.
+	other := pgtest.Connect(t, url)
+	pgtest.Exec(t, a, `UPDATE t SET v = 'a10' WHERE id = 10; UPDATE t SET v = 'a11' WHERE id IN (11, 12)`)
+	history.SetAfterSummaryMark(func() {
+		_, err := history.RefreshSummaries(ctx, other, 1000)
+		require.NoError(t, err)
+	})
+	o.check("refreshed while read")
+	history.SetAfterSummaryMark(nil)
 	// The same from the log alone (the summaries too far behind).
 	old := history.SetSummaryTailLimit(0)
 	o.check("the log alone")

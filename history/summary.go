@@ -20,8 +20,12 @@ import (
 // with which readers use the summaries.
 const SummaryTailLimit = 50_000
 
-// summaryTailLimit is SummaryTailLimit, but for tests.
-var summaryTailLimit = SummaryTailLimit
+// summaryTailLimit is SummaryTailLimit, but for tests; afterSummaryMark
+// runs after the watermark is read (tests refresh there).
+var (
+	summaryTailLimit = SummaryTailLimit
+	afterSummaryMark = func() {}
+)
 
 // RefreshSummaries adds at most batch statements (in id order) to the
 // summaries and returns how many it added; 0 means they are as up to date
@@ -51,6 +55,7 @@ func summaryMark(ctx context.Context, db DBTX) (int64, bool, error) {
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM (SELECT FROM pgundo.stmt WHERE id > $1 LIMIT $2) x`, w, summaryTailLimit).Scan(&tail); err != nil {
 		return 0, false, fmt.Errorf("read the summaries' state: %w", err)
 	}
+	afterSummaryMark()
 	return w, tail < int64(summaryTailLimit), nil
 }
 
@@ -211,7 +216,12 @@ func newestSessionsSummarized(ctx context.Context, db DBTX, w int64, offset int,
 }
 
 // sessionsSummarized is the query of Sessions' totals from the summaries up
-// to watermark $2 and the statements above it, for the sessions $1. A
+// to their watermark and the statements above it, for the sessions $1. $2
+// is the watermark read before, for the planner: a refresh may have moved
+// it since, so the statement reads it again, in the snapshot it reads the
+// summaries in (a total of the summaries of one watermark and the log above
+// another would count the statements between them twice). Ranks need not:
+// a session matched or a last change time seen twice is the same. A
 // session's transactions are its runs of equal xids in id order: a run that
 // goes on from one part (a chunk's summary, the statements above the
 // watermark) into the next is counted once.
@@ -229,7 +239,7 @@ const sessionsSummarized = `
 		       array_agg(DISTINCT b.role),
 		       coalesce(array_agg(DISTINCT b.tag) FILTER (WHERE b.tag IS NOT NULL), '{}')
 		  FROM (SELECT st.*, st.id / pgundo._chunk_size() AS chunk FROM pgundo.stmt st
-		         WHERE st.id > $2 AND st.session_id = ANY ($1::text[])) b
+		         WHERE st.id > $2 AND st.id > (SELECT w.done_below FROM pgundo.sum_state w) AND st.session_id = ANY ($1::text[])) b
 		 GROUP BY b.session_id, b.chunk),
 	p AS MATERIALIZED (
 		SELECT parts.*, CASE WHEN lag(last_xid) OVER (PARTITION BY session_id ORDER BY first_id) = first_xid THEN 1 ELSE 0 END AS joined
@@ -269,7 +279,8 @@ type ActivityPoint struct {
 // minute, hour or day, in UTC) and per table (by "table") or application
 // (by "app"), ordered by bucket and series. Hours and days read the
 // summaries where they are close enough to the log's head, and the log
-// for the rest; minutes read the log.
+// for the rest (above the watermark as of the statement, as in
+// sessionsSummarized); minutes read the log.
 func Activity(ctx context.Context, db DBTX, since, until time.Time, unit, by string) ([]ActivityPoint, error) {
 	series := map[string]string{
 		"table": "quote_ident(a.schema_name) || '.' || quote_ident(a.table_name)",
@@ -290,7 +301,8 @@ func Activity(ctx context.Context, db DBTX, since, until time.Time, unit, by str
 		if use && whole {
 			args = append(args, *lo, *hi, w)
 			query = `SELECT x.hour, ` + of("x") + `, x.changes FROM pgundo.sum_activity x WHERE x.hour >= $3 AND x.hour < $4 AND ` + notPruned + `
-				UNION ALL SELECT st.at, ` + of("st") + `, st.rows FROM pgundo.stmt st WHERE st.id > $5 AND st.at >= $3 AND st.at < $4
+				UNION ALL SELECT st.at, ` + of("st") + `, st.rows FROM pgundo.stmt st
+				 WHERE st.id > $5 AND st.id > (SELECT w.done_below FROM pgundo.sum_state w) AND st.at >= $3 AND st.at < $4
 				UNION ALL SELECT st.at, ` + of("st") + `, st.rows FROM pgundo.stmt st WHERE st.at >= $1 AND st.at < $3
 				UNION ALL SELECT st.at, ` + of("st") + `, st.rows FROM pgundo.stmt st WHERE st.at >= $4 AND st.at < $2`
 		}
