@@ -79,6 +79,20 @@ type Options struct {
 	// PageSize is the number of sessions or row changes per page; 0 means
 	// DefaultPageSize.
 	PageSize int
+	// PlanWait is how long a plan page waits for its dry run before it
+	// answers 202 with a page that reloads itself until the run is done (the
+	// run goes on in the background, once per session and log position); 0
+	// means DefaultPlanWait.
+	PlanWait time.Duration
+	// Auditor serves the console to a role granted pgundo grant auditor,
+	// which may read pgundo's views only: the sessions and their row
+	// changes from the views, every other page answers 403 saying why, and
+	// nothing offers or runs an undo (AllowUndo is ignored).
+	Auditor bool
+	// NoSummaryRefresh leaves the log summaries as they are (tests; pages
+	// are exact either way). Default false: the server refreshes them in
+	// the background until Close.
+	NoSummaryRefresh bool
 	// Now returns the current time (for relative times such as since=2h);
 	// nil means time.Now.
 	Now func() time.Time
@@ -93,6 +107,13 @@ type Server struct {
 
 	foldMu   sync.Mutex
 	lastFold time.Time
+
+	stop        context.CancelFunc
+	refreshDone chan struct{}
+
+	planMu  sync.Mutex
+	plans   map[string]*planJob // by session id
+	planRun chan struct{}       // one dry run at a time
 }
 
 // NewToken returns a random token of 32 hex digits (128 bits).
@@ -105,7 +126,8 @@ func NewToken() (string, error) {
 }
 
 // Open opens a small pool (at most 4 connections) on cfg in which every
-// statement runs under statementTimeout (0: DefaultStatementTimeout).
+// statement runs under statementTimeout (0: DefaultStatementTimeout), and
+// without JIT compilation.
 func Open(ctx context.Context, cfg *pgx.ConnConfig, statementTimeout time.Duration) (*pgxpool.Pool, error) {
 	if statementTimeout <= 0 {
 		statementTimeout = DefaultStatementTimeout
@@ -116,13 +138,18 @@ func Open(ctx context.Context, cfg *pgx.ConnConfig, statementTimeout time.Durati
 	}
 	cc := cfg.Copy()
 	cc.RuntimeParams["statement_timeout"] = fmt.Sprint(statementTimeout.Milliseconds())
+	// A page's queries are small, but the planner's cost of some (the
+	// status page's catalog joins, 8,000) passes jit_above_cost: compiling
+	// them took 1.6 s of a 2 ms query on the bench log.
+	cc.RuntimeParams["jit"] = "off"
 	pc.ConnConfig = cc
 	pc.MaxConns = 4
 	pc.MinConns = 0
 	return pgxpool.NewWithConfig(ctx, pc)
 }
 
-// New builds a Server.
+// New builds a Server and starts its background work (the log summaries'
+// refresh); Close stops it.
 func New(o Options) (*Server, error) {
 	if o.Pool == nil {
 		return nil, errors.New("console: no database pool")
@@ -139,13 +166,20 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{opts: o, mux: http.NewServeMux(), pages: map[string]*template.Template{}}
+	if o.Auditor {
+		o.AllowUndo, o.NoSummaryRefresh = false, true
+	}
+	if o.PlanWait <= 0 {
+		o.PlanWait = DefaultPlanWait
+	}
+	s := &Server{opts: o, mux: http.NewServeMux(), pages: map[string]*template.Template{},
+		plans: map[string]*planJob{}, planRun: make(chan struct{}, 1)}
 	// The CSRF token is derived from the secret token, so it is stable for
 	// the server's life and unknown to anyone without the token.
 	m := hmac.New(sha256.New, []byte(o.Token))
 	m.Write([]byte("pgundo console csrf"))
 	s.csrf = hex.EncodeToString(m.Sum(nil))
-	for _, p := range []string{"sessions", "session", "history", "asof", "status", "plan", "undone", "activity", "error"} {
+	for _, p := range []string{"sessions", "session", "history", "asof", "status", "plan", "planning", "undone", "activity", "error"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: parse template %s: %w", p, err)
@@ -157,15 +191,31 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
-	s.mux.HandleFunc("GET /{$}", s.sessionsPage)
-	s.mux.HandleFunc("GET /session/{id}", s.sessionPage)
-	s.mux.HandleFunc("GET /history", s.historyPage)
-	s.mux.HandleFunc("GET /asof", s.asofPage)
-	s.mux.HandleFunc("GET /status", s.statusPage)
-	s.mux.HandleFunc("GET /activity", s.activityPage)
-	s.mux.HandleFunc("GET /plan/{id}", s.planPage)
-	s.mux.HandleFunc("GET /plan/{id}/undo.sql", s.planSQL)
-	s.mux.HandleFunc("POST /undo/{id}", s.undoPost)
+	if o.Auditor {
+		s.mux.HandleFunc("GET /{$}", s.auditorSessions)
+		s.mux.HandleFunc("GET /session/{id}", s.auditorSession)
+		for _, p := range []string{"GET /history", "GET /asof", "GET /status", "GET /activity", "GET /plan/{id}", "GET /plan/{id}/undo.sql", "POST /undo/{id}"} {
+			s.mux.HandleFunc(p, s.auditorUnavailable)
+		}
+	} else {
+		s.mux.HandleFunc("GET /{$}", s.sessionsPage)
+		s.mux.HandleFunc("GET /session/{id}", s.sessionPage)
+		s.mux.HandleFunc("GET /history", s.historyPage)
+		s.mux.HandleFunc("GET /asof", s.asofPage)
+		s.mux.HandleFunc("GET /status", s.statusPage)
+		s.mux.HandleFunc("GET /activity", s.activityPage)
+		s.mux.HandleFunc("GET /plan/{id}", s.planPage)
+		s.mux.HandleFunc("GET /plan/{id}/undo.sql", s.planSQL)
+		s.mux.HandleFunc("POST /undo/{id}", s.undoPost)
+	}
+	var ctx context.Context
+	ctx, s.stop = context.WithCancel(context.Background())
+	s.refreshDone = make(chan struct{})
+	if !o.NoSummaryRefresh {
+		go s.refreshSummaries(ctx)
+	} else {
+		close(s.refreshDone)
+	}
 	return s, nil
 }
 
@@ -236,7 +286,7 @@ func (s *Server) conn(ctx context.Context) (*pgxpool.Conn, error) {
 		return nil, fmt.Errorf("connect to the database: %w", err)
 	}
 	s.foldMu.Lock()
-	due := time.Since(s.lastFold) > 2*time.Second
+	due := !s.opts.Auditor && time.Since(s.lastFold) > 2*time.Second
 	if due {
 		s.lastFold = time.Now()
 	}
@@ -252,18 +302,28 @@ type page struct {
 	Title     string
 	Nav       string
 	AllowUndo bool
-	Data      any
+	// Notice is shown at the top of every page (the auditor's read-only
+	// mode).
+	Notice string
+	Data   any
 }
 
 func (s *Server) render(w http.ResponseWriter, status int, name, title string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	var b strings.Builder
-	if err := s.pages[name].ExecuteTemplate(&b, "layout", page{Title: title, Nav: name, AllowUndo: s.opts.AllowUndo, Data: data}); err != nil {
+	if err := s.pages[name].ExecuteTemplate(&b, "layout", page{Title: title, Nav: name, AllowUndo: s.opts.AllowUndo, Notice: s.notice(), Data: data}); err != nil {
 		http.Error(w, "render "+name+": "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(b.String()))
+}
+
+func (s *Server) notice() string {
+	if s.opts.Auditor {
+		return auditorNotice
+	}
+	return ""
 }
 
 // errorData is the error page's data.

@@ -110,12 +110,14 @@ func (s *shop) server(t *testing.T, mod func(*console.Options)) *httptest.Server
 	pool, err := console.Open(context.Background(), cfg, 0)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	o := console.Options{Pool: pool, Token: token}
+	// Plan pages wait for their dry run, however slow the machine.
+	o := console.Options{Pool: pool, Token: token, PlanWait: time.Minute}
 	if mod != nil {
 		mod(&o)
 	}
 	srv, err := console.New(o)
 	require.NoError(t, err)
+	t.Cleanup(srv.Close)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	return ts
@@ -452,6 +454,54 @@ func TestConsolePlan(t *testing.T) {
 	require.Contains(t, r.body, "foreign key")
 }
 
+// A dry run that takes longer than PlanWait goes on in the background: the
+// page answers 202 and reloads itself until the result is there, which is
+// then kept for as long as the log does not move.
+func TestConsolePlanInBackground(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newShop(t)
+	ts := s.server(t, func(o *console.Options) { o.PlanWait = time.Millisecond })
+	// The dry run waits for this lock.
+	tx, err := s.conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+	r := get(t, ts, "/plan/"+s.patch)
+	require.Equal(t, http.StatusAccepted, r.status, r.body)
+	require.Equal(t, "2", r.header.Get("Refresh"))
+	require.Contains(t, r.body, `<p class="running">The dry run of <code>pgundo undo `+s.patch+`</code> is running`)
+	require.Empty(t, planCounts(r.body))
+	require.NoError(t, tx.Rollback(ctx))
+
+	done := func() response {
+		for {
+			r := get(t, ts, "/plan/"+s.patch)
+			if r.status != http.StatusAccepted {
+				return r
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	r = done()
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Equal(t, map[string][3]string{"public.orders": {"3", "1", "1"}, "public.items": {"0", "2", "0"}}, planCounts(r.body))
+	ranAt := regexp.MustCompile(`<span class="planned">Run at [^<]+</span>`)
+	first := ranAt.FindString(r.body)
+	require.NotEmpty(t, first)
+	// The same log position: the same run, shown at once.
+	r = get(t, ts, "/plan/"+s.patch)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, first, ranAt.FindString(r.body))
+
+	// A change logged since: run again, and now a conflict.
+	s.runAs(t, "clerk", "UPDATE orders SET note = 'called' WHERE id = 1")
+	r = done()
+	require.Equal(t, http.StatusConflict, r.status, r.body)
+	require.Contains(t, r.body, `<p class="refusal">1 rows were changed since by someone else`)
+	require.NotEqual(t, first, ranAt.FindString(r.body))
+}
+
 // csrfOf reads the CSRF token from a plan page.
 func csrfOf(t *testing.T, body string) string {
 	t.Helper()
@@ -542,6 +592,15 @@ func TestConsoleStatus(t *testing.T) {
 	require.Contains(t, r.body, "Capture is whole on every tracked table.")
 	require.Contains(t, r.body, `<tr class="healthy"><td>public.items</td>`)
 	require.Contains(t, r.body, `<dt>sessions</dt><dd>1</dd>`)
+	// The patch's 5 statements (one updated two rows), exact on a small log.
+	require.Contains(t, r.body, `<dt>statements</dt><dd>5</dd>`)
+
+	// A big log (by the planner's estimate) is not counted row by row: the
+	// estimate of the log tables plus the journal's rows (none, folded).
+	pgtest.Exec(t, s.conn, `SELECT pgundo.fold(); UPDATE pg_class SET reltuples = 2000000 WHERE oid = 'pgundo.stmt_c0'::regclass`)
+	r = get(t, ts, "/status")
+	require.Contains(t, r.body, `<dt>statements</dt><dd>about 2000000</dd>`)
+	pgtest.Exec(t, s.conn, `ANALYZE pgundo.stmt_c0`)
 
 	pgtest.Exec(t, s.conn, "ALTER TABLE orders DISABLE TRIGGER pgundo_capture_update")
 	r = get(t, ts, "/status")
@@ -599,8 +658,9 @@ func TestConsoleStatementTimeout(t *testing.T) {
 
 	// After a plan (run under the undo timeout), pages are back under the
 	// page timeout.
-	srv, err := console.New(console.Options{Pool: pool, Token: token, UndoTimeout: time.Minute})
+	srv, err := console.New(console.Options{Pool: pool, Token: token, UndoTimeout: time.Minute, PlanWait: time.Minute})
 	require.NoError(t, err)
+	defer srv.Close()
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	require.Equal(t, http.StatusOK, get(t, ts, "/plan/"+s.patch).status)

@@ -100,6 +100,12 @@ func makePager(r *http.Request, p int, more bool) pager {
 	return pg
 }
 
+// pageOf is page p of a list read with one item more than a page (size),
+// which says whether there is a next page.
+func pageOf[T any](r *http.Request, p, size int, items []T) ([]T, pager) {
+	return items[:min(size, len(items))], makePager(r, p, len(items) > size)
+}
+
 // ---- sessions
 
 type sessionsFilter struct {
@@ -107,6 +113,8 @@ type sessionsFilter struct {
 }
 
 type sessionsData struct {
+	// Auditor: the console runs as an auditor role (no plan links).
+	Auditor  bool
 	Filter   sessionsFilter
 	Sessions []history.Session
 	Pager    pager
@@ -148,8 +156,7 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		d.Sessions = ss[:min(size, len(ss))]
-		d.Pager = makePager(r, p, len(ss) > size)
+		d.Sessions, d.Pager = pageOf(r, p, size, ss)
 		return nil
 	}()
 	if err != nil {
@@ -187,6 +194,9 @@ type changeView struct {
 }
 
 type sessionData struct {
+	// Auditor: the console runs as an auditor role (no plan link, no
+	// filters).
+	Auditor bool
 	S       history.Session
 	Tables  []history.TableCount
 	Changes []changeView
@@ -630,12 +640,10 @@ func (s *Server) activityPage(w http.ResponseWriter, r *http.Request) {
 			return badRequest{fmt.Errorf("bucket %q: use minute, hour, day or auto", d.Bucket)}
 		}
 		unit := map[time.Duration]string{time.Minute: "minute", time.Hour: "hour", 24 * time.Hour: "day"}[step]
-		by := "quote_ident(st.schema_name) || '.' || quote_ident(st.table_name)"
 		switch d.By {
 		case "", "table":
 			d.By = "table"
 		case "app":
-			by = "coalesce(st.application_name, '')"
 		default:
 			return badRequest{fmt.Errorf("by %q: use table or app", d.By)}
 		}
@@ -648,20 +656,13 @@ func (s *Server) activityPage(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		defer c.Release()
-		rows, err := c.Conn().Query(ctx, `
-			SELECT date_trunc($3, st.at, 'UTC'), `+by+`, sum(st.rows)::bigint
-			  FROM pgundo.stmt st
-			 WHERE st.at >= $1 AND st.at < $2
-			 GROUP BY 1, 2 ORDER BY 1, 2`, *since, end, unit)
+		ap, err := history.Activity(ctx, c.Conn(), *since, end, unit, d.By)
 		if err != nil {
-			return fmt.Errorf("read activity: %w", err)
+			return err
 		}
-		points, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (point, error) {
-			var p point
-			return p, r.Scan(&p.Bucket, &p.Series, &p.Count)
-		})
-		if err != nil {
-			return fmt.Errorf("read activity: %w", err)
+		points := make([]point, len(ap))
+		for i, p := range ap {
+			points[i] = point{Bucket: p.Bucket, Series: p.Series, Count: p.Count}
 		}
 		totals := map[string]int64{}
 		for _, p := range points {
@@ -703,6 +704,10 @@ type planData struct {
 	Message   string
 	// AllowUndo offers the Undo form (Options.AllowUndo).
 	AllowUndo bool
+	// PlannedAt and Position say when the dry run shown started and at
+	// which log position (the newest statement id).
+	PlannedAt time.Time
+	Position  string
 }
 
 // withUndoTimeout runs f on a connection whose statements run under the
@@ -746,25 +751,6 @@ func planOutcome(d *planData, plan *undo.Plan, err error) error {
 		return err
 	}
 	return nil
-}
-
-func (s *Server) planPage(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	id := r.PathValue("id")
-	d := planData{ID: id, AllowUndo: s.opts.AllowUndo, CSRF: s.csrf}
-	err := s.withUndoTimeout(ctx, func(conn *pgx.Conn) error {
-		plan, err := undo.MakePlan(ctx, conn, undo.Selection{Sessions: []string{id}}, undo.Options{})
-		return planOutcome(&d, plan, err)
-	})
-	if err != nil {
-		s.failErr(w, err)
-		return
-	}
-	status := http.StatusOK
-	if d.Refusal != "" {
-		status = http.StatusConflict
-	}
-	s.render(w, status, "plan", "Undo plan "+id, d)
 }
 
 var safeName = regexp.MustCompile(`[^A-Za-z0-9._-]`)
@@ -869,6 +855,7 @@ func (s *Server) undoPost(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusConflict, "plan", "Undo plan "+id, d)
 		return
 	}
+	s.forgetPlans()
 	s.render(w, http.StatusOK, "undone", "Undone "+id, undoneData{ID: id, Plan: applied})
 }
 

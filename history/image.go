@@ -135,6 +135,10 @@ func namedFields(img *string, cols []string) ([]*string, error) {
 	return f, nil
 }
 
+// DiffImages is diffColumns, for readers of the views (pgundo.changes):
+// cols are the table's column names in order.
+func DiffImages(cols []string, old, new *string) []ColumnChange { return diffColumns(cols, old, new) }
+
 // diffColumns compares two images field by field: for an update the columns
 // whose value changed, for an insert or delete (one image nil) every column.
 // When the images cannot be read against cols it returns nil.

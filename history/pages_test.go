@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/pgundo/pgundo/internal/pgtest"
 	pgsql "github.com/pgundo/pgundo/sql"
 	"github.com/pgundo/pgundo/triggers"
+	"github.com/pgundo/pgundo/undo"
 )
 
 // TestMain runs the tests against a throwaway PostgreSQL whose template
@@ -192,6 +194,45 @@ func TestShowWithOffset(t *testing.T) {
 	all, err := history.ShowWith(ctx, conn, id, history.ShowOptions{})
 	require.NoError(t, err)
 	require.Len(t, all.Changes, 23+1+4+2+1)
+
+	// One row: the statements the row-history index names, and those above
+	// its watermark (ShowWith refreshes it; here it may not: a mark is
+	// usable from the next refresh on), the same rows either way.
+	keyed := func() []string {
+		d, err := history.ShowWith(ctx, conn, id, history.ShowOptions{Table: tt, Key: &key})
+		require.NoError(t, err)
+		var out []string
+		for _, c := range d.Changes {
+			line := c.Op
+			for _, col := range c.Columns {
+				v := func(p *string) string {
+					if p == nil {
+						return "-"
+					}
+					return *p
+				}
+				line += fmt.Sprintf(" %s:%s>%s", col.Column, v(col.Old), v(col.New))
+			}
+			out = append(out, line)
+		}
+		return out
+	}
+	row7 := []string{"INSERT id:->7 v:->v7", "UPDATE id:7>7 v:v7>w", "UPDATE id:7>7 v:w>x", "DELETE id:7>- v:x>-"}
+	for range 3 {
+		_, err = history.Refresh(ctx, conn)
+		require.NoError(t, err)
+		require.Equal(t, row7, keyed())
+	}
+	var covered bool
+	require.NoError(t, conn.QueryRow(ctx, `SELECT done_below >= (SELECT max(id) FROM pgundo.stmt) FROM pgundo.hist_state`).Scan(&covered))
+	require.True(t, covered, "the index covers the whole log")
+	pgtest.Exec(t, conn, `INSERT INTO t VALUES (7, 'again'), (70, 'other')`)
+	row7 = append(row7, "INSERT id:->7 v:->again")
+	require.Equal(t, row7, keyed(), "a statement not indexed yet")
+	_, err = history.Refresh(ctx, conn)
+	require.NoError(t, err)
+	require.Equal(t, row7, keyed(), "indexed")
+
 	_, err = history.ShowWith(ctx, conn, id, history.ShowOptions{Offset: -1})
 	var re *history.RequestError
 	require.ErrorAs(t, err, &re)
@@ -217,4 +258,244 @@ func brief(cs []history.Change) []string {
 		out = append(out, fmt.Sprintf("%d %s %s", c.StmtID, c.Op, *img))
 	}
 	return out
+}
+
+// summaryOracle checks Sessions and Activity against independent queries of
+// the log (pgundo.stmt, pgundo.sessions), whatever the state of the
+// summaries: not built, built in part, split inside a transaction, after an
+// undo and a prune.
+type summaryOracle struct {
+	t    *testing.T
+	conn *pgx.Conn
+	relT uint32
+}
+
+// brief is what the oracle compares of a session.
+type briefSession struct {
+	ID, App                 string
+	Changes, Transactions   int64
+	Tables, Tags, Roles     []string
+	FirstChange, LastChange time.Time
+	UndoState               *string
+}
+
+func briefOf(ss []history.Session) []briefSession {
+	out := []briefSession{}
+	for _, s := range ss {
+		out = append(out, briefSession{s.ID, s.ApplicationName, s.Changes, s.Transactions, s.Tables, s.Tags, s.Roles,
+			s.FirstChangeAt.UTC(), s.LastChangeAt.UTC(), s.UndoState})
+	}
+	return out
+}
+
+// sessions is the oracle's list: the sessions with a statement matching
+// cond (SQL over st, the statement, and s, its session; $1.. args), newest
+// last change first.
+func (o *summaryOracle) sessions(cond string, args ...any) []briefSession {
+	o.t.Helper()
+	rows, err := o.conn.Query(context.Background(), `
+		SELECT v.id, coalesce((SELECT st.application_name FROM pgundo.stmt st WHERE st.session_id = v.id ORDER BY st.id DESC LIMIT 1), ''),
+		       v.changes, v.transactions, v.tables, coalesce(v.tags, '{}'),
+		       coalesce(ARRAY(SELECT r FROM unnest(v.roles) r WHERE r <> v.login_user ORDER BY 1), '{}'),
+		       v.first_change_at, v.last_change_at, v.undo_state
+		  FROM pgundo.sessions v
+		 WHERE v.id IN (SELECT st.session_id FROM pgundo.stmt st JOIN pgundo.session s ON s.id = st.session_id WHERE `+cond+`)
+		 ORDER BY v.last_change_at DESC, v.id DESC`, args...)
+	require.NoError(o.t, err)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (briefSession, error) {
+		var b briefSession
+		err := r.Scan(&b.ID, &b.App, &b.Changes, &b.Transactions, &b.Tables, &b.Tags, &b.Roles, &b.FirstChange, &b.LastChange, &b.UndoState)
+		b.FirstChange, b.LastChange = b.FirstChange.UTC(), b.LastChange.UTC()
+		return b, err
+	})
+	require.NoError(o.t, err)
+	return out
+}
+
+func (o *summaryOracle) activity(since, until time.Time, unit, by string) []history.ActivityPoint {
+	o.t.Helper()
+	series := map[string]string{"table": "quote_ident(schema_name) || '.' || quote_ident(table_name)", "app": "coalesce(application_name, '')"}[by]
+	rows, err := o.conn.Query(context.Background(), `SELECT date_trunc('`+unit+`', at, 'UTC'), `+series+`, sum(rows)::bigint
+		FROM pgundo.stmt WHERE at >= $1 AND at < $2 GROUP BY 1, 2 ORDER BY 1, 2`, since, until)
+	require.NoError(o.t, err)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (history.ActivityPoint, error) {
+		var p history.ActivityPoint
+		return p, r.Scan(&p.Bucket, &p.Series, &p.Count)
+	})
+	require.NoError(o.t, err)
+	return out
+}
+
+// check compares every list the summaries serve with the oracle.
+func (o *summaryOracle) check(stage string) {
+	t := o.t
+	t.Helper()
+	ctx := context.Background()
+	at := func(h, m int) *time.Time {
+		v := time.Date(2026, 11, 1, h, m, 0, 0, time.UTC)
+		return &v
+	}
+	now := time.Now()
+	soon, ago := now.Add(time.Hour), now.Add(-3*time.Hour)
+	cases := []struct {
+		f    history.SessionFilter
+		cond string
+		args []any
+	}{
+		{history.SessionFilter{}, "true", nil},
+		{history.SessionFilter{App: "odd"}, "st.application_name = $1", []any{"odd"}},
+		{history.SessionFilter{App: "a"}, "st.application_name = $1", []any{"a"}},
+		{history.SessionFilter{Tag: "x"}, "st.tag = $1", []any{"x"}},
+		{history.SessionFilter{User: "summary_r1"}, "(st.role = $1 OR s.session_role = $1)", []any{"summary_r1"}},
+		{history.SessionFilter{TableOID: o.relT}, "st.relid = $1", []any{o.relT}},
+		{history.SessionFilter{Since: at(37, 13), Until: at(100, 5)}, "st.at >= $1 AND st.at < $2", []any{*at(37, 13), *at(100, 5)}},
+		{history.SessionFilter{Since: at(37, 0), Until: at(100, 0), App: "even"}, "st.at >= $1 AND st.at < $2 AND st.application_name = $3", []any{*at(37, 0), *at(100, 0), "even"}},
+		{history.SessionFilter{Since: at(50, 10), Until: at(50, 40)}, "st.at >= $1 AND st.at < $2", []any{*at(50, 10), *at(50, 40)}},
+		{history.SessionFilter{Since: at(200, 30)}, "st.at >= $1", []any{*at(200, 30)}},
+		{history.SessionFilter{Until: at(20, 30)}, "st.at < $1", []any{*at(20, 30)}},
+		{history.SessionFilter{Since: &ago, Until: &soon, App: "b"}, "st.at >= $1 AND st.at < $2 AND st.application_name = $3", []any{ago, soon, "b"}},
+	}
+	for i, c := range cases {
+		want := o.sessions(c.cond, c.args...)
+		got, err := history.Sessions(ctx, o.conn, c.f)
+		require.NoError(t, err)
+		require.Equal(t, want, briefOf(got), "%s: filter %+v", stage, c.f)
+		if i > 1 {
+			continue
+		}
+		const limit = 4
+		for offset := 0; offset <= len(want); offset += 7 {
+			f := c.f
+			f.Offset, f.Limit = offset, limit
+			page, err := history.Sessions(ctx, o.conn, f)
+			require.NoError(t, err)
+			require.Equal(t, want[offset:min(offset+limit, len(want))], briefOf(page), "%s: filter %+v", stage, f)
+		}
+	}
+	for _, w := range o.sessions("true")[:min(3, len(o.sessions("true")))] {
+		one, err := history.GetSession(ctx, o.conn, w.ID)
+		require.NoError(t, err)
+		require.Equal(t, []briefSession{w}, briefOf([]history.Session{one}), stage)
+	}
+	for _, r := range [][2]time.Time{{*at(0, 0), *at(250, 0)}, {*at(3, 17), *at(77, 59)}, {*at(5, 5), *at(5, 55)}, {ago, soon}} {
+		for _, unit := range []string{"minute", "hour", "day"} {
+			if unit == "minute" && r[1].Sub(r[0]) > 24*time.Hour {
+				continue
+			}
+			for _, by := range []string{"table", "app"} {
+				got, err := history.Activity(ctx, o.conn, r[0], r[1], unit, by)
+				require.NoError(t, err)
+				want := o.activity(r[0], r[1], unit, by)
+				for i := range got {
+					got[i].Bucket = got[i].Bucket.UTC()
+				}
+				for i := range want {
+					want[i].Bucket = want[i].Bucket.UTC()
+				}
+				require.Equal(t, want, got, "%s: activity %v per %s by %s", stage, r, unit, by)
+			}
+		}
+	}
+}
+
+func (o *summaryOracle) refresh(batch int64) int64 {
+	o.t.Helper()
+	n, err := history.RefreshSummaries(context.Background(), o.conn, batch)
+	require.NoError(o.t, err)
+	return n
+}
+
+func TestSummaries(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDB(t)
+	conn := pgtest.Connect(t, url)
+	pgtest.Exec(t, conn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE u (id int PRIMARY KEY, w int);
+		INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g;
+		DO $$ BEGIN CREATE ROLE summary_r1; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+		GRANT ALL ON t, u TO summary_r1`)
+	_, err := triggers.Track(ctx, conn, []string{"t", "u"})
+	require.NoError(t, err)
+	rt, err := triggers.Resolve(ctx, conn, "t")
+	require.NoError(t, err)
+	o := &summaryOracle{t: t, conn: conn, relT: rt.OID}
+	fakeSessions(t, conn, 30)
+	o.check("nothing summarized")
+
+	session := func(app string) *pgx.Conn {
+		cfg, err := pgx.ParseConfig(url)
+		require.NoError(t, err)
+		cfg.RuntimeParams["application_name"] = app
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	a, b := session("a"), session("b")
+	pgtest.Exec(t, a, `SET pgundo.tag = 'x'; UPDATE t SET v = 'a1' WHERE id = 1; UPDATE t SET v = 'a2' WHERE id IN (2, 3);
+		BEGIN; INSERT INTO u VALUES (1, 1); UPDATE t SET v = 'a4' WHERE id = 4; COMMIT`)
+	pgtest.Exec(t, b, `SET ROLE summary_r1; UPDATE t SET v = 'b5' WHERE id = 5`)
+	o.check("captured, nothing summarized")
+	for o.refresh(60) > 0 {
+		o.check("in batches")
+	}
+	o.check("caught up")
+	// A refresh between reading the watermark and reading the summaries:
+	// the statements it added are not counted twice.
+	other := pgtest.Connect(t, url)
+	pgtest.Exec(t, a, `UPDATE t SET v = 'a10' WHERE id = 10; UPDATE t SET v = 'a11' WHERE id IN (11, 12)`)
+	history.SetAfterSummaryMark(func() {
+		_, err := history.RefreshSummaries(ctx, other, 1000)
+		require.NoError(t, err)
+	})
+	o.check("refreshed while read")
+	history.SetAfterSummaryMark(nil)
+	// The same from the log alone (the summaries too far behind).
+	old := history.SetSummaryTailLimit(0)
+	o.check("the log alone")
+	history.SetSummaryTailLimit(old)
+
+	// A transaction that a refresh splits: its first statement is
+	// summarized (the mark made while it ran is usable once it ended), the
+	// rest is read from the log.
+	tx, err := a.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `UPDATE t SET v = 'a6' WHERE id = 6`)
+	require.NoError(t, err)
+	require.Zero(t, o.refresh(1000), "a transaction writes the log: a mark, nothing summarized")
+	o.check("a transaction running")
+	_, err = tx.Exec(ctx, `UPDATE t SET v = 'a7' WHERE id IN (7, 8)`)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	_, err = a.Exec(ctx, `UPDATE u SET w = 2 WHERE id = 1`)
+	require.NoError(t, err)
+	require.NotZero(t, o.refresh(1000))
+	o.check("a transaction split between the summaries and the log")
+	o.refresh(1000)
+	o.check("caught up again")
+
+	// An undo: undone, and the undo's own session.
+	var bID string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT session_id FROM pgundo.stmt WHERE application_name = 'b' LIMIT 1`).Scan(&bID))
+	_, err = undo.Apply(ctx, conn, undo.Selection{Sessions: []string{bID}}, undo.Options{}, nil)
+	require.NoError(t, err)
+	o.check("undone, not summarized")
+	o.refresh(1000)
+	o.check("undone, summarized")
+	bs := o.sessions("st.session_id = $1", bID)
+	require.Equal(t, "undone", *bs[0].UndoState)
+
+	// A prune drops the chunk: its summaries are left out at once, and
+	// deleted by the next refresh.
+	pgtest.Exec(t, conn, `SELECT count(*) FROM pgundo.prune(now())`)
+	pgtest.Exec(t, a, `UPDATE t SET v = 'a9' WHERE id = 9`)
+	o.check("pruned, not refreshed")
+	o.refresh(1000)
+	o.check("pruned, refreshed")
+	var left int64
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pgundo.sum_session x JOIN pgundo.pruned p ON p.chunk = x.chunk`).Scan(&left))
+	require.Zero(t, left)
+	got, err := history.Sessions(ctx, conn, history.SessionFilter{})
+	require.NoError(t, err)
+	require.True(t, slices.ContainsFunc(got, func(s history.Session) bool { return s.ApplicationName == "a" }))
+	require.Equal(t, fmt.Sprint(len(o.sessions("true"))), fmt.Sprint(len(got)))
 }

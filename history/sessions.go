@@ -107,11 +107,26 @@ func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) 
 	if f.Offset < 0 {
 		return nil, requestErr("offset %d: an offset is 0 or more", f.Offset)
 	}
+	w, summarized, err := summaryMark(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
 	var ids []string
-	var err error
-	if !f.filtered() && f.Limit > 0 {
+	switch {
+	case f.ID != "" && f == (SessionFilter{ID: f.ID, Limit: f.Limit}) && f.Limit != 0:
+		// One session by id: its totals say whether it has changes.
+		ids = []string{f.ID}
+	case summarized && !f.filtered():
+		var limit *int
+		if f.Limit > 0 {
+			limit = &f.Limit
+		}
+		ids, err = newestSessionsSummarized(ctx, db, w, f.Offset, limit)
+	case summarized:
+		ids, err = rankSessionsSummarized(ctx, db, f, w)
+	case !f.filtered() && f.Limit > 0:
 		ids, err = newestSessions(ctx, db, f.Offset, f.Limit)
-	} else {
+	default:
 		ids, err = rankSessions(ctx, db, f)
 	}
 	if err != nil {
@@ -120,7 +135,25 @@ func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) 
 	if len(ids) == 0 {
 		return []Session{}, nil
 	}
-	rows, err := db.Query(ctx, `
+	query, args := sessionsFromLog, []any{ids}
+	if summarized {
+		query, args = sessionsSummarized, []any{ids, w}
+	}
+	rows, err := db.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Session, error) {
+		var s Session
+		err := r.Scan(&s.ID, &s.ApplicationName, &s.User, &s.Roles, &s.StartedAt, &s.FirstChangeAt, &s.LastChangeAt,
+			&s.ClientAddr, &s.PID, &s.Changes, &s.Transactions, &s.Tables, &s.Tags, &s.UndoOf, &s.UndoneBy, &s.UndoneByAll, &s.UndoState)
+		return s, err
+	})
+}
+
+// sessionsFromLog is the query of Sessions' totals from the log alone, for
+// the sessions $1.
+const sessionsFromLog = `
 		SELECT s.id, coalesce((array_agg(st.application_name ORDER BY st.id DESC))[1], ''),
 		       s.session_role,
 		       coalesce(array_agg(DISTINCT st.role) FILTER (WHERE st.role <> s.session_role), '{}'),
@@ -143,49 +176,22 @@ func Sessions(ctx context.Context, db DBTX, f SessionFilter) ([]Session, error) 
 		  LEFT JOIN pgundo.undone d ON d.stmt_id = st.id
 		 WHERE s.id = ANY ($1::text[])
 		 GROUP BY s.id
-		 ORDER BY max(st.at) DESC, s.id DESC`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("list sessions: %w", err)
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Session, error) {
-		var s Session
-		err := r.Scan(&s.ID, &s.ApplicationName, &s.User, &s.Roles, &s.StartedAt, &s.FirstChangeAt, &s.LastChangeAt,
-			&s.ClientAddr, &s.PID, &s.Changes, &s.Transactions, &s.Tables, &s.Tags, &s.UndoOf, &s.UndoneBy, &s.UndoneByAll, &s.UndoState)
-		return s, err
-	})
-}
+		 ORDER BY max(st.at) DESC, s.id DESC`
 
 // rankSessions returns the ids of the sessions that match f, in the order
 // Sessions lists them, from f.Offset on, at most f.Limit (0: all). Only the
 // set fields become conditions, so that an index serves them (the session
 // id's, the BRIN index on the statement time).
 func rankSessions(ctx context.Context, db DBTX, f SessionFilter) ([]string, error) {
-	var conds []string
 	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		conds = append(conds, strings.ReplaceAll(cond, "$?", fmt.Sprintf("$%d", len(args))))
-	}
+	conds := sessionConds(f, "st", &args)
 	if f.Since != nil {
-		add("st.at >= $?", *f.Since)
+		args = append(args, *f.Since)
+		conds = append(conds, fmt.Sprintf("st.at >= $%d", len(args)))
 	}
 	if f.Until != nil {
-		add("st.at < $?", *f.Until)
-	}
-	if f.User != "" {
-		add("(st.role = $? OR s.session_role = $?)", f.User)
-	}
-	if f.App != "" {
-		add("st.application_name = $?", f.App)
-	}
-	if f.TableOID != 0 {
-		add("st.relid IN (SELECT relid FROM pg_partition_tree($?::oid) UNION SELECT $?::oid)", f.TableOID)
-	}
-	if f.Tag != "" {
-		add("st.tag = $?", f.Tag)
-	}
-	if f.ID != "" {
-		add("st.session_id = $?", f.ID)
+		args = append(args, *f.Until)
+		conds = append(conds, fmt.Sprintf("st.at < $%d", len(args)))
 	}
 	where := ""
 	if len(conds) > 0 {
@@ -271,23 +277,44 @@ type LogStats struct {
 	// any log size).
 	Sessions   int64 `json:"sessions"`
 	Statements int64 `json:"statements"`
-	Changes    int64 `json:"changes_estimate"`
+	// StatementsEstimated is true when Statements is the planner's estimate
+	// (a log of more than ExactStatementsBelow statements, which an exact
+	// count would read whole) plus the journal's exact count.
+	StatementsEstimated bool  `json:"statements_estimated"`
+	Changes             int64 `json:"changes_estimate"`
 	// Oldest and Newest are the times of the first and last recorded
 	// statement; nil for an empty log.
 	Oldest *time.Time `json:"oldest_entry"`
 	Newest *time.Time `json:"newest_entry"`
 }
 
+// ExactStatementsBelow is the estimated log size (statements) up to which
+// Stats counts statements exactly: counting 4M statements takes a second or
+// more, the estimate a millisecond.
+const ExactStatementsBelow = 1_000_000
+
 // Stats reads LogStats.
 func Stats(ctx context.Context, db DBTX) (LogStats, error) {
 	var s LogStats
+	var estimate int64
 	err := db.QueryRow(ctx, `
 		SELECT pgundo._log_bytes() + pg_total_relation_size('pgundo.session'),
-		       (SELECT count(*) FROM pgundo.session), (SELECT count(*) FROM pgundo.stmt),
+		       (SELECT count(*) FROM pgundo.session),
+		       (SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint
+		          FROM pg_partition_tree('pgundo.stmt_log') p JOIN pg_class c ON c.oid = p.relid WHERE p.isleaf),
 		       pgundo._change_rows(),
 		       (SELECT at FROM pgundo.stmt ORDER BY id LIMIT 1), (SELECT at FROM pgundo.stmt ORDER BY id DESC LIMIT 1)`).
-		Scan(&s.Bytes, &s.Sessions, &s.Statements, &s.Changes, &s.Oldest, &s.Newest)
+		Scan(&s.Bytes, &s.Sessions, &estimate, &s.Changes, &s.Oldest, &s.Newest)
 	if err != nil {
+		return s, fmt.Errorf("read log statistics: %w", err)
+	}
+	// The journal is counted exactly either way: it is small, and the
+	// estimate of the log tables leaves it out.
+	count := `SELECT count(*) FROM pgundo.stmt WHERE $1::bigint IS NOT NULL`
+	if s.StatementsEstimated = estimate > ExactStatementsBelow; s.StatementsEstimated {
+		count = `SELECT $1::bigint + (SELECT count(*) FROM pgundo.journal)`
+	}
+	if err := db.QueryRow(ctx, count, estimate).Scan(&s.Statements); err != nil {
 		return s, fmt.Errorf("read log statistics: %w", err)
 	}
 	return s, nil

@@ -44,7 +44,7 @@ func ShowWith(ctx context.Context, db Conn, id string, o ShowOptions) (*SessionD
 		return nil, err
 	}
 	where, args := "st.session_id = $1", []any{id}
-	rowWhere := ""
+	rowWhere, keyRows := "", ""
 	if o.Table != nil {
 		where += " AND st.relid = ANY($2::oid[])"
 		args = append(args, o.Table.Partitions)
@@ -55,15 +55,40 @@ func ShowWith(ctx context.Context, db Conn, id string, o ShowOptions) (*SessionD
 		}
 		k := *o.Key
 		k.Values = slices.Clone(k.Values)
+		// The row-history index names the statements that changed the
+		// row, up to its watermark; above it the rows are compared below.
+		if err := refreshIfAllowed(ctx, db); err != nil {
+			return nil, err
+		}
+		var indexed int64
 		err := pgx.BeginTxFunc(ctx, db, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, pinnedSettings); err != nil {
 				return err
+			}
+			if err := tx.QueryRow(ctx, "SELECT done_below FROM pgundo.hist_state").Scan(&indexed); err != nil {
+				return fmt.Errorf("read the row-history index state: %w", err)
 			}
 			return o.Table.canonicalKey(ctx, tx, &k)
 		})
 		if err != nil {
 			return nil, err
 		}
+		// Its rows, by their location in the log, and the rows of the
+		// statements above the watermark not indexed yet (which the
+		// condition below narrows to the row): a statement that changed a
+		// million rows, this one among them, is not read whole.
+		// The statements are picked by id first: ordered by id, a join
+		// would walk the whole log's id index.
+		keyRows = `(SELECT c.stmt_id, c.old, c.new
+		              FROM pgundo.hist_key h
+		              JOIN pgundo.change_log c ON c.ctid = h.loc AND c.tableoid = h.part AND c.stmt_id = h.stmt_id
+		             WHERE h.relid = coalesce(pg_partition_root($5::oid), $5::oid) AND h.key = $6
+		            UNION ALL
+		            SELECT c.stmt_id, c.old, c.new FROM pgundo.change c
+		             WHERE c.stmt_id = ANY (ARRAY(SELECT st.id FROM pgundo.stmt st WHERE st.id > $7 AND st.session_id = $1
+		                                           AND NOT EXISTS (SELECT FROM pgundo.hist_stmt hs WHERE hs.stmt_id = st.id))))`
+		where += ` AND (st.id = ANY (ARRAY(SELECT h.stmt_id FROM pgundo.hist_key h WHERE h.relid = coalesce(pg_partition_root($5::oid), $5::oid) AND h.key = $6))
+		                OR st.id > $7)`
 		// The row's key before the change (the old image's key columns) or
 		// after it (the new image's) is the key asked for. A diff lists the
 		// key columns of an update even when unchanged, and every column of
@@ -74,10 +99,10 @@ func ShowWith(ctx context.Context, db Conn, id string, o ShowOptions) (*SessionD
 		               FROM json_array_elements(d.diff) e
 		               JOIN unnest($3::text[], $4::text[]) k (col, val) ON e->>0 = k.col) m
 		      WHERE m.n = cardinality($3::text[]) AND (m.before OR m.after))`
-		args = append(args, k.Columns, k.Values)
+		args = append(args, k.Columns, k.Values, o.Table.OID, k.Text, indexed)
 	}
 	d := &SessionDetail{Session: s}
-	d.Tables, d.Changes, d.More, err = readChangesWhere(ctx, db, where, rowWhere, args, o.Limit, o.Offset)
+	d.Tables, d.Changes, d.More, err = readChangesWhere(ctx, db, where, rowWhere, keyRows, args, o.Limit, o.Offset)
 	if err != nil {
 		return nil, fmt.Errorf("show session %s: %w", id, err)
 	}

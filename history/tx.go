@@ -58,7 +58,7 @@ func CurrentTx(ctx context.Context, db DBTX, limit int) (*TxDetail, error) {
 // the pgundo.stmt rows (alias st) that match where, a constant SQL
 // condition over st with its values in args (never user text).
 func readChanges(ctx context.Context, db DBTX, where string, args []any, limit int) ([]TableCount, []Change, int64, error) {
-	return readChangesWhere(ctx, db, where, "", args, limit, 0)
+	return readChangesWhere(ctx, db, where, "", "", args, limit, 0)
 }
 
 // readChangesWhere is readChanges with rowWhere, a condition on each change
@@ -66,8 +66,13 @@ func readChanges(ctx context.Context, db DBTX, where string, args []any, limit i
 // and the rows listed; "" for none. It skips the first offset row changes
 // (in statement order, then as read). Rows within a statement are listed in
 // primary-key order, among the rows listed. The number returned last is the
-// number of matching row changes after those listed.
-func readChangesWhere(ctx context.Context, db DBTX, where, rowWhere string, args []any, limit, offset int) ([]TableCount, []Change, int64, error) {
+// number of matching row changes after those listed. rows is the relation
+// the change rows (stmt_id, old, new) are read from with rowWhere; ""
+// means pgundo.change.
+func readChangesWhere(ctx context.Context, db DBTX, where, rowWhere, rows string, args []any, limit, offset int) ([]TableCount, []Change, int64, error) {
+	if rows == "" {
+		rows = "pgundo.change"
+	}
 	limitClause := ""
 	if limit > 0 {
 		limitClause = " LIMIT " + fmt.Sprint(limit)
@@ -86,15 +91,15 @@ func readChangesWhere(ctx context.Context, db DBTX, where, rowWhere string, args
 		SELECT quote_ident(st.schema_name) || '.' || quote_ident(st.table_name),
 		       count(*) FILTER (WHERE st.op = 'I'), count(*) FILTER (WHERE st.op = 'U'),
 		       count(*) FILTER (WHERE st.op = 'D'), count(*) FILTER (WHERE st.op = 'T')
-		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id` + diff + `
+		  FROM pgundo.stmt st JOIN ` + rows + ` c ON c.stmt_id = st.id` + diff + `
 		 WHERE ` + where + ` AND ` + rowWhere + ` GROUP BY 1 ORDER BY 1`
 		where += " AND " + rowWhere
 	}
-	rows, err := db.Query(ctx, countQuery, args...)
+	counted, err := db.Query(ctx, countQuery, args...)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableCount, error) {
+	tables, err := pgx.CollectRows(counted, func(r pgx.CollectableRow) (TableCount, error) {
 		var c TableCount
 		return c, r.Scan(&c.Table, &c.Inserts, &c.Updates, &c.Deletes, &c.Truncates)
 	})
@@ -108,7 +113,7 @@ func readChangesWhere(ctx context.Context, db DBTX, where, rowWhere string, args
 	if rowWhere == "" {
 		changes, err = readChangePage(ctx, db, where, args, limit, offset)
 	} else {
-		changes, err = readChangeRows(ctx, db, where, args, limitClause)
+		changes, err = readChangeRows(ctx, db, where, rows, args, limitClause)
 	}
 	if err != nil {
 		return nil, nil, 0, err
@@ -127,12 +132,12 @@ func readChangesWhere(ctx context.Context, db DBTX, where, rowWhere string, args
 // match where (which includes a condition on each row and its diff, d.diff),
 // in statement order, limited by limitClause (" LIMIT n OFFSET m", or "").
 // The diff is made again for the rows listed only.
-func readChangeRows(ctx context.Context, db DBTX, where string, args []any, limitClause string) ([]Change, error) {
+func readChangeRows(ctx context.Context, db DBTX, where, changes string, args []any, limitClause string) ([]Change, error) {
 	const diff = ` CROSS JOIN LATERAL (SELECT pgundo._diff(st.relid, c.old, c.new, st.op <> 'U') AS diff) d`
 	rows, err := db.Query(ctx, `
 		SELECT x.id, x.relid, x.xid::text, x.at, x.op::text, x.tbl, x.old, x.new, pgundo._diff(x.relid, x.old, x.new, x.op <> 'U')
 		  FROM (SELECT st.id, st.relid, st.xid, st.at, st.op, quote_ident(st.schema_name) || '.' || quote_ident(st.table_name) AS tbl, c.old, c.new
-		          FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id`+diff+`
+		          FROM pgundo.stmt st JOIN `+changes+` c ON c.stmt_id = st.id`+diff+`
 		         WHERE `+where+`
 		         ORDER BY st.id`+limitClause+`) x`, args...)
 	if err != nil {

@@ -122,14 +122,7 @@ func (g *globals) connectInstalled(ctx context.Context) (*pgx.Conn, error) {
 // privileges cannot be read either.
 func (g *globals) accessError(ctx context.Context, conn *pgx.Conn, denied *pgconn.PgError) error {
 	db := conn.Config().Database
-	var role string
-	var auditor bool
-	// By oid, never by name: naming pgundo's objects needs USAGE on the schema.
-	err := conn.QueryRow(ctx, `
-		SELECT current_user::text,
-		       coalesce(has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'), false)
-		  FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'changes'
-		 WHERE n.nspname = $1`, pgsql.Schema).Scan(&role, &auditor)
+	role, auditor, err := auditorRole(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("database %s: %s (SQLSTATE %s); run pgundo as the role that installed it", db, denied.Message, denied.Code)
 	}
@@ -147,6 +140,20 @@ func (g *globals) accessError(ctx context.Context, conn *pgx.Conn, denied *pgcon
 		err: fmt.Errorf("role %s has no access to pgundo in database %s (%s); run %s as the role that installed pgundo, or let it read pgundo's views: pgundo grant auditor %s",
 			role, db, denied.Message, command, role),
 		hint: "run " + command + " as the role that installed pgundo"}
+}
+
+// auditorRole returns the connected role, and whether it may read pgundo's
+// views (pgundo grant auditor).
+func auditorRole(ctx context.Context, conn *pgx.Conn) (string, bool, error) {
+	var role string
+	var auditor bool
+	// By oid, never by name: naming pgundo's objects needs USAGE on the schema.
+	err := conn.QueryRow(ctx, `
+		SELECT current_user::text,
+		       coalesce(has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'), false)
+		  FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'changes'
+		 WHERE n.nspname = $1`, pgsql.Schema).Scan(&role, &auditor)
+	return role, auditor, err
 }
 
 func connectError(cfg *pgx.ConnConfig, err error) error {

@@ -13,6 +13,22 @@ import (
 )
 
 // connectAs connects to url's database as role.
+// newRole creates a login role named prefix and the end of the test
+// database's name, dropped (with what it owns) after the test.
+func newRole(t *testing.T, url string, conn *pgx.Conn, prefix string) string {
+	t.Helper()
+	role := prefix + conn.Config().Database[len(conn.Config().Database)-8:]
+	pgtest.Exec(t, conn, "CREATE ROLE "+role+" LOGIN")
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), url)
+		if err == nil {
+			_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
+			c.Close(context.Background())
+		}
+	})
+	return role
+}
+
 func connectAs(t *testing.T, url, role string) *pgx.Conn {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(url)
@@ -28,15 +44,7 @@ func TestGrantAuditor(t *testing.T) {
 	t.Parallel()
 	url, conn := setup(t, `CREATE TABLE a (id int PRIMARY KEY, v text, j jsonb)`)
 	ctx := context.Background()
-	role := "auditor_" + conn.Config().Database[len(conn.Config().Database)-8:]
-	pgtest.Exec(t, conn, "CREATE ROLE "+role+" LOGIN")
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), url)
-		if err == nil {
-			_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
-			c.Close(context.Background())
-		}
-	})
+	role := newRole(t, url, conn, "auditor_")
 	r0 := run(t, url, "install")
 	require.Equal(t, 0, r0.code, r0.stderr)
 	require.Equal(t, 0, run(t, url, "track", "a").code)

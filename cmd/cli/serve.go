@@ -116,6 +116,17 @@ listen, cannot connect, pgundo not installed); 2 bad usage (a non-loopback
 	return cmd
 }
 
+// isAuditor reports whether the connected role is a pgundo auditor.
+func (g *globals) isAuditor(ctx context.Context) bool {
+	conn, err := g.connect(ctx)
+	if err != nil {
+		return false
+	}
+	defer conn.Close(context.Background())
+	_, auditor, err := auditorRole(ctx, conn)
+	return err == nil && auditor
+}
+
 // serve runs the console until ctx is cancelled.
 func (g *globals) serve(ctx context.Context, o serveOptions) error {
 	token := os.Getenv(TokenEnv)
@@ -128,10 +139,18 @@ func (g *globals) serve(ctx context.Context, o serveOptions) error {
 	// Check once, as every command does, that pgundo is installed and
 	// current, and say so now rather than on every page.
 	check, err := g.connectInstalled(ctx)
+	auditor := false
 	if err != nil {
-		return err
+		// An auditor may read pgundo's views only: served read only, from them.
+		if auditor = g.isAuditor(ctx); !auditor {
+			return err
+		}
+		if o.allowUndo {
+			fmt.Fprintln(g.stderr, "pgundo: --allow-undo ignored: an auditor role cannot undo")
+		}
+	} else {
+		check.Close(context.Background())
 	}
-	check.Close(context.Background())
 	cfg, err := g.connConfig()
 	if err != nil {
 		return err
@@ -141,10 +160,11 @@ func (g *globals) serve(ctx context.Context, o serveOptions) error {
 		return connectError(cfg, err)
 	}
 	defer pool.Close()
-	srv, err := console.New(console.Options{Pool: pool, Token: token, AllowUndo: o.allowUndo, Secure: o.tlsCert != "", UndoTimeout: o.undoTimeout})
+	srv, err := console.New(console.Options{Pool: pool, Token: token, AllowUndo: o.allowUndo && !auditor, Auditor: auditor, Secure: o.tlsCert != "", UndoTimeout: o.undoTimeout})
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
@@ -162,7 +182,10 @@ func (g *globals) serve(ctx context.Context, o serveOptions) error {
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	fmt.Fprintf(g.stdout, "%s://%s/?token=%s\n", scheme, ln.Addr().String(), token)
 	mode := "read only (start with --allow-undo to offer undo)"
-	if o.allowUndo {
+	switch {
+	case auditor:
+		mode = "read only as an auditor: sessions and their row changes, from pgundo's views"
+	case o.allowUndo:
 		mode = "undo allowed"
 	}
 	fmt.Fprintf(g.stderr, "pgundo: console on %s://%s, %s; Ctrl-C stops it\n", scheme, ln.Addr().String(), mode)

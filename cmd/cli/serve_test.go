@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgundo/pgundo/cmd/cli"
+	"github.com/pgundo/pgundo/internal/pgtest"
 )
 
 func TestServeRefusesNonLoopback(t *testing.T) {
@@ -54,13 +55,43 @@ func TestServeConsole(t *testing.T) {
 	_, err := conn.Exec(context.Background(), "INSERT INTO a VALUES (1, 'x')")
 	require.NoError(t, err)
 
+	srv := startServe(t, url)
+	base, token, getPage := srv.base, srv.token, srv.get
+	m := []string{"", strings.TrimPrefix(base, "http://")}
+	code, body := getPage("/", "")
+	require.Equal(t, http.StatusUnauthorized, code)
+	require.NotContains(t, body, "public.a")
+	code, body = getPage("/", "Bearer "+token)
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "<td>public.a</td>")
+	require.Contains(t, body, "read only")
+	code, body = getPage("/status", "Bearer "+token)
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `<tr class="healthy"><td>public.a</td>`)
+
+	stderr := srv.stop()
+	require.Contains(t, stderr, "pgundo: console on http://"+m[1]+", read only")
+	require.Contains(t, stderr, "pgundo: console stopped")
+}
+
+// served is a running pgundo serve.
+type served struct {
+	base, token string
+	get         func(path, auth string) (int, string)
+	stop        func() string // stops it (Ctrl-C) and returns its stderr
+}
+
+// startServe starts pgundo serve on url with args and reads the address
+// with its token from the first line of stdout.
+func startServe(t *testing.T, url string, args ...string) served {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- cli.Run(ctx, []string{"--database-url", url, "serve", "--listen", "127.0.0.1:0"}, strings.NewReader(""), pw, &stderr)
+		done <- cli.Run(ctx, append([]string{"--database-url", url, "serve", "--listen", "127.0.0.1:0"}, args...), strings.NewReader(""), pw, &stderr)
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')
@@ -68,9 +99,8 @@ func TestServeConsole(t *testing.T) {
 	go io.Copy(io.Discard, pr) //nolint:errcheck // drain
 	m := regexp.MustCompile(`^http://(127\.0\.0\.1:\d+)/\?token=([0-9a-f]{32})\n$`).FindStringSubmatch(line)
 	require.NotNil(t, m, "first line: %q", line)
-	base, token := "http://"+m[1], m[2]
-
-	getPage := func(path, auth string) (int, string) {
+	base := "http://" + m[1]
+	get := func(path, auth string) (int, string) {
 		req, err := http.NewRequest(http.MethodGet, base+path, nil)
 		require.NoError(t, err)
 		if auth != "" {
@@ -83,26 +113,61 @@ func TestServeConsole(t *testing.T) {
 		require.NoError(t, err)
 		return res.StatusCode, string(b)
 	}
-	code, body := getPage("/", "")
-	require.Equal(t, http.StatusUnauthorized, code)
-	require.NotContains(t, body, "public.a")
-	code, body = getPage("/", "Bearer "+token)
-	require.Equal(t, http.StatusOK, code)
-	require.Contains(t, body, "<td>public.a</td>")
-	require.Contains(t, body, "read only")
-	code, body = getPage("/status", "Bearer "+token)
-	require.Equal(t, http.StatusOK, code)
-	require.Contains(t, body, `<tr class="healthy"><td>public.a</td>`)
+	stop := func() string {
+		cancel()
+		stopped(t, done, &stderr, 10*time.Second, "pgundo serve")
+		return stderr.String()
+	}
+	return served{base: base, token: m[2], get: get, stop: stop}
+}
 
-	cancel()
+// stopped waits for a command cancelled to exit 0.
+func stopped(t *testing.T, done <-chan int, stderr *bytes.Buffer, wait time.Duration, what string) {
+	t.Helper()
 	select {
 	case c := <-done:
 		require.Equal(t, 0, c, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("pgundo serve did not stop on cancel")
+	case <-time.After(wait):
+		t.Fatal(what + " did not stop on cancel")
 	}
-	require.Contains(t, stderr.String(), "pgundo: console on http://"+m[1]+", read only")
-	require.Contains(t, stderr.String(), "pgundo: console stopped")
+}
+
+// TestServeAuditor: an auditor role (pgundo grant auditor) gets a read-only
+// console of what its views hold, with no undo anywhere, even with
+// --allow-undo.
+func TestServeAuditor(t *testing.T) {
+	t.Parallel()
+	// In a schema the auditor may not use: the views still read.
+	url, conn := setup(t, "CREATE SCHEMA app; CREATE TABLE app.a (id int PRIMARY KEY, v text)")
+	aud := newRole(t, url, conn, "saud_")
+	require.Equal(t, 0, run(t, url, "install").code)
+	require.Equal(t, 0, run(t, url, "track", "app.a").code)
+	pgtest.Exec(t, conn, "INSERT INTO app.a VALUES (1, 'x'); UPDATE app.a SET v = 'y' WHERE id = 1")
+	require.Equal(t, 0, run(t, url, "grant", "auditor", aud).code)
+
+	srv := startServe(t, asUser(t, url, aud), "--allow-undo")
+	auth := "Bearer " + srv.token
+	code, body := srv.get("/", auth)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, "<td>app.a</td>")
+	require.Contains(t, body, "read only (auditor)")
+	require.NotContains(t, body, "/plan/")
+	id := regexp.MustCompile(`<tr data-session="([^"]+)">`).FindStringSubmatch(body)
+	require.NotNil(t, id)
+	code, body = srv.get("/session/"+id[1], auth)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `<td class="num">1</td><td class="num">1</td><td class="num">0</td>`)
+	require.Contains(t, body, `<td class="old">x</td><td class="new">y</td>`)
+	require.NotContains(t, body, "/plan/")
+	require.NotContains(t, body, `name="confirm"`)
+	for _, p := range []string{"/status", "/activity", "/plan/" + id[1], "/history?table=app.a&key=1"} {
+		code, body = srv.get(p, auth)
+		require.Equal(t, http.StatusForbidden, code, p)
+		require.Contains(t, body, "not available to an auditor role", p)
+	}
+	stderr := srv.stop()
+	require.Contains(t, stderr, "--allow-undo ignored: an auditor role cannot undo")
+	require.Contains(t, stderr, "read only as an auditor")
 }
 
 func TestServeTokenFromEnv(t *testing.T) {
@@ -175,10 +240,5 @@ func TestServeDemo(t *testing.T) {
 	require.Contains(t, string(body), `<span class="undone">undone</span>`)
 	require.Contains(t, string(body), "undo allowed")
 	cancel()
-	select {
-	case c := <-done:
-		require.Equal(t, 0, c, stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("pgundo demo --serve did not stop on cancel")
-	}
+	stopped(t, done, &stderr, 30*time.Second, "pgundo demo --serve")
 }

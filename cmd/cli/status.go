@@ -184,7 +184,7 @@ func renderStatus(w io.Writer, res statusResult) error {
 	if !res.EventTriggers {
 		fmt.Fprintln(w, "event triggers absent: partitions created from now on are not captured until pgundo track runs again on their parent")
 	}
-	fmt.Fprintf(w, "log: %s, %d sessions, %d statements, about %d row changes", humanBytes(res.Log.Bytes), res.Log.Sessions, res.Log.Statements, res.Log.Changes)
+	fmt.Fprintf(w, "log: %s, %d sessions, %s%d statements, about %d row changes", humanBytes(res.Log.Bytes), res.Log.Sessions, map[bool]string{true: "about "}[res.Log.StatementsEstimated], res.Log.Statements, res.Log.Changes)
 	if res.Log.Oldest != nil {
 		fmt.Fprintf(w, ", oldest %s, newest %s", timefmt.Format(*res.Log.Oldest), timefmt.Format(*res.Log.Newest))
 	}

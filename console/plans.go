@@ -1,0 +1,158 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgundo/pgundo/undo"
+)
+
+// DefaultPlanWait is how long a plan page waits for its dry run before it
+// answers with a page that reloads itself until the dry run is done.
+const DefaultPlanWait = 200 * time.Millisecond
+
+// maxPlans is the most dry-run results the console keeps (one per session).
+const maxPlans = 64
+
+// planJob is one dry run of undoing a session, at a log position (the
+// newest statement id when it started): a plan page shows its result while
+// the log has not moved, and a page that finds one running waits for it
+// instead of starting another, so that a dry run of minutes is run once
+// however often the page reloads.
+type planJob struct {
+	id      string
+	pos     int64
+	started time.Time
+	done    chan struct{}
+	// Set when done is closed.
+	d   planData
+	err error
+}
+
+func (j *planJob) finished() bool {
+	select {
+	case <-j.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// logPosition is the id of the newest statement in the log (0: empty). A
+// dry run leaves none (it rolls back), so a plan keyed by it stays valid
+// until something is logged or undone.
+func logPosition(ctx context.Context, conn *pgx.Conn) (int64, error) {
+	var pos int64
+	err := conn.QueryRow(ctx, `SELECT coalesce((SELECT id FROM pgundo.stmt ORDER BY id DESC LIMIT 1), 0)`).Scan(&pos)
+	if err != nil {
+		return 0, fmt.Errorf("read the log position: %w", err)
+	}
+	return pos, nil
+}
+
+// planFor returns the dry run of undoing session id at the log's current
+// position: the one kept or running for it, else a new one started in the
+// background. A run still going for an earlier position is returned as it
+// is (its page says when it started) rather than started again.
+func (s *Server) planFor(ctx context.Context, id string) (*planJob, error) {
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pos, err := logPosition(ctx, c.Conn())
+	c.Release()
+	if err != nil {
+		return nil, err
+	}
+	s.planMu.Lock()
+	defer s.planMu.Unlock()
+	if j := s.plans[id]; j != nil && (!j.finished() || j.pos == pos && j.err == nil) {
+		return j, nil
+	}
+	if len(s.plans) >= maxPlans {
+		var oldest *planJob
+		for _, j := range s.plans {
+			if j.finished() && (oldest == nil || j.started.Before(oldest.started)) {
+				oldest = j
+			}
+		}
+		if oldest != nil {
+			delete(s.plans, oldest.id)
+		}
+	}
+	j := &planJob{id: id, pos: pos, started: time.Now(), done: make(chan struct{})}
+	s.plans[id] = j
+	go s.runPlan(j)
+	return j, nil
+}
+
+// runPlan runs a dry run, one at a time (each holds a connection for as
+// long as it takes), bounded by the undo timeout, not by the page that
+// asked for it.
+func (s *Server) runPlan(j *planJob) {
+	defer close(j.done)
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.UndoTimeout+time.Minute)
+	defer cancel()
+	s.planRun <- struct{}{}
+	defer func() { <-s.planRun }()
+	j.err = s.withUndoTimeout(ctx, func(conn *pgx.Conn) error {
+		plan, err := undo.MakePlan(ctx, conn, undo.Selection{Sessions: []string{j.id}}, undo.Options{})
+		return planOutcome(&j.d, plan, err)
+	})
+}
+
+// forgetPlans drops every kept dry run (after an undo from the console:
+// the log position moves anyway, but so does what was undone).
+func (s *Server) forgetPlans() {
+	s.planMu.Lock()
+	defer s.planMu.Unlock()
+	for id, j := range s.plans {
+		if j.finished() {
+			delete(s.plans, id)
+		}
+	}
+}
+
+// runningData is the page of a dry run still going.
+type runningData struct {
+	ID      string
+	Started time.Time
+	Seconds int
+}
+
+func (s *Server) planPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	j, err := s.planFor(ctx, id)
+	if err != nil {
+		s.failErr(w, err)
+		return
+	}
+	select {
+	case <-j.done:
+	case <-time.After(s.opts.PlanWait):
+		w.Header().Set("Refresh", "2")
+		s.render(w, http.StatusAccepted, "planning", "Undo plan "+id,
+			runningData{ID: id, Started: j.started, Seconds: int(time.Since(j.started).Seconds())})
+		return
+	case <-ctx.Done():
+		return
+	}
+	if j.err != nil {
+		s.failErr(w, j.err)
+		return
+	}
+	d := j.d
+	d.ID, d.AllowUndo, d.CSRF = id, s.opts.AllowUndo, s.csrf
+	d.PlannedAt, d.Position = j.started, strconv.FormatInt(j.pos, 10)
+	status := http.StatusOK
+	if d.Refusal != "" {
+		status = http.StatusConflict
+	}
+	s.render(w, status, "plan", "Undo plan "+id, d)
+}
