@@ -72,7 +72,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     was text[];
     n   bigint;{{if .v8}}
-    jt  text;{{end}}
+    jt  text;
+    sid bigint;{{end}}
 BEGIN
     {{template "guard"}}
     INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
@@ -82,15 +83,30 @@ BEGIN
       FROM {{.rows}} r
      WHERE NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1){{if .v8}}
      {{template "journal_limit"}}{{end}};
+{{- if .v8}}
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT FROM {{.rows}}) THEN  -- more than one row, counted as they are written
+            {{template "jit_off"}}
+            LOCK TABLE ONLY pgundo.change_log IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
+            sid := nextval('pgundo.stmt_id_seq');
+            INSERT INTO pgundo.change_log (stmt_id, {{.side}}) SELECT sid, ROW(r.*)::text FROM {{.rows}} r;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            INSERT INTO pgundo.stmt_log {{template "stmt_columns"}}
+            VALUES (sid, {{template "session_id"}},
+                    pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, n,
+                    {{template "who"}});
+            {{template "jit_back"}}
+        END IF;
+    END IF;
+{{- else}}
     IF NOT FOUND THEN
         SELECT count(*) INTO n FROM {{.rows}};
     END IF;
-    IF n > 1 THEN{{if .v8}}
-        {{template "jit_off"}}{{end}}
+    IF n > 1 THEN
         {{template "stmt_row" (dict "stmt" "pgundo.stmt_log" "op" .op "rows" "n")}}
-        INSERT INTO pgundo.change_log (stmt_id, {{.side}}) SELECT s.id, ROW(r.*)::text FROM s, {{.rows}} r;{{if .v8}}
-        {{template "jit_back"}}{{end}}
+        INSERT INTO pgundo.change_log (stmt_id, {{.side}}) SELECT s.id, ROW(r.*)::text FROM s, {{.rows}} r;
     END IF;
+{{- end}}
     {{template "unpin"}}
     RETURN NULL;
 END $$;{{end}}
