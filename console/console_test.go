@@ -594,6 +594,20 @@ func TestConsoleStatus(t *testing.T) {
 	require.Contains(t, r.body, `<dt>sessions</dt><dd>1</dd>`)
 	// The patch's 5 statements (one updated two rows), exact on a small log.
 	require.Contains(t, r.body, `<dt>statements</dt><dd>5</dd>`)
+	require.Contains(t, r.body, "The log was never sealed: run <code>pgundo verify</code>")
+
+	// Sealed (as pgundo verify does: the first call marks a cut, the next
+	// seals up to it): the newest seal's time, last statement, head hash
+	// and the number of seals, as in pgundo.seal.
+	pgtest.Exec(t, s.conn, `SELECT pgundo.seal()`)
+	pgtest.Exec(t, s.conn, `SELECT pgundo.seal()`)
+	var hash, at string
+	var upto int64
+	require.NoError(t, s.conn.QueryRow(context.Background(), `SELECT hash, to_stmt, to_char(sealed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM pgundo.seal ORDER BY id DESC LIMIT 1`).Scan(&hash, &upto, &at))
+	r = get(t, ts, "/status")
+	require.NotContains(t, r.body, "never sealed")
+	require.Contains(t, r.body, fmt.Sprintf(`<dt>up to statement</dt><dd>%d</dd><dt>head hash</dt><dd><code>%s</code></dd><dt>seals</dt><dd>1</dd>`, upto, hash))
+	require.Contains(t, r.body, "<dt>last sealed</dt><dd>"+at)
 
 	// A big log (by the planner's estimate) is not counted row by row: the
 	// estimate of the log tables plus the journal's rows (none, folded).

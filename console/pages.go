@@ -538,6 +538,17 @@ type statusData struct {
 	Healthy       bool
 	EventTriggers bool
 	Log           history.LogStats
+	Seal          *sealFacts // nil: the log was never sealed
+}
+
+// sealFacts is the newest seal: what pgundo verify (or a cron'd pgundo
+// seal) last sealed, and the head hash to compare with the copy kept
+// outside the database.
+type sealFacts struct {
+	At     time.Time
+	Upto   int64 // the last statement id it covers
+	Hash   string
+	Number int64 // seals in the chain
 }
 
 // shellQuote quotes a table name for a shell command line when it needs it.
@@ -576,6 +587,15 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 		}
 		if d.Log, err = history.Stats(ctx, conn); err != nil {
 			return err
+		}
+		var seal sealFacts
+		switch err := conn.QueryRow(ctx, `SELECT sealed_at, to_stmt, hash, (SELECT count(*) FROM pgundo.seal) FROM pgundo.seal ORDER BY id DESC LIMIT 1`).
+			Scan(&seal.At, &seal.Upto, &seal.Hash, &seal.Number); {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			d.Seal = &seal
 		}
 		return conn.QueryRow(ctx, `SELECT count(*) = 2 FROM pg_event_trigger WHERE evtname IN ('pgundo_ddl', 'pgundo_drop') AND evtenabled <> 'D'`).Scan(&d.EventTriggers)
 	}()
