@@ -308,6 +308,16 @@ type page struct {
 	Data   any
 }
 
+// respond ends a page handler: the error page for err (see failErr), else
+// the page rendered from data with status 200.
+func (s *Server) respond(w http.ResponseWriter, err error, name, title string, data any) {
+	if err != nil {
+		s.failErr(w, err)
+		return
+	}
+	s.render(w, http.StatusOK, name, title, data)
+}
+
 func (s *Server) render(w http.ResponseWriter, status int, name, title string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	var b strings.Builder

@@ -159,11 +159,7 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 		d.Sessions, d.Pager = pageOf(r, p, size, ss)
 		return nil
 	}()
-	if err != nil {
-		s.failErr(w, err)
-		return
-	}
-	s.render(w, http.StatusOK, "sessions", "Sessions", d)
+	s.respond(w, err, "sessions", "Sessions", d)
 }
 
 // ---- one session
@@ -423,11 +419,7 @@ func (s *Server) historyPage(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	}()
-	if err != nil {
-		s.failErr(w, err)
-		return
-	}
-	s.render(w, http.StatusOK, "history", "Row history", d)
+	s.respond(w, err, "history", "Row history", d)
 }
 
 func deref(p *string) string {
@@ -519,11 +511,7 @@ func (s *Server) asofPage(w http.ResponseWriter, r *http.Request) {
 		}
 		return err
 	}()
-	if err != nil {
-		s.failErr(w, err)
-		return
-	}
-	s.render(w, http.StatusOK, "asof", "As of", d)
+	s.respond(w, err, "asof", "As of", d)
 }
 
 // ---- status
@@ -599,11 +587,7 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 		}
 		return conn.QueryRow(ctx, `SELECT count(*) = 2 FROM pg_event_trigger WHERE evtname IN ('pgundo_ddl', 'pgundo_drop') AND evtenabled <> 'D'`).Scan(&d.EventTriggers)
 	}()
-	if err != nil {
-		s.failErr(w, err)
-		return
-	}
-	s.render(w, http.StatusOK, "status", "Status", d)
+	s.respond(w, err, "status", "Status", d)
 }
 
 // ---- activity
@@ -705,11 +689,7 @@ func (s *Server) activityPage(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	}()
-	if err != nil {
-		s.failErr(w, err)
-		return
-	}
-	s.render(w, http.StatusOK, "activity", "Activity", d)
+	s.respond(w, err, "activity", "Activity", d)
 }
 
 // ---- undo plan and undo
