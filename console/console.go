@@ -1,7 +1,8 @@
 // Package console serves pgundo's web console (pgundo serve): sessions,
 // their row diffs, row history and as-of views, capture status, an
-// activity chart, and the plan of undoing a session, with the undo itself
-// only when the server is started with AllowUndo.
+// activity chart, and the plan of undoing a session, a tag or a
+// transaction, with the undo itself only when the server is started with
+// AllowUndo.
 //
 // It is a plain net/http handler with server-rendered html/template pages
 // and assets embedded with go:embed: no JavaScript, nothing fetched at run
@@ -13,8 +14,9 @@
 // same page without it), the cookie, or an "Authorization: Bearer TOKEN"
 // header. Without it every path answers 401 with no data. Pages are sent
 // with a Content-Security-Policy that allows only the console's own style
-// sheet; the undo is a POST with a CSRF token and the session id typed
-// again. The package never prints.
+// sheet; the undo is a POST with a CSRF token and the session id (tag,
+// transaction id) typed again, and runs in the background with a page of
+// its progress. The package never prints.
 package console
 
 import (
@@ -68,8 +70,8 @@ type Options struct {
 	// makes one).
 	Token string
 	// AllowUndo offers the Undo button on plan pages and accepts the POST
-	// that runs it. Default false: no page offers it and the endpoint
-	// refuses (403).
+	// that starts it (and serves its progress page). Default false: no page
+	// offers it and the endpoints refuse (403).
 	AllowUndo bool
 	// Secure marks the cookie Secure (the server runs TLS). Default false.
 	Secure bool
@@ -112,8 +114,16 @@ type Server struct {
 	refreshDone chan struct{}
 
 	planMu  sync.Mutex
-	plans   map[string]*planJob // by session id
+	plans   map[string]*planJob // by target.key()
 	planRun chan struct{}       // one dry run at a time
+
+	// bg ends when the server is closed: undo runs stop (and roll back).
+	bg      context.Context
+	runMu   sync.Mutex
+	runs    map[int64]*undoRun  // by number, the newest maxRuns finished ones and every running one
+	running map[string]*undoRun // by target.key(), while running
+	runSeq  int64
+	runWG   sync.WaitGroup
 }
 
 // NewToken returns a random token of 32 hex digits (128 bits).
@@ -173,13 +183,14 @@ func New(o Options) (*Server, error) {
 		o.PlanWait = DefaultPlanWait
 	}
 	s := &Server{opts: o, mux: http.NewServeMux(), pages: map[string]*template.Template{},
-		plans: map[string]*planJob{}, planRun: make(chan struct{}, 1)}
+		plans: map[string]*planJob{}, planRun: make(chan struct{}, 1),
+		runs: map[int64]*undoRun{}, running: map[string]*undoRun{}}
 	// The CSRF token is derived from the secret token, so it is stable for
 	// the server's life and unknown to anyone without the token.
 	m := hmac.New(sha256.New, []byte(o.Token))
 	m.Write([]byte("pgundo console csrf"))
 	s.csrf = hex.EncodeToString(m.Sum(nil))
-	for _, p := range []string{"sessions", "session", "history", "asof", "status", "plan", "planning", "undone", "activity", "error"} {
+	for _, p := range []string{"sessions", "session", "history", "asof", "status", "plan", "planning", "undorun", "activity", "error"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: parse template %s: %w", p, err)
@@ -194,7 +205,8 @@ func New(o Options) (*Server, error) {
 	if o.Auditor {
 		s.mux.HandleFunc("GET /{$}", s.auditorSessions)
 		s.mux.HandleFunc("GET /session/{id}", s.auditorSession)
-		for _, p := range []string{"GET /history", "GET /asof", "GET /status", "GET /activity", "GET /plan/{id}", "GET /plan/{id}/undo.sql", "POST /undo/{id}"} {
+		for _, p := range []string{"GET /history", "GET /asof", "GET /status", "GET /activity", "GET /plan/{id}", "GET /plan/{id}/undo.sql", "POST /undo/{id}",
+			"GET /plan", "GET /plan/undo.sql", "POST /undo", "GET /undo-run/{n}"} {
 			s.mux.HandleFunc(p, s.auditorUnavailable)
 		}
 	} else {
@@ -207,9 +219,14 @@ func New(o Options) (*Server, error) {
 		s.mux.HandleFunc("GET /plan/{id}", s.planPage)
 		s.mux.HandleFunc("GET /plan/{id}/undo.sql", s.planSQL)
 		s.mux.HandleFunc("POST /undo/{id}", s.undoPost)
+		s.mux.HandleFunc("GET /plan", s.planByPage)
+		s.mux.HandleFunc("GET /plan/undo.sql", s.planBySQL)
+		s.mux.HandleFunc("POST /undo", s.undoByPost)
+		s.mux.HandleFunc("GET /undo-run/{n}", s.runPage)
 	}
 	var ctx context.Context
 	ctx, s.stop = context.WithCancel(context.Background())
+	s.bg = ctx
 	s.refreshDone = make(chan struct{})
 	if !o.NoSummaryRefresh {
 		go s.refreshSummaries(ctx)

@@ -548,8 +548,12 @@ func TestConsoleUndo(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, res.StatusCode)
 	require.Equal(t, after, s.contents(t))
 
-	// Typed: undone, the tables exactly as before the patch.
+	// Typed: the undo starts and the POST redirects to its run page, which
+	// shows the result once done: the tables exactly as before the patch.
 	r = post(url.Values{"csrf": {csrf}, "confirm": {s.patch}})
+	require.Equal(t, http.StatusSeeOther, r.status, r.body)
+	require.Regexp(t, `^/undo-run/\d+$`, r.header.Get("Location"))
+	r = finished(t, ts, r.header.Get("Location"))
 	require.Equal(t, http.StatusOK, r.status, r.body)
 	require.Contains(t, r.body, "Undone: 7 rows written in one transaction")
 	require.Equal(t, s.before, s.contents(t))
@@ -559,11 +563,131 @@ func TestConsoleUndo(t *testing.T) {
 
 	// Twice: refused, nothing changes.
 	r = post(url.Values{"csrf": {csrf}, "confirm": {s.patch}})
+	require.Equal(t, http.StatusSeeOther, r.status, r.body)
+	r = finished(t, ts, r.header.Get("Location"))
 	require.Equal(t, http.StatusConflict, r.status)
 	require.Contains(t, r.body, "already undone")
+	require.Contains(t, r.body, "was refused; nothing was changed")
 	require.Equal(t, s.before, s.contents(t))
 	r = get(t, ts, "/")
 	require.Contains(t, r.body, `<span class="undone">undone</span> by <a href="/session/`+undoSession[1]+`">`)
+}
+
+// finished reads an undo's run page until the undo is no longer running
+// (202) and returns that page.
+func finished(t *testing.T, ts *httptest.Server, path string) response {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		r := get(t, ts, path)
+		if r.status != http.StatusAccepted || time.Now().After(deadline) {
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// lockOrders holds a SHARE lock on orders on a connection of its own, so
+// that an undo started meanwhile waits when it writes orders (reads go on);
+// release ends it.
+func (s *shop) lockOrders(t *testing.T) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	c := pgtest.Connect(t, s.url)
+	tx, err := c.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "LOCK TABLE orders IN SHARE MODE")
+	require.NoError(t, err)
+	return func() { require.NoError(t, tx.Rollback(ctx)) }
+}
+
+// An undo runs in the background: its page shows the progress (202,
+// reloading itself) while it waits for a lock; a second undo of the same
+// session meanwhile is refused and starts nothing; the plan page links the
+// running undo instead of offering another.
+func TestConsoleUndoProgress(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	after := s.contents(t)
+	ts := s.server(t, func(o *console.Options) { o.AllowUndo = true })
+	csrf := csrfOf(t, get(t, ts, "/plan/"+s.patch).body)
+	form := url.Values{"csrf": {csrf}, "confirm": {s.patch}}
+
+	release := s.lockOrders(t)
+	r := do(t, ts, http.MethodPost, "/undo/"+s.patch, form, "Bearer "+token)
+	require.Equal(t, http.StatusSeeOther, r.status, r.body)
+	run := r.header.Get("Location")
+	r = get(t, ts, run)
+	require.Equal(t, http.StatusAccepted, r.status, r.body)
+	require.Equal(t, "1", r.header.Get("Refresh"))
+	require.Contains(t, r.body, `<p class="phase">Running <code>pgundo undo `+s.patch+`</code> since`)
+	// The total comes from the dry run the plan page showed.
+	require.Regexp(t, `<dd class="rows">\d of 7</dd>`, r.body)
+	require.Contains(t, r.body, "if pgundo serve stops before the end, the transaction rolls back and nothing is changed")
+	// It writes items, then waits for the lock on orders: 2 of 7 rows.
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(r.body, "undoing public.orders") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		r = get(t, ts, run)
+	}
+	require.Equal(t, http.StatusAccepted, r.status, r.body)
+	require.Contains(t, r.body, ": undoing public.orders (1 of 2 tables written).</p>")
+	require.Contains(t, r.body, `<dd class="rows">2 of 7</dd>`)
+	require.Contains(t, r.body, `<dd class="percent">28%</dd>`)
+	require.Contains(t, r.body, `<progress max="100" value="28">`)
+	require.Regexp(t, `<dd class="left">about [^<]+</dd>`, r.body)
+	require.Contains(t, r.body, `<tr data-table="public.items"><td>public.items</td><td class="num">2</td><td class="num">2</td><td class="num">100</td></tr>`)
+	require.Equal(t, after, s.contents(t), "nothing committed while it waits")
+
+	r = do(t, ts, http.MethodPost, "/undo/"+s.patch, form, "Bearer "+token)
+	require.Equal(t, http.StatusConflict, r.status, r.body)
+	require.Contains(t, r.body, "an undo of session "+s.patch+" is already running")
+	require.Contains(t, r.body, run)
+	r = get(t, ts, "/plan/"+s.patch)
+	require.Contains(t, r.body, `<a href="`+run+`">see its progress</a>`)
+	require.NotContains(t, r.body, `name="confirm"`, "no second Undo form while one runs")
+
+	release()
+	r = finished(t, ts, run)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, "Undone: 7 rows written in one transaction")
+	require.Equal(t, s.before, s.contents(t))
+	require.Contains(t, r.body, `<p class="redo">`)
+	// Done: the page stays (no reload), and another undo may be started
+	// (and is refused by the undo itself: already undone).
+	require.Empty(t, get(t, ts, run).header.Get("Refresh"))
+	r = do(t, ts, http.MethodPost, "/undo/"+s.patch, form, "Bearer "+token)
+	require.Equal(t, http.StatusSeeOther, r.status, r.body)
+	require.Contains(t, finished(t, ts, r.header.Get("Location")).body, "already undone")
+	require.Equal(t, http.StatusNotFound, get(t, ts, "/undo-run/999").status)
+}
+
+// A server closed while its undo runs rolls the undo back and says so.
+func TestConsoleUndoStopped(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	after := s.contents(t)
+	cfg, err := pgx.ParseConfig(s.url)
+	require.NoError(t, err)
+	pool, err := console.Open(context.Background(), cfg, 0)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	srv, err := console.New(console.Options{Pool: pool, Token: token, PlanWait: time.Minute, AllowUndo: true})
+	require.NoError(t, err)
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	csrf := csrfOf(t, get(t, ts, "/plan/"+s.patch).body)
+	release := s.lockOrders(t)
+	r := do(t, ts, http.MethodPost, "/undo/"+s.patch, url.Values{"csrf": {csrf}, "confirm": {s.patch}}, "Bearer "+token)
+	require.Equal(t, http.StatusSeeOther, r.status, r.body)
+	run := r.header.Get("Location")
+	require.Equal(t, http.StatusAccepted, get(t, ts, run).status)
+	srv.Close()
+	r = get(t, ts, run)
+	require.Equal(t, http.StatusInternalServerError, r.status, r.body)
+	require.Contains(t, r.body, "pgundo serve stopped before the undo committed, so its transaction rolled back: nothing was changed")
+	require.Contains(t, r.body, `<a href="/plan/`+s.patch+`">the plan again</a>`)
+	release()
+	require.Equal(t, after, s.contents(t))
 }
 
 func TestConsoleUndoOff(t *testing.T) {

@@ -200,6 +200,39 @@ type sessionData struct {
 	Table   string
 	Keys    []string
 	Pager   pager
+	// Txs are the session's transactions, each with a link to the plan of
+	// undoing it (not for an auditor); TxMore says more than maxTxs.
+	Txs    []txRow
+	TxMore bool
+}
+
+// maxTxs is the most transactions a session page lists.
+const maxTxs = 50
+
+// txRow is one transaction of a session.
+type txRow struct {
+	XID         string
+	Statements  int64
+	Rows        int64
+	First, Last time.Time
+}
+
+// sessionTxs lists the first maxTxs transactions of session id, in log
+// order, and whether there are more.
+func sessionTxs(ctx context.Context, conn *pgx.Conn, id string) ([]txRow, bool, error) {
+	rows, err := conn.Query(ctx, `SELECT xid::text, count(*), sum(rows)::bigint, min(at), max(at) FROM pgundo.stmt
+		 WHERE session_id = $1 GROUP BY xid ORDER BY min(id) LIMIT $2`, id, maxTxs+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("read the transactions of session %s: %w", id, err)
+	}
+	txs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (txRow, error) {
+		var t txRow
+		return t, r.Scan(&t.XID, &t.Statements, &t.Rows, &t.First, &t.Last)
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("read the transactions of session %s: %w", id, err)
+	}
+	return txs[:min(len(txs), maxTxs)], len(txs) > maxTxs, nil
 }
 
 // keyCache remembers tables' primary-key columns by name.
@@ -341,7 +374,8 @@ func (s *Server) sessionPage(w http.ResponseWriter, r *http.Request) {
 			d.Changes = append(d.Changes, s.viewChange(ctx, kc, ch.Op, ch.Table, ch.Columns, ch.Old, ch.New, ch.StmtID, ch.XID, ch.At))
 		}
 		d.Pager = makePager(r, p, det.More > 0)
-		return nil
+		d.Txs, d.TxMore, err = sessionTxs(ctx, conn, id)
+		return err
 	}()
 	if err != nil {
 		s.failErr(w, err)
@@ -695,7 +729,7 @@ func (s *Server) activityPage(w http.ResponseWriter, r *http.Request) {
 // ---- undo plan and undo
 
 type planData struct {
-	ID        string
+	Target    target
 	Plan      *undo.Plan
 	Refusal   string
 	Conflicts bool
@@ -708,6 +742,9 @@ type planData struct {
 	// which log position (the newest statement id).
 	PlannedAt time.Time
 	Position  string
+	// Running is the undo of the target running now, if any (its
+	// progress page is linked instead of the Undo form).
+	Running *runRef
 }
 
 // withUndoTimeout runs f on a connection whose statements run under the
@@ -755,9 +792,26 @@ func planOutcome(d *planData, plan *undo.Plan, err error) error {
 
 var safeName = regexp.MustCompile(`[^A-Za-z0-9._-]`)
 
+// planSQL downloads the undo of a session as a script (/plan/{id}/undo.sql).
 func (s *Server) planSQL(w http.ResponseWriter, r *http.Request) {
+	s.writeSQL(w, r, sessionTarget(r.PathValue("id")))
+}
+
+// planBySQL downloads the undo of a tag or a transaction as a script
+// (/plan/undo.sql?tag=, ?tx=).
+func (s *Server) planBySQL(w http.ResponseWriter, r *http.Request) {
+	t, err := queryTarget(r)
+	if err != nil {
+		s.failErr(w, err)
+		return
+	}
+	s.writeSQL(w, r, t)
+}
+
+// writeSQL sends the undo of t as the script pgundo undo --sql writes, or
+// the plan page with the refusal when the undo would be refused now.
+func (s *Server) writeSQL(w http.ResponseWriter, r *http.Request, t target) {
 	ctx := r.Context()
-	id := r.PathValue("id")
 	f, err := os.CreateTemp("", "pgundo-console-*.sql")
 	if err != nil {
 		s.failErr(w, err)
@@ -765,9 +819,9 @@ func (s *Server) planSQL(w http.ResponseWriter, r *http.Request) {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	d := planData{ID: id}
+	d := planData{Target: t}
 	err = s.withUndoTimeout(ctx, func(conn *pgx.Conn) error {
-		plan, err := undo.WriteScript(ctx, conn, undo.Selection{Sessions: []string{id}}, undo.Options{}, f)
+		plan, err := undo.WriteScript(ctx, conn, t.selection(), undo.Options{}, f)
 		return planOutcome(&d, plan, err)
 	})
 	if err != nil {
@@ -776,7 +830,7 @@ func (s *Server) planSQL(w http.ResponseWriter, r *http.Request) {
 	}
 	if d.Refusal != "" {
 		d.CSRF = s.csrf
-		s.render(w, http.StatusConflict, "plan", "Undo plan "+id, d)
+		s.render(w, http.StatusConflict, "plan", planTitle(t), d)
 		return
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -784,7 +838,7 @@ func (s *Server) planSQL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/sql; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="pgundo-undo-`+safeName.ReplaceAllString(id, "_")+`.sql"`)
+	w.Header().Set("Content-Disposition", `attachment; filename="`+t.filename()+`"`)
 	_, _ = io.Copy(w, f)
 }
 
@@ -801,62 +855,6 @@ func sameOrigin(r *http.Request) bool {
 	}
 	u, err := url.Parse(o)
 	return err == nil && u.Host == r.Host
-}
-
-type undoneData struct {
-	ID   string
-	Plan *undo.Plan
-}
-
-func (s *Server) undoPost(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	id := r.PathValue("id")
-	if !s.opts.AllowUndo {
-		s.fail(w, http.StatusForbidden, errors.New("undo is off: this console was started without --allow-undo; nothing was changed"), "run pgundo undo "+id+" from a terminal, or restart pgundo serve with --allow-undo")
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		s.fail(w, http.StatusBadRequest, fmt.Errorf("read the form: %w; nothing was changed", err), "")
-		return
-	}
-	if !sameOrigin(r) || !hmacEqual(r.PostForm.Get("csrf"), s.csrf) {
-		s.fail(w, http.StatusForbidden, errors.New("the form's CSRF token is missing or wrong (a page from another site, or from an earlier run of pgundo serve); nothing was changed"), "reload the plan page and try again")
-		return
-	}
-	typed := strings.TrimSpace(r.PostForm.Get("confirm"))
-	if typed != id {
-		d := planData{ID: id, AllowUndo: s.opts.AllowUndo, CSRF: s.csrf, Typed: typed,
-			Message: "Type the session id " + id + " exactly to confirm the undo. Nothing was changed."}
-		err := s.withUndoTimeout(ctx, func(conn *pgx.Conn) error {
-			plan, err := undo.MakePlan(ctx, conn, undo.Selection{Sessions: []string{id}}, undo.Options{})
-			return planOutcome(&d, plan, err)
-		})
-		if err != nil {
-			s.failErr(w, err)
-			return
-		}
-		s.render(w, http.StatusBadRequest, "plan", "Undo plan "+id, d)
-		return
-	}
-	d := planData{ID: id, AllowUndo: s.opts.AllowUndo, CSRF: s.csrf}
-	var applied *undo.Plan
-	err := s.withUndoTimeout(ctx, func(conn *pgx.Conn) error {
-		plan, err := undo.Apply(ctx, conn, undo.Selection{Sessions: []string{id}}, undo.Options{}, nil)
-		applied = plan
-		return planOutcome(&d, plan, err)
-	})
-	if err != nil {
-		s.failErr(w, err)
-		return
-	}
-	if d.Refusal != "" {
-		d.Message = "The undo was refused; nothing was changed."
-		s.render(w, http.StatusConflict, "plan", "Undo plan "+id, d)
-		return
-	}
-	s.forgetPlans()
-	s.render(w, http.StatusOK, "undone", "Undone "+id, undoneData{ID: id, Plan: applied})
 }
 
 func hmacEqual(a, b string) bool {

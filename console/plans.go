@@ -16,7 +16,8 @@ import (
 // answers with a page that reloads itself until the dry run is done.
 const DefaultPlanWait = 200 * time.Millisecond
 
-// maxPlans is the most dry-run results the console keeps (one per session).
+// maxPlans is the most dry-run results the console keeps (one per
+// session, tag or transaction).
 const maxPlans = 64
 
 // planJob is one dry run of undoing a session, at a log position (the
@@ -25,7 +26,7 @@ const maxPlans = 64
 // instead of starting another, so that a dry run of minutes is run once
 // however often the page reloads.
 type planJob struct {
-	id      string
+	target  target
 	pos     int64
 	started time.Time
 	done    chan struct{}
@@ -55,11 +56,11 @@ func logPosition(ctx context.Context, conn *pgx.Conn) (int64, error) {
 	return pos, nil
 }
 
-// planFor returns the dry run of undoing session id at the log's current
+// planFor returns the dry run of undoing target t at the log's current
 // position: the one kept or running for it, else a new one started in the
 // background. A run still going for an earlier position is returned as it
 // is (its page says when it started) rather than started again.
-func (s *Server) planFor(ctx context.Context, id string) (*planJob, error) {
+func (s *Server) planFor(ctx context.Context, t target) (*planJob, error) {
 	c, err := s.conn(ctx)
 	if err != nil {
 		return nil, err
@@ -71,7 +72,7 @@ func (s *Server) planFor(ctx context.Context, id string) (*planJob, error) {
 	}
 	s.planMu.Lock()
 	defer s.planMu.Unlock()
-	if j := s.plans[id]; j != nil && (!j.finished() || j.pos == pos && j.err == nil) {
+	if j := s.plans[t.key()]; j != nil && (!j.finished() || j.pos == pos && j.err == nil) {
 		return j, nil
 	}
 	if len(s.plans) >= maxPlans {
@@ -82,11 +83,11 @@ func (s *Server) planFor(ctx context.Context, id string) (*planJob, error) {
 			}
 		}
 		if oldest != nil {
-			delete(s.plans, oldest.id)
+			delete(s.plans, oldest.target.key())
 		}
 	}
-	j := &planJob{id: id, pos: pos, started: time.Now(), done: make(chan struct{})}
-	s.plans[id] = j
+	j := &planJob{target: t, pos: pos, started: time.Now(), done: make(chan struct{})}
+	s.plans[t.key()] = j
 	go s.runPlan(j)
 	return j, nil
 }
@@ -101,7 +102,7 @@ func (s *Server) runPlan(j *planJob) {
 	s.planRun <- struct{}{}
 	defer func() { <-s.planRun }()
 	j.err = s.withUndoTimeout(ctx, func(conn *pgx.Conn) error {
-		plan, err := undo.MakePlan(ctx, conn, undo.Selection{Sessions: []string{j.id}}, undo.Options{})
+		plan, err := undo.MakePlan(ctx, conn, j.target.selection(), undo.Options{})
 		return planOutcome(&j.d, plan, err)
 	})
 }
@@ -118,17 +119,45 @@ func (s *Server) forgetPlans() {
 	}
 }
 
+// keptPlan returns the finished dry run kept for t, or nil.
+func (s *Server) keptPlan(t target) *planData {
+	s.planMu.Lock()
+	defer s.planMu.Unlock()
+	if j := s.plans[t.key()]; j != nil && j.finished() && j.err == nil {
+		d := j.d
+		return &d
+	}
+	return nil
+}
+
 // runningData is the page of a dry run still going.
 type runningData struct {
-	ID      string
+	Target  target
 	Started time.Time
 	Seconds int
 }
 
+// planPage is the plan of undoing a session (/plan/{id}).
 func (s *Server) planPage(w http.ResponseWriter, r *http.Request) {
+	s.showPlan(w, r, sessionTarget(r.PathValue("id")))
+}
+
+// planByPage is the plan of undoing a tag or a transaction (/plan?tag=,
+// /plan?tx=).
+func (s *Server) planByPage(w http.ResponseWriter, r *http.Request) {
+	t, err := queryTarget(r)
+	if err != nil {
+		s.failErr(w, err)
+		return
+	}
+	s.showPlan(w, r, t)
+}
+
+// showPlan renders the dry run of undoing t: at once when it is done within
+// PlanWait, else a page that reloads itself until it is.
+func (s *Server) showPlan(w http.ResponseWriter, r *http.Request, t target) {
 	ctx := r.Context()
-	id := r.PathValue("id")
-	j, err := s.planFor(ctx, id)
+	j, err := s.planFor(ctx, t)
 	if err != nil {
 		s.failErr(w, err)
 		return
@@ -137,8 +166,8 @@ func (s *Server) planPage(w http.ResponseWriter, r *http.Request) {
 	case <-j.done:
 	case <-time.After(s.opts.PlanWait):
 		w.Header().Set("Refresh", "2")
-		s.render(w, http.StatusAccepted, "planning", "Undo plan "+id,
-			runningData{ID: id, Started: j.started, Seconds: int(time.Since(j.started).Seconds())})
+		s.render(w, http.StatusAccepted, "planning", planTitle(t),
+			runningData{Target: t, Started: j.started, Seconds: int(time.Since(j.started).Seconds())})
 		return
 	case <-ctx.Done():
 		return
@@ -148,11 +177,21 @@ func (s *Server) planPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := j.d
-	d.ID, d.AllowUndo, d.CSRF = id, s.opts.AllowUndo, s.csrf
+	d.Target, d.AllowUndo, d.CSRF = t, s.opts.AllowUndo, s.csrf
 	d.PlannedAt, d.Position = j.started, strconv.FormatInt(j.pos, 10)
+	d.Running = s.runningUndo(t)
 	status := http.StatusOK
 	if d.Refusal != "" {
 		status = http.StatusConflict
 	}
-	s.render(w, status, "plan", "Undo plan "+id, d)
+	s.render(w, status, "plan", planTitle(t), d)
+}
+
+// planTitle is a plan page's title: Undo plan ID for a session, else Undo
+// plan of tag "T" or of transaction X.
+func planTitle(t target) string {
+	if t.Kind == bySession {
+		return "Undo plan " + t.Value
+	}
+	return "Undo plan of " + t.Label()
 }

@@ -57,9 +57,11 @@ func (s *Server) refreshSummariesOnce(ctx context.Context) (int64, error) {
 	return history.RefreshSummaries(ctx, c.Conn(), summaryBatch)
 }
 
-// Close stops the background work of the server (the summaries' refresh)
-// and waits for it. The pool stays open.
+// Close stops the background work of the server (the summaries' refresh,
+// and any undo still running, whose transaction rolls back) and waits for
+// it. The pool stays open.
 func (s *Server) Close() {
 	s.stop()
 	<-s.refreshDone
+	s.runWG.Wait()
 }
