@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,7 +166,8 @@ func TestConsoleUnauthorized(t *testing.T) {
 	s := newShop(t)
 	ts := s.server(t, func(o *console.Options) { o.AllowUndo = true })
 	paths := []string{"/", "/session/" + s.patch, "/history?table=orders&key=1", "/asof?table=orders&at=1h", "/status",
-		"/activity", "/plan/" + s.patch, "/plan/" + s.patch + "/undo.sql", "/static/console.css", "/nope"}
+		"/activity", "/plan/" + s.patch, "/plan/" + s.patch + "/undo.sql", "/plan?tag=ticket-123", "/plan/undo.sql?tag=ticket-123",
+		"/plan?tx=1", "/undo-run/1", "/static/console.css", "/nope"}
 	for _, auth := range []string{"", "Bearer wrong", "Basic " + token, "Bearer " + token + "x"} {
 		for _, p := range paths {
 			r := do(t, ts, http.MethodGet, p, nil, auth)
@@ -175,6 +177,8 @@ func TestConsoleUnauthorized(t *testing.T) {
 			}
 		}
 		r := do(t, ts, http.MethodPost, "/undo/"+s.patch, url.Values{"confirm": {s.patch}}, auth)
+		require.Equal(t, http.StatusUnauthorized, r.status)
+		r = do(t, ts, http.MethodPost, "/undo?tag=ticket-123", url.Values{"confirm": {"ticket-123"}}, auth)
 		require.Equal(t, http.StatusUnauthorized, r.status)
 	}
 	// A wrong ?token= sets no cookie.
@@ -690,6 +694,123 @@ func TestConsoleUndoStopped(t *testing.T) {
 	require.Equal(t, after, s.contents(t))
 }
 
+// fix runs a second session under the patch's tag, in two transactions:
+// one updates item (1, 1), the other inserts item (2, 1). It returns the
+// session id and the two transaction ids (xid8, as text).
+func (s *shop) fix(t *testing.T) (id, tx1, tx2 string) {
+	t.Helper()
+	id = s.runAs(t, "fix.py", `SET pgundo.tag = 'ticket-123';
+		BEGIN; UPDATE items SET sku = 'A-2' WHERE order_id = 1; COMMIT;
+		BEGIN; INSERT INTO items VALUES (2, 1, 'B-1'); COMMIT;`)
+	rows, err := s.conn.Query(context.Background(), `SELECT xid::text FROM pgundo.stmt WHERE session_id = $1 ORDER BY id`, id)
+	require.NoError(t, err)
+	xids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Len(t, xids, 2)
+	return id, xids[0], xids[1]
+}
+
+// Plans by tag and by transaction: the counts of what the tag (over two
+// sessions) or one transaction changed, the script, a conflict, and the
+// links from the sessions and session pages.
+func TestConsolePlanByTagAndTx(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	fix, tx1, tx2 := s.fix(t)
+	ts := s.server(t, nil)
+
+	r := get(t, ts, "/")
+	require.Contains(t, r.body, `<a class="plantag" href="/plan?tag=ticket-123"`)
+	r = get(t, ts, "/session/"+fix)
+	require.Contains(t, r.body, `<a class="plantag" href="/plan?tag=ticket-123">`)
+	require.Contains(t, r.body, `<tr data-xid="`+tx1+`"><td>`+tx1+`</td><td class="num">1</td><td class="num">1</td>`)
+	require.Contains(t, r.body, `<a class="plantx" href="/plan?tx=`+tx1+`">`)
+	require.Contains(t, r.body, `<a class="plantx" href="/plan?tx=`+tx2+`">`)
+	require.Equal(t, 2, strings.Count(r.body, `<a class="plantx"`))
+
+	r = get(t, ts, "/plan?tag=ticket-123")
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, "<title>Undo plan of tag &#34;ticket-123&#34; · pgundo</title>")
+	require.Contains(t, r.body, "<code>pgundo undo --tag ticket-123</code>")
+	require.Equal(t, map[string][3]string{"public.orders": {"3", "1", "1"}, "public.items": {"1", "2", "1"}}, planCounts(r.body))
+	require.Contains(t, r.body, `<a href="/session/`+s.patch+`">`)
+	require.Contains(t, r.body, `<a href="/session/`+fix+`">`)
+	require.Contains(t, r.body, `href="/plan/undo.sql?tag=ticket-123"`)
+	require.NotContains(t, r.body, `name="confirm"`, "no undo form without AllowUndo")
+	sql := get(t, ts, "/plan/undo.sql?tag=ticket-123")
+	require.Equal(t, http.StatusOK, sql.status, sql.body)
+	require.Equal(t, `attachment; filename="pgundo-undo-tag-ticket-123.sql"`, sql.header.Get("Content-Disposition"))
+	require.Contains(t, sql.body, "BEGIN")
+	require.Contains(t, sql.body, "COMMIT")
+
+	r = get(t, ts, "/plan?tx="+tx2)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, "<code>pgundo undo --tx "+tx2+"</code>")
+	require.Equal(t, map[string][3]string{"public.items": {"0", "0", "1"}}, planCounts(r.body))
+	sql = get(t, ts, "/plan/undo.sql?tx="+tx2)
+	require.Equal(t, http.StatusOK, sql.status, sql.body)
+	require.Equal(t, `attachment; filename="pgundo-undo-tx-`+tx2+`.sql"`, sql.header.Get("Content-Disposition"))
+
+	for q, want := range map[string]int{"": 400, "?tag=": 400, "?tx=abc": 400, "?tag=a&tx=1": 400, "?tag=nope": 404, "?tx=1": 404} {
+		r := get(t, ts, "/plan"+q)
+		require.Equal(t, want, r.status, q)
+	}
+
+	// Someone changes a row the tag's sessions changed: a conflict, with who.
+	clerk := s.runAs(t, "clerk", "UPDATE orders SET note = 'called' WHERE id = 3")
+	r = get(t, ts, "/plan?tag=ticket-123")
+	require.Equal(t, http.StatusConflict, r.status, r.body)
+	require.Contains(t, r.body, `<p class="refusal">1 rows were changed since by someone else`)
+	require.Regexp(t, `<tr class="conflict"><td>public.orders</td><td>id=3</td><td>[^<]+</td><td>note</td><td><a href="/session/`+regexp.QuoteMeta(clerk)+`">`, r.body)
+	require.NotContains(t, r.body, `/undo.sql`, "no script for a refused undo")
+	// The transactions of fix.py did not touch order 3.
+	require.Equal(t, http.StatusOK, get(t, ts, "/plan?tx="+tx2).status)
+}
+
+// Undo by transaction and by tag: not typed, nothing; typed, exactly as
+// before.
+func TestConsoleUndoByTagAndTx(t *testing.T) {
+	t.Parallel()
+	s := newShop(t)
+	_, _, tx2 := s.fix(t)
+	after := s.contents(t)
+	ts := s.server(t, func(o *console.Options) { o.AllowUndo = true })
+	r := get(t, ts, "/plan?tx="+tx2)
+	require.Contains(t, r.body, `<form class="undo" method="post" action="/undo?tx=`+tx2+`">`)
+	require.Contains(t, r.body, "Type the transaction id <code>"+tx2+"</code> to undo it")
+	csrf := csrfOf(t, r.body)
+
+	// The second transaction of fix.py: item (2, 1) goes away.
+	r = do(t, ts, http.MethodPost, "/undo?tx="+tx2, url.Values{"csrf": {csrf}, "confirm": {"2"}}, "Bearer "+token)
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Contains(t, r.body, "Type the transaction id "+tx2+" exactly to confirm the undo. Nothing was changed.")
+	require.Equal(t, after, s.contents(t))
+	r = do(t, ts, http.MethodPost, "/undo?tx="+tx2, url.Values{"csrf": {csrf}, "confirm": {tx2}}, "Bearer "+token)
+	require.Equal(t, http.StatusSeeOther, r.status, r.body)
+	r = finished(t, ts, r.header.Get("Location"))
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, "Undone: 1 rows written in one transaction")
+	want := s.contents(t)
+	want["items"] = slices.DeleteFunc(slices.Clone(after["items"]), func(row string) bool { return row == "(2,1,B-1)" })
+	require.Len(t, want["items"], len(after["items"])-1)
+	require.Equal(t, want, s.contents(t))
+
+	// The tag: what is left of both sessions (the other transaction and
+	// the whole patch), so the tables are exactly as before the patch.
+	r = do(t, ts, http.MethodPost, "/undo?tag=ticket-123", url.Values{"csrf": {csrf}, "confirm": {"ticket-12"}}, "Bearer "+token)
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Contains(t, r.body, "Type the tag ticket-123 exactly")
+	r = do(t, ts, http.MethodPost, "/undo?tag=ticket-123", url.Values{"csrf": {csrf}, "confirm": {"ticket-123"}}, "Bearer "+token)
+	require.Equal(t, http.StatusSeeOther, r.status, r.body)
+	r = finished(t, ts, r.header.Get("Location"))
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, "Undone: 8 rows written in one transaction")
+	require.Equal(t, s.before, s.contents(t))
+	// Bad targets start nothing.
+	r = do(t, ts, http.MethodPost, "/undo?tx=x", url.Values{"csrf": {csrf}, "confirm": {"x"}}, "Bearer "+token)
+	require.Equal(t, http.StatusBadRequest, r.status)
+}
+
 func TestConsoleUndoOff(t *testing.T) {
 	t.Parallel()
 	s := newShop(t)
@@ -702,8 +823,22 @@ func TestConsoleUndoOff(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, r.status)
 	require.Contains(t, r.body, "started without --allow-undo; nothing was changed")
 	require.Equal(t, after, s.contents(t))
-	for _, p := range []string{"/", "/session/" + s.patch, "/plan/" + s.patch} {
-		require.NotContains(t, get(t, off, p).body, `action="/undo/`, p)
+	_, tx1, _ := s.fix(t)
+	after = s.contents(t)
+	for _, p := range []string{"/undo?tag=ticket-123", "/undo?tx=" + tx1} {
+		r := do(t, off, http.MethodPost, p, url.Values{"csrf": {csrf}, "confirm": {"ticket-123"}}, "Bearer "+token)
+		require.Equal(t, http.StatusForbidden, r.status, p)
+		require.Contains(t, r.body, "started without --allow-undo; nothing was changed")
+		// A GET of the endpoint: only POST is served.
+		require.Equal(t, http.StatusMethodNotAllowed, get(t, off, p).status, p)
+	}
+	require.Equal(t, http.StatusForbidden, get(t, off, "/undo-run/1").status)
+	require.Equal(t, after, s.contents(t))
+	for _, p := range []string{"/", "/session/" + s.patch, "/plan/" + s.patch, "/plan?tag=ticket-123", "/plan?tx=" + tx1} {
+		r := get(t, off, p)
+		require.Equal(t, http.StatusOK, r.status, p)
+		require.NotContains(t, r.body, `action="/undo`, p)
+		require.NotContains(t, r.body, `name="confirm"`, p)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -103,11 +104,25 @@ func (t target) Noun() string {
 func (t target) Command() string {
 	switch t.Kind {
 	case byTag:
-		return "pgundo undo --tag " + shellQuote(t.Value)
+		if strings.HasPrefix(t.Value, "-") {
+			return "pgundo undo --tag=" + argQuote(t.Value)
+		}
+		return "pgundo undo --tag " + argQuote(t.Value)
 	case byTx:
 		return "pgundo undo --tx " + t.Value
 	}
 	return "pgundo undo " + t.Value
+}
+
+var plainArg = regexp.MustCompile(`^[A-Za-z0-9_.,:/=+@%-]+$`)
+
+// argQuote quotes a command-line argument for a POSIX shell when it needs
+// it.
+func argQuote(s string) string {
+	if plainArg.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (t target) query() string {
@@ -167,7 +182,8 @@ func (t target) filename() string {
 	return "pgundo-undo-" + safeName.ReplaceAllString(name, "_") + ".sql"
 }
 
-// typedMatches reports whether what was typed to confirm is the target.
+// typedMatches reports whether what was typed to confirm is the target
+// (spaces around it aside, unless they are the tag's own).
 func (t target) typedMatches(typed string) bool {
-	return strings.TrimSpace(typed) == t.Value
+	return typed == t.Value || strings.TrimSpace(typed) == t.Value
 }
