@@ -2,6 +2,8 @@ package console_test
 
 import (
 	"context"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +66,25 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	require.NoError(t, os.WriteFile(filepath.Join(screenshotDir, name+".png"), png, 0o644))
 }
 
+// waitText waits (a minute at most) until the element sel has text want,
+// across the reloads of a page that refreshes itself.
+func waitText(t *testing.T, ctx context.Context, sel, want string) {
+	t.Helper()
+	js := `(document.querySelector(` + strconv.Quote(sel) + `) || {}).textContent || ""`
+	var got string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		v, err := chromedp.Run(actx, chromedp.Evaluate[string](js))
+		cancel()
+		if err == nil {
+			if got = v; got == want {
+				return
+			}
+		}
+	}
+	t.Fatalf("%s: %q, want %q", sel, got, want)
+}
+
 // value runs an action that returns a value, failing the test on error.
 func value[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 	t.Helper()
@@ -75,6 +96,9 @@ func value[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 }
 
 func css(s string) chromedp.CSS { return chromedp.CSS(s) }
+
+// httpDo is do, for the browser test, whose do drives the browser.
+var httpDo = do
 
 func TestConsoleBrowser(t *testing.T) {
 	t.Parallel()
@@ -158,20 +182,55 @@ func TestConsoleBrowser(t *testing.T) {
 	do(chromedp.Click(css(`form.undo button`)), chromedp.WaitVisible(css("p.warn")))
 	require.Equal(t, "Type the session id "+s.patch+" exactly to confirm the undo. Nothing was changed.", text("p.warn"))
 	require.Equal(t, after, s.contents(t))
-	// Typed: the tables are exactly as before the patch.
-	do(chromedp.SendKeys(css(`input[name="confirm"]`), s.patch), chromedp.Click(css(`form.undo button`)), chromedp.WaitVisible(css("p.ok")))
+	// Typed, while another transaction holds a lock on orders: the undo
+	// runs in the background and its page shows how far it is, reloading
+	// itself (no script), until the lock is released and it is done.
+	csrf := csrfOf(t, get(t, ts, "/plan/"+s.patch).body)
+	release := s.lockOrders(t)
+	do(chromedp.SendKeys(css(`input[name="confirm"]`), s.patch), chromedp.Click(css(`form.undo button`)), chromedp.WaitVisible(css("div.progress")))
+	run := value(t, ctx, chromedp.Location())
+	require.Regexp(t, `/undo-run/\d+$`, run)
+	require.Contains(t, text("p.phase"), "Running pgundo undo "+s.patch)
+	waitText(t, ctx, "dd.rows", "2 of 7")
+	require.Contains(t, text("p.phase"), "undoing public.orders (1 of 2 tables written)")
+	require.Equal(t, "28%", text("dd.percent"))
+	require.Regexp(t, `^about `, text("dd.left"))
+	require.Equal(t, after, s.contents(t), "nothing committed while it runs")
+	screenshot(t, ctx, "undo-progress")
+	// A second undo of the session meanwhile is refused and starts nothing.
+	r := httpDo(t, ts, http.MethodPost, "/undo/"+s.patch, url.Values{"csrf": {csrf}, "confirm": {s.patch}}, "Bearer "+token)
+	require.Equal(t, http.StatusConflict, r.status, r.body)
+	require.Contains(t, r.body, "is already running")
+	release()
+	do(chromedp.WaitVisible(css("p.ok")))
+	require.Equal(t, run, value(t, ctx, chromedp.Location()), "the same page, reloaded")
 	require.Contains(t, text("p.ok"), "Undone: 7 rows written in one transaction")
+	require.Contains(t, text("p.redo"), "To redo, undo the undo")
 	require.Equal(t, s.before, s.contents(t))
 	screenshot(t, ctx, "undone")
 
-	// A plan with a conflict, on another database, without --allow-undo.
-	s2 := newShop(t)
-	s2.runAs(t, "clerk", "UPDATE orders SET note = 'called' WHERE id = 3")
-	ts2 := s2.server(t, nil)
-	do(chromedp.Navigate(ts2.URL+"/plan/"+s2.patch+"?token="+token), chromedp.WaitVisible(css("tr.conflict")))
-	require.Contains(t, text("tr.conflict"), "public.orders\tid=3")
-	require.Zero(t, count("form.undo"), "no undo form without --allow-undo")
-	screenshot(t, ctx, "plan-conflict")
+	// By tag: the patch and a second session under its tag, planned from
+	// the tag's link on the sessions page and undone from its plan page.
+	s3 := newShop(t)
+	fix, _, _ := s3.fix(t)
+	ts3 := s3.server(t, func(o *console.Options) { o.AllowUndo = true })
+	do(chromedp.Navigate(ts3.URL+"/session/"+fix+"?token="+token), chromedp.WaitVisible(css("table.txs")))
+	require.Equal(t, 2, count("a.plantx"))
+	screenshot(t, ctx, "session-transactions")
+	do(chromedp.Navigate(ts3.URL+"/"), chromedp.WaitVisible(css("table.sessions")))
+	do(chromedp.Click(css(`tr[data-session="`+s3.patch+`"] a.plantag`)), chromedp.WaitVisible(css("table.plan")))
+	require.Equal(t, "Undo plan of tag \"ticket-123\"", text("h1"))
+	require.Equal(t, strings.Join([]string{"public.items", "1", "2", "1", "0", "0"}, "\t"), text(`tr[data-table="public.items"]`))
+	require.Equal(t, strings.Join([]string{"public.orders", "3", "1", "1", "0", "0"}, "\t"), text(`tr[data-table="public.orders"]`))
+	screenshot(t, ctx, "plan-tag")
+	after3 := s3.contents(t)
+	do(chromedp.Click(css(`form.undo button`)), chromedp.WaitVisible(css("p.warn")))
+	require.Equal(t, "Type the tag ticket-123 exactly to confirm the undo. Nothing was changed.", text("p.warn"))
+	require.Equal(t, after3, s3.contents(t))
+	do(chromedp.SendKeys(css(`input[name="confirm"]`), "ticket-123"), chromedp.Click(css(`form.undo button`)), chromedp.WaitVisible(css("p.ok")))
+	require.Contains(t, text("p.ok"), "Undone: 9 rows written in one transaction")
+	require.Equal(t, s3.before, s3.contents(t))
+	screenshot(t, ctx, "undone-tag")
 
 	require.Zero(t, dialogs.Load(), "no script ran")
 }

@@ -71,8 +71,8 @@ func newServeCommand(g *globals) *cobra.Command {
 connection settings as every command: the sessions (newest first, filtered by
 time, user, application, tag and table), each session's row diffs, row
 history and as-of views, capture status, an activity chart of changes per
-minute or hour, and the plan of undoing a session (a dry run, with its
-conflicts and a download of the SQL script).
+minute or hour, and the plan of undoing a session, a tag or a transaction
+(a dry run, with its conflicts and a download of the SQL script).
 
 Security: the console shows production data.
   - It listens on loopback unless told otherwise: any other --listen needs
@@ -84,8 +84,11 @@ Security: the console shows production data.
     The first visit with ?token= sets an HttpOnly, SameSite=Strict cookie;
     "Authorization: Bearer TOKEN" works too. Without it: 401, no data.
   - Undo is offered only with --allow-undo: a button on the plan page that
-    needs the session id typed again, sent as a POST with a CSRF token.
-    Without the flag no page offers it and the endpoint refuses.
+    needs the session id (tag, transaction id) typed again, sent as a POST
+    with a CSRF token. The undo then runs in the background, one at a time
+    per target, on a page showing its progress, then its result; if pgundo
+    serve stops first, its transaction rolls back. Without the flag no page
+    offers it and the endpoints refuse.
   - Every query runs under --statement-timeout; undo and its dry run under
     --undo-timeout.
 
