@@ -232,5 +232,22 @@ func TestConsoleBrowser(t *testing.T) {
 	require.Equal(t, s3.before, s3.contents(t))
 	screenshot(t, ctx, "undone-tag")
 
+	// A plan with a conflict, on another database, without --allow-undo:
+	// of the session, and of its tag.
+	s2 := newShop(t)
+	s2.runAs(t, "clerk", "UPDATE orders SET note = 'called' WHERE id = 3")
+	ts2 := s2.server(t, nil)
+	do(chromedp.Navigate(ts2.URL+"/plan/"+s2.patch+"?token="+token), chromedp.WaitVisible(css("tr.conflict")))
+	require.Contains(t, text("tr.conflict"), "public.orders\tid=3")
+	require.Zero(t, count("form.undo"), "no undo form without --allow-undo")
+	screenshot(t, ctx, "plan-conflict")
+	do(chromedp.Navigate(ts2.URL+"/"), chromedp.WaitVisible(css("table.sessions")))
+	do(chromedp.Click(css(`tr[data-session="`+s2.patch+`"] a.plantag`)), chromedp.WaitVisible(css("tr.conflict")))
+	require.Equal(t, "Undo plan of tag \"ticket-123\"", text("h1"))
+	require.Contains(t, text("tr.conflict"), "public.orders\tid=3")
+	require.Contains(t, text("p.refusal"), "1 rows were changed since by someone else")
+	require.Zero(t, count("form.undo"), "no undo form without --allow-undo")
+	screenshot(t, ctx, "plan-tag-conflict")
+
 	require.Zero(t, dialogs.Load(), "no script ran")
 }

@@ -20,11 +20,11 @@ const DefaultPlanWait = 200 * time.Millisecond
 // session, tag or transaction).
 const maxPlans = 64
 
-// planJob is one dry run of undoing a session, at a log position (the
-// newest statement id when it started): a plan page shows its result while
-// the log has not moved, and a page that finds one running waits for it
-// instead of starting another, so that a dry run of minutes is run once
-// however often the page reloads.
+// planJob is one dry run of undoing a target (a session, a tag, a
+// transaction), at a log position (the newest statement id when it
+// started): a plan page shows its result while the log has not moved, and
+// a page that finds one running waits for it instead of starting another,
+// so that a dry run of minutes is run once however often the page reloads.
 type planJob struct {
 	target  target
 	pos     int64
