@@ -1,0 +1,157 @@
+-- The log's size over time, and the sessions list for auditors, version 10.
+--
+-- Size samples. The status page showed the log's size now only; nothing
+-- recorded it before. pgundo.size_sample holds measurements: the on-disk
+-- size of the log (what the status page shows as its size: the log tables,
+-- the journal and the sessions, with indexes and TOAST) and, beside it, the
+-- planner's estimate of its row changes (labelled an estimate wherever it is
+-- shown). pgundo.sample_size() adds one at most every 10 minutes; the
+-- console's background refresh (refresh_summaries) and pgundo.seal (a cron'd
+-- pgundo verify or seal) call it, so the history is recorded with or
+-- without a console. prune records one after every drop, whenever the last
+-- was (its fall shows at once), and forgets the samples older than its cut.
+-- Capture never samples: a sample is catalog reads (pg_total_relation_size
+-- of every chunk) and one small row, outside the writers' transactions.
+--
+-- Session totals for auditors. An auditor may read views only; the view
+-- pgundo.sessions totals the whole log on every read (43 s for the sessions
+-- page on the bench's 10M-entry log). pgundo.session_totals lists the same
+-- sessions with the same totals that pgundo sessions and the console show
+-- the installing role (history.Sessions): the summaries (sum_session) up to
+-- their watermark, plus the statements above it from the log, read in one
+-- snapshot, so they are exact however far behind the summaries are (only
+-- slower). pgundo.session_tables is a session's row changes per table and
+-- operation, from the statement log. Roles already granted pgundo grant
+-- auditor (SELECT on pgundo.sessions) get SELECT on both.
+--
+-- tern runs this file through text/template: what another version writes
+-- again is a template in shared/, placed with a template action; keep other
+-- double braces out of it.
+
+CREATE TABLE pgundo.size_sample (
+    at          timestamptz PRIMARY KEY,
+    log_bytes   bigint NOT NULL,
+    change_rows bigint NOT NULL
+);
+COMMENT ON TABLE pgundo.size_sample IS 'The log''s on-disk size (log tables, journal and sessions, with indexes and TOAST) measured at at; change_rows is the planner''s estimate of its row changes then, not a count. Added by pgundo.sample_size() at most every 10 minutes (refresh_summaries, seal) and after every prune.';
+
+-- sample_size records the log's size now unless a sample newer than every
+-- exists (default 10 minutes; interval '0' records one in any case), and
+-- returns whether it did. A caller that finds another sampling skips.
+CREATE FUNCTION pgundo.sample_size(every interval DEFAULT interval '10 minutes') RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('pgundo.size_sample')) THEN
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT FROM pgundo.size_sample s WHERE s.at > clock_timestamp() - every) THEN
+        RETURN false;
+    END IF;
+    INSERT INTO pgundo.size_sample (at, log_bytes, change_rows)
+    VALUES (clock_timestamp(), pgundo._log_bytes() + pg_total_relation_size('pgundo.session'), pgundo._change_rows())
+    ON CONFLICT (at) DO NOTHING;
+    RETURN true;
+END $$;
+COMMENT ON FUNCTION pgundo.sample_size(interval) IS 'Records the log''s size in pgundo.size_sample unless a sample newer than every (default 10 minutes) exists; returns whether it did.';
+
+{{template "refresh_summaries" (dict "create" "CREATE OR REPLACE" "sample" true)}}
+{{template "seal" (dict "create" "CREATE OR REPLACE" "journal" true "size" true)}}
+{{template "prune" (dict "create" "CREATE OR REPLACE" "stmt" "pgundo.stmt_log" "journal" true "undo_left" true "size" true)}}
+
+REVOKE ALL ON pgundo.size_sample FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgundo.sample_size(interval) FROM PUBLIC;
+
+-- The first sample: the size at install or upgrade.
+SELECT pgundo.sample_size();
+
+-- One row per session with logged statements, as history.Sessions lists it
+-- (its summarized query, sessionsSummarized, for every session): parts are
+-- a session's summaries per chunk and its statements above the watermark;
+-- its transactions are its runs of equal xids in id order, a run going on
+-- from one part into the next counted once. A filter on id reaches the
+-- summaries' and the log's session indexes; a list ordered by
+-- last_change_at with a LIMIT computes the undo columns and arrays for the
+-- listed rows only. Only built-in functions: a view's reader needs EXECUTE
+-- on the functions it calls, and an auditor has none of pgundo's.
+CREATE VIEW pgundo.session_totals AS
+SELECT s.id,
+       coalesce(a.last_app, '') AS application_name,
+       s.session_role AS login_user,
+       ARRAY(SELECT DISTINCT e.r::name FROM jsonb_array_elements(a.roles) x, jsonb_array_elements_text(x) e (r)
+              WHERE e.r::name <> s.session_role ORDER BY 1) AS roles,
+       s.backend_start,
+       a.first_at AS first_change_at,
+       a.last_at AS last_change_at,
+       s.client_addr,
+       s.client_port,
+       s.pid,
+       a.stmts AS statements,
+       a.changes,
+       a.xacts AS transactions,
+       ARRAY(SELECT DISTINCT e.t FROM jsonb_array_elements(a.tables) x, jsonb_array_elements_text(x) e (t) ORDER BY 1) AS tables,
+       ARRAY(SELECT DISTINCT e.t FROM jsonb_array_elements(a.tags) x, jsonb_array_elements_text(x) e (t) ORDER BY 1) AS tags,
+       (SELECT u.undone_session FROM pgundo.undo u WHERE u.undo_session = s.id ORDER BY u.undone_session LIMIT 1) AS undo_of,
+       (SELECT u.undo_session FROM pgundo.undo u WHERE u.undone_session = s.id ORDER BY u.at, u.undo_session LIMIT 1) AS undone_by,
+       (SELECT coalesce(array_agg(u.undo_session ORDER BY u.at, u.undo_session), '{}') FROM pgundo.undo u WHERE u.undone_session = s.id) AS undone_by_all,
+       (SELECT CASE
+                 WHEN count(*) = 0 THEN NULL
+                 WHEN count(*) = a.stmts
+                      AND NOT EXISTS (SELECT FROM pgundo.undo_scope sc JOIN pgundo.undo_left l ON l.undo_session = sc.undo_session AND l.done_by IS NULL
+                                       JOIN pgundo.stmt x ON x.id = sc.stmt_id WHERE x.session_id = s.id) THEN 'undone'
+                 ELSE 'partly undone' END
+          FROM pgundo.undone d JOIN pgundo.stmt x ON x.id = d.stmt_id WHERE x.session_id = s.id) AS undo_state
+  FROM pgundo.session s
+  JOIN (SELECT p.session_id,
+               (array_agg(p.last_app ORDER BY p.last_id DESC))[1] AS last_app,
+               min(p.first_at) AS first_at,
+               max(p.last_at) AS last_at,
+               sum(p.stmts)::bigint AS stmts,
+               sum(p.changes)::bigint AS changes,
+               (sum(p.xacts) - sum(p.joined))::bigint AS xacts,
+               jsonb_agg(to_jsonb(p.roles)) AS roles,
+               jsonb_agg(to_jsonb(p.tables)) AS tables,
+               jsonb_agg(to_jsonb(p.tags)) AS tags
+          FROM (SELECT q.*, CASE WHEN lag(q.last_xid) OVER (PARTITION BY q.session_id ORDER BY q.first_id) = q.first_xid THEN 1 ELSE 0 END AS joined
+                  FROM (SELECT x.session_id, x.stmts, x.changes, x.xacts, x.first_at, x.last_at, x.first_id, x.first_xid, x.last_id, x.last_xid,
+                               x.last_app, x.tables, x.roles, x.tags
+                          FROM pgundo.sum_session x
+                         WHERE NOT EXISTS (SELECT FROM pgundo.pruned pr WHERE pr.chunk = x.chunk)
+                        UNION ALL
+                        SELECT b.session_id, count(*), sum(b.rows), count(DISTINCT b.xid), min(b.at), max(b.at),
+                               min(b.id), (array_agg(b.xid ORDER BY b.id))[1], max(b.id), (array_agg(b.xid ORDER BY b.id DESC))[1],
+                               (array_agg(b.application_name ORDER BY b.id DESC))[1],
+                               array_agg(DISTINCT quote_ident(b.schema_name) || '.' || quote_ident(b.table_name)),
+                               array_agg(DISTINCT b.role),
+                               coalesce(array_agg(DISTINCT b.tag) FILTER (WHERE b.tag IS NOT NULL), '{}')
+                          FROM pgundo.stmt b
+                         WHERE b.id > (SELECT w.done_below FROM pgundo.sum_state w)
+                         GROUP BY b.session_id) q) p
+         GROUP BY p.session_id) a ON a.session_id = s.id;
+COMMENT ON VIEW pgundo.session_totals IS 'One row per session with logged statements, with the totals pgundo sessions shows: from the console''s summaries up to their watermark and the log above it (exact at any state of the summaries). Fast ordered by last_change_at with a LIMIT, or for one id.';
+
+CREATE VIEW pgundo.session_tables AS
+SELECT st.session_id,
+       quote_ident(st.schema_name) || '.' || quote_ident(st.table_name) AS qualified_name,
+       coalesce(sum(st.rows) FILTER (WHERE st.op = 'I'), 0)::bigint AS inserts,
+       coalesce(sum(st.rows) FILTER (WHERE st.op = 'U'), 0)::bigint AS updates,
+       coalesce(sum(st.rows) FILTER (WHERE st.op = 'D'), 0)::bigint AS deletes,
+       coalesce(sum(st.rows) FILTER (WHERE st.op = 'T'), 0)::bigint AS truncated
+  FROM pgundo.stmt st
+ GROUP BY st.session_id, 2;
+COMMENT ON VIEW pgundo.session_tables IS 'Per session and table (quoted, schema-qualified), the rows it inserted, updated, deleted and truncated, from the statement log.';
+
+REVOKE ALL ON pgundo.session_totals, pgundo.session_tables FROM PUBLIC;
+
+-- Roles granted pgundo grant auditor before this version read the new views
+-- too.
+DO $$
+DECLARE
+    r regrole;
+BEGIN
+    FOR r IN SELECT DISTINCT a.grantee::regrole
+               FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+              WHERE c.oid = 'pgundo.sessions'::regclass AND a.privilege_type = 'SELECT'
+                AND a.grantee <> 0 AND a.grantee <> c.relowner LOOP
+        EXECUTE format('GRANT SELECT ON pgundo.session_totals, pgundo.session_tables TO %s', r);
+    END LOOP;
+END $$;
