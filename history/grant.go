@@ -13,9 +13,12 @@ import (
 // AuditorViews are the views in schema pgundo that an auditor role may read
 // (GrantAuditor): pgundo.changes (every row change with table and session
 // context, old/new as exact text images and as jsonb), pgundo.row_history
-// (the same by table and primary-key value, through the row-history index)
-// and pgundo.sessions (one row per session).
-var AuditorViews = []string{"pgundo.changes", "pgundo.row_history", "pgundo.sessions"}
+// (the same by table and primary-key value, through the row-history index),
+// pgundo.sessions (one row per session, totalled from the whole log),
+// pgundo.session_totals (the same sessions with the totals Sessions reads,
+// from the console's summaries and the log above them: fast on a big log)
+// and pgundo.statements (one row per statement of pgundo.changes).
+var AuditorViews = []string{"pgundo.changes", "pgundo.row_history", "pgundo.sessions", "pgundo.session_totals", "pgundo.statements"}
 
 // AuditorFunctions are the functions an auditor role may call: the one the
 // views use to render images as jsonb, and the refresh of the row-history

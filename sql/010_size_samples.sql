@@ -20,9 +20,11 @@
 -- the installing role (history.Sessions): the summaries (sum_session) up to
 -- their watermark, plus the statements above it from the log, read in one
 -- snapshot, so they are exact however far behind the summaries are (only
--- slower). pgundo.session_tables is a session's row changes per table and
--- operation, from the statement log. Roles already granted pgundo grant
--- auditor (SELECT on pgundo.sessions) get SELECT on both.
+-- slower). pgundo.statements is the statement log (the statements of
+-- pgundo.changes, one row each, with their row counts), so that a session's
+-- page reads its counts and one page of its changes, not all of them. Roles
+-- already granted pgundo grant auditor (SELECT on pgundo.sessions) get
+-- SELECT on both.
 --
 -- tern runs this file through text/template: what another version writes
 -- again is a template in shared/, placed with a template action; keep other
@@ -72,12 +74,15 @@ SELECT pgundo.sample_size();
 -- summaries' and the log's session indexes; a list ordered by
 -- last_change_at with a LIMIT computes the undo columns and arrays for the
 -- listed rows only. Only built-in functions: a view's reader needs EXECUTE
--- on the functions it calls, and an auditor has none of pgundo's.
+-- on the functions it calls, and an auditor has none of pgundo's. A session
+-- has undone statements only if pgundo.undo names it (an undo records both
+-- in one transaction): only then are its statements counted against
+-- pgundo.undone.
 CREATE VIEW pgundo.session_totals AS
 SELECT s.id,
        coalesce(a.last_app, '') AS application_name,
        s.session_role AS login_user,
-       ARRAY(SELECT DISTINCT e.r::name FROM jsonb_array_elements(a.roles) x, jsonb_array_elements_text(x) e (r)
+       ARRAY(SELECT DISTINCT e.r::name COLLATE "C" FROM jsonb_array_elements(a.roles) x, jsonb_array_elements_text(x) e (r)
               WHERE e.r::name <> s.session_role ORDER BY 1) AS roles,
        s.backend_start,
        a.first_at AS first_change_at,
@@ -93,13 +98,14 @@ SELECT s.id,
        (SELECT u.undone_session FROM pgundo.undo u WHERE u.undo_session = s.id ORDER BY u.undone_session LIMIT 1) AS undo_of,
        (SELECT u.undo_session FROM pgundo.undo u WHERE u.undone_session = s.id ORDER BY u.at, u.undo_session LIMIT 1) AS undone_by,
        (SELECT coalesce(array_agg(u.undo_session ORDER BY u.at, u.undo_session), '{}') FROM pgundo.undo u WHERE u.undone_session = s.id) AS undone_by_all,
+       CASE WHEN EXISTS (SELECT FROM pgundo.undo u WHERE u.undone_session = s.id) THEN
        (SELECT CASE
                  WHEN count(*) = 0 THEN NULL
                  WHEN count(*) = a.stmts
                       AND NOT EXISTS (SELECT FROM pgundo.undo_scope sc JOIN pgundo.undo_left l ON l.undo_session = sc.undo_session AND l.done_by IS NULL
                                        JOIN pgundo.stmt x ON x.id = sc.stmt_id WHERE x.session_id = s.id) THEN 'undone'
                  ELSE 'partly undone' END
-          FROM pgundo.undone d JOIN pgundo.stmt x ON x.id = d.stmt_id WHERE x.session_id = s.id) AS undo_state
+          FROM pgundo.undone d JOIN pgundo.stmt x ON x.id = d.stmt_id WHERE x.session_id = s.id) END AS undo_state
   FROM pgundo.session s
   JOIN (SELECT p.session_id,
                (array_agg(p.last_app ORDER BY p.last_id DESC))[1] AS last_app,
@@ -129,18 +135,26 @@ SELECT s.id,
          GROUP BY p.session_id) a ON a.session_id = s.id;
 COMMENT ON VIEW pgundo.session_totals IS 'One row per session with logged statements, with the totals pgundo sessions shows: from the console''s summaries up to their watermark and the log above it (exact at any state of the summaries). Fast ordered by last_change_at with a LIMIT, or for one id.';
 
-CREATE VIEW pgundo.session_tables AS
-SELECT st.session_id,
-       quote_ident(st.schema_name) || '.' || quote_ident(st.table_name) AS qualified_name,
-       coalesce(sum(st.rows) FILTER (WHERE st.op = 'I'), 0)::bigint AS inserts,
-       coalesce(sum(st.rows) FILTER (WHERE st.op = 'U'), 0)::bigint AS updates,
-       coalesce(sum(st.rows) FILTER (WHERE st.op = 'D'), 0)::bigint AS deletes,
-       coalesce(sum(st.rows) FILTER (WHERE st.op = 'T'), 0)::bigint AS truncated
-  FROM pgundo.stmt st
- GROUP BY st.session_id, 2;
-COMMENT ON VIEW pgundo.session_tables IS 'Per session and table (quoted, schema-qualified), the rows it inserted, updated, deleted and truncated, from the statement log.';
+-- One row per statement, as pgundo.changes shows its changes: an auditor
+-- pages through a session's changes by statement (and counts them per
+-- table) without reading all of them.
+CREATE VIEW pgundo.statements AS
+SELECT st.id AS stmt_id,
+       st.session_id,
+       st.xid,
+       st.at,
+       CASE st.op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' WHEN 'T' THEN 'TRUNCATE' END AS op,
+       st.schema_name,
+       st.table_name,
+       st.relid,
+       st.rows,
+       st.role,
+       st.application_name,
+       st.tag
+  FROM pgundo.stmt st;
+COMMENT ON VIEW pgundo.statements IS 'One row per logged statement and table: its session, transaction, time, operation, table, the rows it changed (its rows in pgundo.changes), role, application and tag.';
 
-REVOKE ALL ON pgundo.session_totals, pgundo.session_tables FROM PUBLIC;
+REVOKE ALL ON pgundo.session_totals, pgundo.statements FROM PUBLIC;
 
 -- Roles granted pgundo grant auditor before this version read the new views
 -- too.
@@ -152,6 +166,6 @@ BEGIN
                FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
               WHERE c.oid = 'pgundo.sessions'::regclass AND a.privilege_type = 'SELECT'
                 AND a.grantee <> 0 AND a.grantee <> c.relowner LOOP
-        EXECUTE format('GRANT SELECT ON pgundo.session_totals, pgundo.session_tables TO %s', r);
+        EXECUTE format('GRANT SELECT ON pgundo.session_totals, pgundo.statements TO %s', r);
     END LOOP;
 END $$;
