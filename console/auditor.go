@@ -37,6 +37,10 @@ func (s *Server) auditorUnavailable(w http.ResponseWriter, r *http.Request) {
 		r.URL.Path, strings.Join(history.AuditorViews, ", ")), "run pgundo serve as the role that installed pgundo, or query the views with psql")
 }
 
+// auditorSpan is the widest span of statement ids one query of a session
+// page's changes covers (as history's logChunkSpan).
+const auditorSpan = 50_000
+
 // auditorSessionCols are the columns of pgundo.session_totals as Session
 // reads them.
 const auditorSessionCols = `v.id, v.application_name, v.login_user, v.roles::text[],
@@ -160,48 +164,69 @@ func (s *Server) auditorSession(w http.ResponseWriter, r *http.Request) {
 		}); err != nil {
 			return fmt.Errorf("read session %s: %w", id, err)
 		}
-		if len(ids) == 0 {
-			d.Pager = makePager(r, p, false)
-			return nil
-		}
-		// The column diff of the exact text images, read against the
-		// table's columns now (the jsonb images of the view need USAGE on
-		// the table's schema, which an auditor need not have): for an
-		// update the columns that changed, else all; raw when the images
-		// no longer read so. A statement's rows in the order they are read,
-		// numbered (a sort by statement alone is not stable); one statement
-		// needs no numbering of all its rows for a page of them.
-		order := "ORDER BY c.stmt_id, c.n"
-		if len(ids) == 1 {
-			order = ""
-		}
-		rows, err = conn.Query(ctx, `
-			SELECT c.stmt_id, c.xid::text, c.at, c.op, quote_ident(c.schema_name) || '.' || quote_ident(c.table_name), c.old, c.new,
-			       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
-			  FROM (SELECT c.stmt_id, c.xid, c.at, c.op, c.schema_name, c.table_name, c.relid, c.old, c.new, row_number() OVER () AS n
-			          FROM pgundo.changes c WHERE c.stmt_id = ANY ($1::bigint[])) c
-			 `+order+` LIMIT $2 OFFSET $3`, ids, size+1, offset-first)
+		// The changes of those statements, in spans of at most
+		// auditorSpan statement ids: a condition on the span reaches
+		// pgundo.change's BRIN index (one range scan, not a lookup per
+		// statement). The column diff of the exact text images is read
+		// against the table's columns now (the jsonb images of the view
+		// need USAGE on the table's schema, which an auditor need not
+		// have): for an update the columns that changed, else all; raw
+		// when the images no longer read so. A statement's rows come in
+		// the order they are read, numbered (a sort by statement alone is
+		// not stable); one statement needs no numbering of all its rows
+		// for a page of them.
+		skip := offset - first
+		// Nested loops only: a hash join would hand a statement's rows
+		// over in another order than the log's (the order they are
+		// numbered and paged in, as on the owner's page).
+		tx, err := conn.Begin(ctx)
 		if err != nil {
 			return fmt.Errorf("read session %s: %w", id, err)
 		}
-		var v changeView
-		var old, new *string
-		var names []string
-		_, err = pgx.ForEachRow(rows, []any{&v.StmtID, &v.XID, &v.At, &v.Op, &v.Table, &old, &new, &names}, func() error {
-			cols := history.DiffImages(names, old, new)
-			cv := changeView{StmtID: v.StmtID, XID: v.XID, At: v.At, Op: v.Op, Table: v.Table, Cols: viewColumns(v.Op, cols, nil)}
-			if cols == nil {
-				img := new
-				if img == nil {
-					img = old
-				}
-				cv.Raw = MakeValue(img)
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
+			return fmt.Errorf("read session %s: %w", id, err)
+		}
+		for start := 0; start < len(ids) && len(d.Changes) <= size; {
+			end := start + 1
+			for end < len(ids) && ids[end]-ids[start] <= auditorSpan {
+				end++
 			}
-			d.Changes = append(d.Changes, cv)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("read session %s: %w", id, err)
+			span := ids[start:end]
+			start = end
+			order := "ORDER BY c.stmt_id, c.n"
+			if len(span) == 1 {
+				order = ""
+			}
+			rows, err = tx.Query(ctx, `
+				SELECT c.stmt_id, c.xid::text, c.at, c.op, quote_ident(c.schema_name) || '.' || quote_ident(c.table_name), c.old, c.new,
+				       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+				  FROM (SELECT c.stmt_id, c.xid, c.at, c.op, c.schema_name, c.table_name, c.relid, c.old, c.new, row_number() OVER () AS n
+				          FROM pgundo.changes c WHERE c.stmt_id BETWEEN $1 AND $2 AND c.stmt_id = ANY ($3::bigint[])) c
+				 `+order+` LIMIT $4 OFFSET $5`, span[0], span[len(span)-1], span, size+1-len(d.Changes), skip)
+			if err != nil {
+				return fmt.Errorf("read session %s: %w", id, err)
+			}
+			skip = 0
+			var v changeView
+			var old, new *string
+			var names []string
+			_, err = pgx.ForEachRow(rows, []any{&v.StmtID, &v.XID, &v.At, &v.Op, &v.Table, &old, &new, &names}, func() error {
+				cols := history.DiffImages(names, old, new)
+				cv := changeView{StmtID: v.StmtID, XID: v.XID, At: v.At, Op: v.Op, Table: v.Table, Cols: viewColumns(v.Op, cols, nil)}
+				if cols == nil {
+					img := new
+					if img == nil {
+						img = old
+					}
+					cv.Raw = MakeValue(img)
+				}
+				d.Changes = append(d.Changes, cv)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("read session %s: %w", id, err)
+			}
 		}
 		d.Changes, d.Pager = pageOf(r, p, size, d.Changes)
 		return nil

@@ -22,7 +22,8 @@
 -- snapshot, so they are exact however far behind the summaries are (only
 -- slower). pgundo.statements is the statement log (the statements of
 -- pgundo.changes, one row each, with their row counts), so that a session's
--- page reads its counts and one page of its changes, not all of them. Roles
+-- page reads its counts and one page of its changes, not all of them (and
+-- pgundo.changes' stmt_id is now the change row's, for its index). Roles
 -- already granted pgundo grant auditor (SELECT on pgundo.sessions) get
 -- SELECT on both.
 --
@@ -155,6 +156,14 @@ SELECT st.id AS stmt_id,
 COMMENT ON VIEW pgundo.statements IS 'One row per logged statement and table: its session, transaction, time, operation, table, the rows it changed (its rows in pgundo.changes), role, application and tag.';
 
 REVOKE ALL ON pgundo.session_totals, pgundo.statements FROM PUBLIC;
+
+-- pgundo.changes as before, but its stmt_id is the change row's (equal to
+-- the statement's, by the join): a condition on it (stmt_id BETWEEN lo AND
+-- hi) now reaches pgundo.change's BRIN index, so one page of a session's
+-- changes is one range scan, where a lookup per statement read six block
+-- ranges each on the bench log (0.5 s a page). Orderings by stmt_id are the
+-- same to the planner either way (the join makes them equal).
+{{template "changes_view" (dict "create" "CREATE OR REPLACE" "change_id" true)}}
 
 -- Roles granted pgundo grant auditor before this version read the new views
 -- too.
