@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -87,7 +88,7 @@ func TestConsoleAuditorSameAsOwner(t *testing.T) {
 	other := s.runAs(t, "other", `INSERT INTO orders VALUES (10, 'zed', NULL, 3.00); INSERT INTO orders VALUES (11, 'zoe', NULL, 4.00)`)
 
 	owner := s.server(t, func(o *console.Options) { o.NoSummaryRefresh = true })
-	audTS := s.serverAs(t, aud, func(o *console.Options) { o.Auditor = true })
+	audTS := s.serverAs(t, aud, func(o *console.Options) { o.Auditor, o.NoSummaryRefresh = true, true })
 	cfg, err := pgx.ParseConfig(s.url)
 	require.NoError(t, err)
 	cfg.User = aud
@@ -154,7 +155,7 @@ func TestConsoleAuditorSameAsOwner(t *testing.T) {
 	// A session's changes page by page: the same pages, holding the same
 	// changes (within a page the owner's are ordered by key).
 	ownerP := s.server(t, func(o *console.Options) { o.NoSummaryRefresh, o.PageSize = true, 7 })
-	audP := s.serverAs(t, aud, func(o *console.Options) { o.Auditor, o.PageSize = true, 7 })
+	audP := s.serverAs(t, aud, func(o *console.Options) { o.Auditor, o.NoSummaryRefresh, o.PageSize = true, true, 7 })
 	for _, ts := range []string{clerk, s.patch} {
 		var pages [2][]string
 		for i, srv := range []*httptest.Server{ownerP, audP} {
@@ -184,6 +185,16 @@ func TestConsoleAuditorSameAsOwner(t *testing.T) {
 			require.Equal(t, 7, len(pages[0]), "the clerk's 43 changes on 7 pages")
 		}
 	}
+
+	// An auditor's console keeps the summaries current itself.
+	pgtest.Exec(t, s.conn, `UPDATE orders SET note = 'later' WHERE id = 5`)
+	s.serverAs(t, aud, func(o *console.Options) { o.Auditor = true })
+	require.Eventually(t, func() bool {
+		var behind bool
+		require.NoError(t, s.conn.QueryRow(ctx, `SELECT (SELECT done_below FROM pgundo.sum_state) < (SELECT max(id) FROM pgundo.stmt)`).Scan(&behind))
+		return !behind
+	}, 30*time.Second, 50*time.Millisecond)
+	same("refreshed by the auditor's console")
 
 	states := map[string]int{}
 	for _, ss := range auditorSessions(t, audConn) {

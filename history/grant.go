@@ -21,9 +21,12 @@ import (
 var AuditorViews = []string{"pgundo.changes", "pgundo.row_history", "pgundo.sessions", "pgundo.session_totals", "pgundo.statements"}
 
 // AuditorFunctions are the functions an auditor role may call: the one the
-// views use to render images as jsonb, and the refresh of the row-history
-// index (which only adds index entries derived from the log).
-var AuditorFunctions = []string{"pgundo._image_jsonb(oid, text)", "pgundo.refresh_history()"}
+// views use to render images as jsonb, the refresh of the row-history index
+// (which only adds index entries derived from the log) and the refresh of
+// the console's summaries that pgundo.session_totals reads (which only adds
+// totals derived from the log, and a sample of its size), so that an
+// auditor's console keeps them current itself.
+var AuditorFunctions = []string{"pgundo._image_jsonb(oid, text)", "pgundo.refresh_history()", "pgundo.refresh_summaries(bigint)"}
 
 // Grant is what GrantAuditor granted or revoked.
 type Grant struct {

@@ -25,7 +25,9 @@
 -- page reads its counts and one page of its changes, not all of them (and
 -- pgundo.changes' stmt_id is now the change row's, for its index). Roles
 -- already granted pgundo grant auditor (SELECT on pgundo.sessions) get
--- SELECT on both.
+-- SELECT on both, and EXECUTE on pgundo.refresh_summaries() (as on
+-- refresh_history(): it only adds what is derived from the log), so that
+-- an auditor's console keeps the summaries current itself.
 --
 -- tern runs this file through text/template: what another version writes
 -- again is a template in shared/, placed with a template action; keep other
@@ -166,7 +168,7 @@ REVOKE ALL ON pgundo.session_totals, pgundo.statements FROM PUBLIC;
 {{template "changes_view" (dict "create" "CREATE OR REPLACE" "change_id" true)}}
 
 -- Roles granted pgundo grant auditor before this version read the new views
--- too.
+-- too, and may refresh the summaries.
 DO $$
 DECLARE
     r regrole;
@@ -176,5 +178,6 @@ BEGIN
               WHERE c.oid = 'pgundo.sessions'::regclass AND a.privilege_type = 'SELECT'
                 AND a.grantee <> 0 AND a.grantee <> c.relowner LOOP
         EXECUTE format('GRANT SELECT ON pgundo.session_totals, pgundo.statements TO %s', r);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION pgundo.refresh_summaries(bigint) TO %s', r);
     END LOOP;
 END $$;

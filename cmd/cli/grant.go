@@ -55,7 +55,9 @@ auditors, BI tools and psql users:
                       table, the rows it changed, role, application, tag
 
 It grants USAGE on schema pgundo, SELECT on those five views, and EXECUTE on
-pgundo.refresh_history() and pgundo._image_jsonb(oid, text) (which the views
+pgundo.refresh_history(), pgundo.refresh_summaries(bigint) (both only add
+what is derived from the log: the row-history index, the totals
+session_totals reads) and pgundo._image_jsonb(oid, text) (which the views
 call). Nothing else: the log's tables stay unreadable to the role except
 through the views, and nothing becomes writable. --revoke takes exactly that
 back. Run it as the role that installed pgundo (or a superuser). The role must

@@ -105,6 +105,7 @@ func TestGrantAuditor(t *testing.T) {
 	require.EqualValues(t, []int64{2, 2, 2}, []int64{stmts, changes, xacts})
 	require.Equal(t, []string{"public.a"}, tables)
 	require.Equal(t, []string{"t-1"}, tags)
+	require.NoError(t, aud.QueryRow(ctx, "SELECT pgundo.refresh_summaries()").Scan(&n))
 	rows, err = aud.Query(ctx, `SELECT op || ' ' || table_name || ' ' || rows FROM pgundo.statements WHERE session_id = $1 ORDER BY stmt_id`, sid)
 	require.NoError(t, err)
 	lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
