@@ -126,14 +126,19 @@ SELECT s.id,
                           FROM pgundo.sum_session x
                          WHERE NOT EXISTS (SELECT FROM pgundo.pruned pr WHERE pr.chunk = x.chunk)
                         UNION ALL
+                        -- The first and last statement's xid and application
+                        -- from one sort of the session's statements (the same
+                        -- in every row of it), not an ordered aggregate each.
                         SELECT b.session_id, count(*), sum(b.rows), count(DISTINCT b.xid), min(b.at), max(b.at),
-                               min(b.id), (array_agg(b.xid ORDER BY b.id))[1], max(b.id), (array_agg(b.xid ORDER BY b.id DESC))[1],
-                               (array_agg(b.application_name ORDER BY b.id DESC))[1],
+                               min(b.id), (array_agg(b.first_xid))[1], max(b.id), (array_agg(b.last_xid))[1], (array_agg(b.last_app))[1],
                                array_agg(DISTINCT quote_ident(b.schema_name) || '.' || quote_ident(b.table_name)),
                                array_agg(DISTINCT b.role),
                                coalesce(array_agg(DISTINCT b.tag) FILTER (WHERE b.tag IS NOT NULL), '{}')
-                          FROM pgundo.stmt b
-                         WHERE b.id > (SELECT w.done_below FROM pgundo.sum_state w)
+                          FROM (SELECT st.*, first_value(st.xid) OVER w AS first_xid, last_value(st.xid) OVER w AS last_xid,
+                                       last_value(st.application_name) OVER w AS last_app
+                                  FROM pgundo.stmt st
+                                 WHERE st.id > (SELECT w.done_below FROM pgundo.sum_state w)
+                                WINDOW w AS (PARTITION BY st.session_id ORDER BY st.id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) b
                          GROUP BY b.session_id) q) p
          GROUP BY p.session_id) a ON a.session_id = s.id;
 COMMENT ON VIEW pgundo.session_totals IS 'One row per session with logged statements, with the totals pgundo sessions shows: from the console''s summaries up to their watermark and the log above it (exact at any state of the summaries). Fast ordered by last_change_at with a LIMIT, or for one id.';
