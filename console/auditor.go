@@ -194,16 +194,20 @@ func (s *Server) auditorSession(w http.ResponseWriter, r *http.Request) {
 			}
 			span := ids[start:end]
 			start = end
-			order := "ORDER BY c.stmt_id, c.n"
+			// One statement: by equality, which the planner carries over
+			// to the statement's side of the view (one row, read once,
+			// where a range leaves it a lookup per change row: 0.06 s
+			// instead of 0.9 s for page 1000 of a 100,000-row statement).
+			order, where, args := "ORDER BY c.stmt_id, c.n", "c.stmt_id BETWEEN $3 AND $4 AND c.stmt_id = ANY ($5::bigint[])", []any{span[0], span[len(span)-1], span}
 			if len(span) == 1 {
-				order = ""
+				order, where, args = "", "c.stmt_id = $3", []any{span[0]}
 			}
 			rows, err = tx.Query(ctx, `
 				SELECT c.stmt_id, c.xid::text, c.at, c.op, quote_ident(c.schema_name) || '.' || quote_ident(c.table_name), c.old, c.new,
 				       ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
 				  FROM (SELECT c.stmt_id, c.xid, c.at, c.op, c.schema_name, c.table_name, c.relid, c.old, c.new, row_number() OVER () AS n
-				          FROM pgundo.changes c WHERE c.stmt_id BETWEEN $1 AND $2 AND c.stmt_id = ANY ($3::bigint[])) c
-				 `+order+` LIMIT $4 OFFSET $5`, span[0], span[len(span)-1], span, size+1-len(d.Changes), skip)
+				          FROM pgundo.changes c WHERE `+where+`) c
+				 `+order+` LIMIT $1 OFFSET $2`, append([]any{size + 1 - len(d.Changes), skip}, args...)...)
 			if err != nil {
 				return fmt.Errorf("read session %s: %w", id, err)
 			}
