@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgundo/pgundo/console"
+	"github.com/pgundo/pgundo/internal/pgtest"
 )
 
 // ChromiumEnv names the variable that points the browser tests at a
@@ -169,7 +170,11 @@ func TestConsoleBrowser(t *testing.T) {
 	require.Equal(t, map[string]int{"public.orders": 5, "public.items": 2}, sum)
 	screenshot(t, ctx, "activity")
 
-	do(chromedp.Navigate(ts.URL+"/status"), chromedp.WaitVisible(css("table.status")))
+	// The status page's chart of the log's size: one circle per sample (the
+	// install's and one taken now), each the value recorded.
+	pgtest.Exec(t, s.conn, `SELECT pgundo.sample_size(interval '0')`)
+	do(chromedp.Navigate(ts.URL+"/status"), chromedp.WaitVisible(css("svg.chart.size")))
+	require.Equal(t, dbSamples(t, s.conn), value(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("svg.chart.size circle.point")].map(c => c.dataset.at + "=" + c.dataset.bytes)`)))
 	screenshot(t, ctx, "status")
 
 	// The plan: counts per table.

@@ -89,7 +89,9 @@ type Options struct {
 	// Auditor serves the console to a role granted pgundo grant auditor,
 	// which may read pgundo's views only: the sessions and their row
 	// changes from the views, every other page answers 403 saying why, and
-	// nothing offers or runs an undo (AllowUndo is ignored).
+	// nothing offers or runs an undo (AllowUndo is ignored). It refreshes
+	// the summaries as the owner's console does (an auditor may run
+	// pgundo.refresh_summaries() from schema 10 on).
 	Auditor bool
 	// NoSummaryRefresh leaves the log summaries as they are (tests; pages
 	// are exact either way). Default false: the server refreshes them in
@@ -177,7 +179,7 @@ func New(o Options) (*Server, error) {
 		o.Now = time.Now
 	}
 	if o.Auditor {
-		o.AllowUndo, o.NoSummaryRefresh = false, true
+		o.AllowUndo = false
 	}
 	if o.PlanWait <= 0 {
 		o.PlanWait = DefaultPlanWait

@@ -19,7 +19,9 @@ import (
 
 	"github.com/pgundo/pgundo/console"
 	"github.com/pgundo/pgundo/history"
+	"github.com/pgundo/pgundo/internal/humanize"
 	"github.com/pgundo/pgundo/internal/pgtest"
+	"github.com/pgundo/pgundo/internal/timefmt"
 	pgsql "github.com/pgundo/pgundo/sql"
 	"github.com/pgundo/pgundo/triggers"
 )
@@ -944,4 +946,110 @@ func TestConsoleStatementTimeout(t *testing.T) {
 		require.NoError(t, c.QueryRow(context.Background(), "SHOW statement_timeout").Scan(&v))
 		require.Equal(t, "1234ms", v)
 	}
+}
+
+// sizeDots returns the samples the status page's size chart draws, as
+// "at=bytes".
+func sizeDots(body string) []string {
+	var out []string
+	for _, m := range regexp.MustCompile(`<circle class="point" [^>]*data-at="([^"]+)" data-bytes="(\d+)">`).FindAllStringSubmatch(body, -1) {
+		out = append(out, m[1]+"="+m[2])
+	}
+	return out
+}
+
+// dbSamples returns pgundo.size_sample as sizeDots shows it, oldest first.
+func dbSamples(t *testing.T, conn *pgx.Conn) []string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `SELECT at, log_bytes FROM pgundo.size_sample ORDER BY at`)
+	require.NoError(t, err)
+	var out []string
+	var at time.Time
+	var b int64
+	_, err = pgx.ForEachRow(rows, []any{&at, &b}, func() error {
+		out = append(out, fmt.Sprintf("%s=%d", timefmt.Format(at), b))
+		return nil
+	})
+	require.NoError(t, err)
+	return out
+}
+
+func TestConsoleSizeChart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newShop(t)
+	ts := s.server(t, func(o *console.Options) { o.NoSummaryRefresh = true })
+	one := func(sql string, args ...any) (v int64) {
+		t.Helper()
+		require.NoError(t, s.conn.QueryRow(ctx, sql, args...).Scan(&v))
+		return v
+	}
+	ok := func(sql string) (v bool) {
+		t.Helper()
+		require.NoError(t, s.conn.QueryRow(ctx, sql).Scan(&v))
+		return v
+	}
+
+	// A fresh install has the one sample taken by the migration: the page
+	// says so, with its value, and draws no chart.
+	var at time.Time
+	var b0 int64
+	require.NoError(t, s.conn.QueryRow(ctx, `SELECT at, log_bytes FROM pgundo.size_sample`).Scan(&at, &b0))
+	r := get(t, ts, "/status")
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, fmt.Sprintf("Only one measurement of the log's size in this range so far: %s at %s.", humanize.Bytes(b0), timefmt.Format(at)))
+	require.NotContains(t, r.body, `<svg class="chart size"`)
+
+	// At most one sample every 10 minutes, unless forced; what is recorded
+	// is the status page's size of the log at that moment.
+	require.False(t, ok(`SELECT pgundo.sample_size()`))
+	require.True(t, ok(`SELECT pgundo.sample_size(interval '0')`))
+	require.Equal(t, int64(2), one(`SELECT count(*) FROM pgundo.size_sample`))
+	require.Equal(t, one(`SELECT pgundo._log_bytes() + pg_total_relation_size('pgundo.session')`),
+		one(`SELECT log_bytes FROM pgundo.size_sample ORDER BY at DESC LIMIT 1`))
+	// refresh_summaries and seal sample when the newest sample is older than
+	// 10 minutes, and not otherwise.
+	pgtest.Exec(t, s.conn, `UPDATE pgundo.size_sample SET at = at - interval '11 minutes'`)
+	one(`SELECT pgundo.refresh_summaries()`)
+	require.Equal(t, int64(3), one(`SELECT count(*) FROM pgundo.size_sample`))
+	one(`SELECT pgundo.refresh_summaries()`)
+	one(`SELECT pgundo.seal()`)
+	require.Equal(t, int64(3), one(`SELECT count(*) FROM pgundo.size_sample`))
+	pgtest.Exec(t, s.conn, `UPDATE pgundo.size_sample SET at = at - interval '11 minutes'`)
+	one(`SELECT pgundo.seal()`)
+	require.Equal(t, int64(4), one(`SELECT count(*) FROM pgundo.size_sample`))
+
+	// The chart draws every sample, exactly as recorded.
+	r = get(t, ts, "/status")
+	require.Contains(t, r.body, `<svg class="chart size"`)
+	require.Contains(t, r.body, "4 measurements of the log's size from")
+	require.Equal(t, dbSamples(t, s.conn), sizeDots(r.body))
+
+	// A prune drops the patch's chunk: it records the size after the drop
+	// at once, a fall from the sample before it, and forgets the samples
+	// older than its cut.
+	// The cut: the newest sample's time, after the patch.
+	require.Equal(t, int64(1), one(`SELECT count(*) FROM pgundo.prune((SELECT max(at) FROM pgundo.size_sample))`))
+	samples := dbSamples(t, s.conn)
+	require.Len(t, samples, 2, "the sample after the cut and the one the prune took")
+	before := one(`SELECT log_bytes FROM pgundo.size_sample ORDER BY at LIMIT 1`)
+	after := one(`SELECT log_bytes FROM pgundo.size_sample ORDER BY at DESC LIMIT 1`)
+	require.Less(t, after, before, "the drop shows as a fall")
+	require.Equal(t, after, one(`SELECT pgundo._log_bytes() + pg_total_relation_size('pgundo.session')`))
+	r = get(t, ts, "/status")
+	require.Equal(t, samples, sizeDots(r.body))
+
+	// A range with more samples than the chart draws: the newest sample of
+	// each equal span, each as recorded.
+	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	pgtest.Exec(t, s.conn, `INSERT INTO pgundo.size_sample SELECT $1::timestamptz + i * interval '1 hour', 1000 + i, i FROM generate_series(0, 9) i`, base)
+	got, n, err := history.SizeSamples(ctx, s.conn, base, base.Add(10*time.Hour), 2)
+	require.NoError(t, err)
+	require.Equal(t, int64(10), n)
+	require.Len(t, got, 2)
+	require.Equal(t, []history.SizeSample{{At: base.Add(4 * time.Hour), Bytes: 1004, ChangesEstimate: 4}, {At: base.Add(9 * time.Hour), Bytes: 1009, ChangesEstimate: 9}},
+		[]history.SizeSample{{At: got[0].At.UTC(), Bytes: got[0].Bytes, ChangesEstimate: got[0].ChangesEstimate}, {At: got[1].At.UTC(), Bytes: got[1].Bytes, ChangesEstimate: got[1].ChangesEstimate}})
+
+	r = get(t, ts, "/status?size_since=tomorrow")
+	require.Equal(t, http.StatusBadRequest, r.status)
 }

@@ -561,7 +561,33 @@ type statusData struct {
 	EventTriggers bool
 	Log           history.LogStats
 	Seal          *sealFacts // nil: the log was never sealed
+	// The log's size over time: the samples from SizeSince (default
+	// DefaultSizeSince) to now, how many there are (SizeCount; the chart
+	// shows at most SizePoints of them) and the sampling period.
+	SizeSince  string
+	Start, End time.Time
+	SizeCount  int64
+	SizeChart  SizeChart
+	Samples    []history.SizeSample
+	Thinned    bool // SizeCount > len(Samples)
+	Every      string
 }
+
+// DefaultSizeSince is the range of the status page's chart of the log's
+// size, back from now, unless ?size_since= says otherwise.
+const DefaultSizeSince = "30d"
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// SizePoints is the most samples the chart of the log's size draws; a
+// range with more draws the newest sample of each of SizePoints equal
+// spans of it.
+const SizePoints = 720
 
 // sealFacts is the newest seal: what pgundo verify (or a cron'd pgundo
 // seal) last sealed, and the head hash to compare with the copy kept
@@ -583,8 +609,19 @@ func shellQuote(s string) string {
 
 func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	var d statusData
+	d := statusData{SizeSince: r.URL.Query().Get("size_since"), Every: fmt.Sprintf("%d minutes", int(history.SizeSampleEvery.Minutes()))}
+	if d.SizeSince == "" {
+		d.SizeSince = DefaultSizeSince
+	}
 	err := func() error {
+		since, err := s.parseTime("size_since", d.SizeSince)
+		if err != nil {
+			return err
+		}
+		d.Start, d.End = since.UTC(), s.opts.Now().UTC()
+		if !d.Start.Before(d.End) {
+			return badRequest{errors.New("size_since must be in the past")}
+		}
 		c, err := s.conn(ctx)
 		if err != nil {
 			return err
@@ -618,6 +655,14 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 			return err
 		default:
 			d.Seal = &seal
+		}
+		if d.Samples, d.SizeCount, err = history.SizeSamples(ctx, conn, d.Start, d.End, SizePoints); err != nil {
+			return err
+		}
+		d.Thinned = d.SizeCount > int64(len(d.Samples))
+		if len(d.Samples) >= 2 {
+			// From the first sample when the range starts before it.
+			d.SizeChart = layoutSizeChart(d.Samples, maxTime(d.Start, d.Samples[0].At), d.End)
 		}
 		return conn.QueryRow(ctx, `SELECT count(*) = 2 FROM pg_event_trigger WHERE evtname IN ('pgundo_ddl', 'pgundo_drop') AND evtenabled <> 'D'`).Scan(&d.EventTriggers)
 	}()

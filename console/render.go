@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pgundo/pgundo/history"
 	"github.com/pgundo/pgundo/internal/humanize"
 	"github.com/pgundo/pgundo/internal/timefmt"
 )
@@ -221,4 +222,78 @@ func niceMax(v int64) int64 {
 		}
 	}
 	return 10 * p
+}
+
+// SizeChart is the log's size over time laid out for SVG: one Dot (a
+// circle) per sample, joined by a line.
+type SizeChart struct {
+	Width, Height int
+	// Plot area.
+	Left, Top, PlotW, PlotH int
+	Dots                    []Dot
+	// Line is the polyline's points ("x,y x,y ...").
+	Line   string
+	XTicks []Tick
+	YTicks []Tick
+}
+
+// Dot is one sample of the log's size.
+type Dot struct {
+	X, Y            float64
+	At              string
+	Bytes           int64
+	ChangesEstimate int64
+}
+
+// layoutSizeChart lays out samples (oldest first) over the time from start
+// to end, from 0 bytes up.
+func layoutSizeChart(samples []history.SizeSample, start, end time.Time) SizeChart {
+	c := SizeChart{Width: 960, Height: 240, Left: 80, Top: 10}
+	c.PlotW, c.PlotH = c.Width-c.Left-45, c.Height-c.Top-40
+	span := end.Sub(start)
+	if span <= 0 {
+		span = time.Second
+	}
+	var most int64
+	for _, s := range samples {
+		most = max(most, s.Bytes)
+	}
+	// A round number of the largest binary unit below the maximum (500
+	// KiB, 2 MiB), so that the ticks read as whole units.
+	unit := int64(1)
+	for unit*1024 <= most {
+		unit *= 1024
+	}
+	top := niceMax((most+unit-1)/unit) * unit
+	var line strings.Builder
+	for i, s := range samples {
+		x := float64(c.Left) + float64(c.PlotW)*float64(s.At.Sub(start))/float64(span)
+		y := float64(c.Top+c.PlotH) - float64(c.PlotH)*float64(s.Bytes)/float64(top)
+		c.Dots = append(c.Dots, Dot{X: x, Y: y, At: timefmt.Format(s.At), Bytes: s.Bytes, ChangesEstimate: s.ChangesEstimate})
+		if i > 0 {
+			line.WriteByte(' ')
+		}
+		fmt.Fprintf(&line, "%.2f,%.2f", x, y)
+	}
+	c.Line = line.String()
+	ticks := int64(4)
+	if top%5 == 0 {
+		ticks = 5
+	}
+	for k := int64(0); k <= ticks; k++ {
+		c.YTicks = append(c.YTicks, Tick{X: float64(c.Left - 6), Y: float64(c.Top+c.PlotH) - float64(c.PlotH)*float64(k)/float64(ticks) + 4, Label: humanBytes(top * k / ticks)})
+	}
+	labels := 6
+	for k := 0; k <= labels; k++ {
+		t := start.Add(time.Duration(float64(span) * float64(k) / float64(labels)))
+		layout := "15:04"
+		switch {
+		case span > 36*time.Hour:
+			layout = "01-02 15:04"
+		case span < time.Hour:
+			layout = "15:04:05"
+		}
+		c.XTicks = append(c.XTicks, Tick{X: float64(c.Left) + float64(c.PlotW)*float64(k)/float64(labels), Y: float64(c.Top + c.PlotH + 16), Label: t.UTC().Format(layout)})
+	}
+	return c
 }

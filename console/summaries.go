@@ -23,8 +23,8 @@ const summaryIdle = 2 * time.Second
 // background, so that the sessions and activity pages read them instead of
 // totalling the log, and no page waits for a refresh. Pages are exact
 // either way (they add what the summaries do not hold yet). It stops when
-// ctx ends, or for good when the role may not refresh (an auditor) or the
-// pool is closed.
+// ctx ends, or for good when the role may not refresh (an auditor granted
+// before schema 10) or the pool is closed.
 func (s *Server) refreshSummaries(ctx context.Context) {
 	defer close(s.refreshDone)
 	for {

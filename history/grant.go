@@ -13,14 +13,20 @@ import (
 // AuditorViews are the views in schema pgundo that an auditor role may read
 // (GrantAuditor): pgundo.changes (every row change with table and session
 // context, old/new as exact text images and as jsonb), pgundo.row_history
-// (the same by table and primary-key value, through the row-history index)
-// and pgundo.sessions (one row per session).
-var AuditorViews = []string{"pgundo.changes", "pgundo.row_history", "pgundo.sessions"}
+// (the same by table and primary-key value, through the row-history index),
+// pgundo.sessions (one row per session, totalled from the whole log),
+// pgundo.session_totals (the same sessions with the totals Sessions reads,
+// from the console's summaries and the log above them: fast on a big log)
+// and pgundo.statements (one row per statement of pgundo.changes).
+var AuditorViews = []string{"pgundo.changes", "pgundo.row_history", "pgundo.sessions", "pgundo.session_totals", "pgundo.statements"}
 
 // AuditorFunctions are the functions an auditor role may call: the one the
-// views use to render images as jsonb, and the refresh of the row-history
-// index (which only adds index entries derived from the log).
-var AuditorFunctions = []string{"pgundo._image_jsonb(oid, text)", "pgundo.refresh_history()"}
+// views use to render images as jsonb, the refresh of the row-history index
+// (which only adds index entries derived from the log) and the refresh of
+// the console's summaries that pgundo.session_totals reads (which only adds
+// totals derived from the log, and a sample of its size), so that an
+// auditor's console keeps them current itself.
+var AuditorFunctions = []string{"pgundo._image_jsonb(oid, text)", "pgundo.refresh_history()", "pgundo.refresh_summaries(bigint)"}
 
 // Grant is what GrantAuditor granted or revoked.
 type Grant struct {

@@ -67,7 +67,7 @@ func TestAuditorReadCommands(t *testing.T) {
 	}
 	for _, args := range commands {
 		name := "pgundo " + args[0]
-		want := fmt.Sprintf("role %s is a pgundo auditor in database %s: it may read the views pgundo.changes, pgundo.row_history, pgundo.sessions, not run %s, which reads pgundo's log tables; query the views (psql, BI tools), or run %s as the role that installed pgundo",
+		want := fmt.Sprintf("role %s is a pgundo auditor in database %s: it may read the views pgundo.changes, pgundo.row_history, pgundo.sessions, pgundo.session_totals, pgundo.statements, not run %s, which reads pgundo's log tables; query the views (psql, BI tools), or run %s as the role that installed pgundo",
 			aud, db, name, name)
 		r := run(t, asUser(t, dsn, aud), args...)
 		require.Equal(t, 1, r.code, "%v: %s", args, r.stderr)
@@ -75,7 +75,7 @@ func TestAuditorReadCommands(t *testing.T) {
 		require.Equal(t, "pgundo: "+want+"\n", r.stderr, args)
 
 		r = run(t, asUser(t, dsn, aud), append(args, "--json")...)
-		requireJSONError(t, r, 1, want, str("query pgundo.changes, pgundo.row_history, pgundo.sessions with psql"))
+		requireJSONError(t, r, 1, want, str("query pgundo.changes, pgundo.row_history, pgundo.sessions, pgundo.session_totals, pgundo.statements with psql"))
 
 		want = fmt.Sprintf("role %s has no access to pgundo in database %s (permission denied for schema pgundo); run %s as the role that installed pgundo, or let it read pgundo's views: pgundo grant auditor %s",
 			other, db, name, other)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -47,9 +48,16 @@ auditors, BI tools and psql users:
                       latest changes
   pgundo.sessions     one row per session: who, from where, when, how many
                       changes in which tables, undo links
+  pgundo.session_totals
+                      the same sessions with the totals pgundo sessions shows,
+                      read from the console's summaries: fast on a big log
+  pgundo.statements   one row per logged statement: session, xid, time, op,
+                      table, the rows it changed, role, application, tag
 
-It grants USAGE on schema pgundo, SELECT on those three views, and EXECUTE on
-pgundo.refresh_history() and pgundo._image_jsonb(oid, text) (which the views
+It grants USAGE on schema pgundo, SELECT on those five views, and EXECUTE on
+pgundo.refresh_history(), pgundo.refresh_summaries(bigint) (both only add
+what is derived from the log: the row-history index, the totals
+session_totals reads) and pgundo._image_jsonb(oid, text) (which the views
 call). Nothing else: the log's tables stay unreadable to the role except
 through the views, and nothing becomes writable. --revoke takes exactly that
 back. Run it as the role that installed pgundo (or a superuser). The role must
@@ -87,7 +95,7 @@ views it may query instead.`,
 				if res.Revoked {
 					fmt.Fprintf(w, "role %s can no longer read pgundo's views\n", res.Role)
 				} else {
-					fmt.Fprintf(w, "role %s can read pgundo.changes, pgundo.row_history and pgundo.sessions, and nothing else of pgundo\n", res.Role)
+					fmt.Fprintf(w, "role %s can read %s, and nothing else of pgundo\n", res.Role, strings.Join(res.Views, ", "))
 				}
 				if res.Superuser {
 					fmt.Fprintf(w, "note: %s is a superuser; superusers bypass all privileges, so this changes nothing for it\n", res.Role)

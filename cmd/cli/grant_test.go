@@ -58,7 +58,7 @@ func TestGrantAuditor(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	var g map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &g))
-	require.Equal(t, []any{"pgundo.changes", "pgundo.row_history", "pgundo.sessions"}, g["select_on"])
+	require.Equal(t, []any{"pgundo.changes", "pgundo.row_history", "pgundo.sessions", "pgundo.session_totals", "pgundo.statements"}, g["select_on"])
 
 	aud := connectAs(t, url, role)
 	// The views.
@@ -98,6 +98,19 @@ func TestGrantAuditor(t *testing.T) {
 	require.Equal(t, sid, sess)
 	require.EqualValues(t, 2, changes)
 	require.Equal(t, []string{"public.a"}, tables)
+	var stmts, xacts int64
+	var tags []string
+	require.NoError(t, aud.QueryRow(ctx, "SELECT id, statements, changes, transactions, tables, tags FROM pgundo.session_totals").Scan(&sess, &stmts, &changes, &xacts, &tables, &tags))
+	require.Equal(t, sid, sess)
+	require.EqualValues(t, []int64{2, 2, 2}, []int64{stmts, changes, xacts})
+	require.Equal(t, []string{"public.a"}, tables)
+	require.Equal(t, []string{"t-1"}, tags)
+	require.NoError(t, aud.QueryRow(ctx, "SELECT pgundo.refresh_summaries()").Scan(&n))
+	rows, err = aud.Query(ctx, `SELECT op || ' ' || table_name || ' ' || rows FROM pgundo.statements WHERE session_id = $1 ORDER BY stmt_id`, sid)
+	require.NoError(t, err)
+	lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"INSERT a 1", "UPDATE a 1"}, lines)
 
 	// Nothing else: the log's tables, writes through the views, pgundo's
 	// functions, DDL in schema pgundo, the application's tables.
@@ -106,6 +119,9 @@ func TestGrantAuditor(t *testing.T) {
 		"SELECT * FROM pgundo.stmt",
 		"SELECT * FROM pgundo.session",
 		"SELECT * FROM pgundo.hist_key",
+		"SELECT * FROM pgundo.sum_session",
+		"SELECT * FROM pgundo.size_sample",
+		"SELECT pgundo.sample_size()",
 		"INSERT INTO pgundo.change (stmt_id, old) VALUES (1, '(9,x,)')",
 		"UPDATE pgundo.stmt SET tag = 'forged'",
 		"DELETE FROM pgundo.session",

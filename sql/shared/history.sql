@@ -171,9 +171,9 @@ END $$;{{end}}
        pgundo._image_jsonb(st.relid, c.old) AS old_data,
        pgundo._image_jsonb(st.relid, c.new) AS new_data{{end}}
 
-{{- /* changes_view: the view pgundo.changes (create). */ -}}
+{{- /* changes_view: the view pgundo.changes (create; change_id from version 10: stmt_id is the change row's, so that a condition on it reaches pgundo.change's index). */ -}}
 {{define "changes_view"}}{{.create}} VIEW pgundo.changes AS
-SELECT st.id AS stmt_id,
+SELECT {{if .change_id}}c.stmt_id{{else}}st.id{{end}} AS stmt_id,
        st.xid,
        st.at,
        CASE st.op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' WHEN 'T' THEN 'TRUNCATE' END AS op,

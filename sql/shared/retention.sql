@@ -3,10 +3,12 @@ Shared templates of retention and tamper evidence (see shared/capture_v1.sql
 for how tern loads them). What a migration renders must never change once it
 is released (sql/migrations_test.go). Parameters as in shared/history.sql;
 undo_left is set from version 6 on (prune forgets undo_scope and undo_left
-with the statements).
+with the statements); size from version 10 on (seal records the log's size at
+most every 10 minutes, prune after every drop, and prune forgets samples
+older than its cut: pgundo.size_sample).
 */ -}}
 
-{{- /* prune: pgundo.prune (create, stmt, journal, undo_left). */ -}}
+{{- /* prune: pgundo.prune (create, stmt, journal, undo_left, size). */ -}}
 {{define "prune"}}{{.create}} FUNCTION pgundo.prune(before timestamptz) RETURNS SETOF pgundo.pruned
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -90,9 +92,16 @@ BEGIN
     IF to_regprocedure('pgundo._hist_forget(bigint)') IS NOT NULL THEN
         EXECUTE 'SELECT pgundo._hist_forget($1)' USING coalesce(kept, (SELECT last_value FROM pgundo.stmt_id_seq));
     END IF;
+{{- if .size}}
+    -- The log's size after the drop, whenever the last sample is (the chart
+    -- of the status page shows the fall), and the samples older than the cut
+    -- go as the log did.
+    PERFORM pgundo.sample_size(interval '0');
+    DELETE FROM pgundo.size_sample WHERE at < before;
+{{- end}}
 END $$;{{end}}
 
-{{- /* seal: pgundo.seal (create, journal). */ -}}
+{{- /* seal: pgundo.seal (create, journal, size). */ -}}
 {{define "seal"}}{{.create}} FUNCTION pgundo.seal() RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -141,6 +150,11 @@ BEGIN
      WHERE l.locktype = 'relation' AND l.relation = 'pgundo.change'::regclass AND l.mode = 'RowExclusiveLock'
        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
     HAVING seqv > coalesce((SELECT max(seq_value) FROM pgundo.seal_mark), lo);
+{{- end}}
+{{- if .size}}
+    -- A sample of the log's size, at most every 10 minutes (a cron'd seal
+    -- records the size history without a console).
+    PERFORM pgundo.sample_size();
 {{- end}}
     RETURN n;
 END $$;{{end}}
