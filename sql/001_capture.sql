@@ -286,20 +286,7 @@ END $$;
 
 -- _attach puts the capture triggers on one table (ENABLE ALWAYS, so they also
 -- fire under session_replication_role = replica). Idempotent.
-CREATE FUNCTION pgundo._attach(rel regclass) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = rel AND tgname = 'pgundo_capture_insert') THEN
-        RETURN;
-    END IF;
-    EXECUTE format('CREATE TRIGGER pgundo_capture_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_insert()', rel);
-    EXECUTE format('CREATE TRIGGER pgundo_capture_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS pgundo_old NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_update()', rel);
-    EXECUTE format('CREATE TRIGGER pgundo_capture_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS pgundo_old FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_delete()', rel);
-    EXECUTE format('CREATE TRIGGER pgundo_capture_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_truncate()', rel);
-    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER pgundo_capture_insert, '
-                   'ENABLE ALWAYS TRIGGER pgundo_capture_update, ENABLE ALWAYS TRIGGER pgundo_capture_delete, '
-                   'ENABLE ALWAYS TRIGGER pgundo_capture_truncate', rel);
-END $$;
+{{template "attach" (dict "create" "CREATE")}}
 
 CREATE FUNCTION pgundo._detach(rel regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

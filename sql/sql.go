@@ -246,6 +246,7 @@ func Uninstall(ctx context.Context, conn *pgx.Conn) error {
 		for _, stmt := range []string{
 			`DROP EVENT TRIGGER IF EXISTS pgundo_ddl`,
 			`DROP EVENT TRIGGER IF EXISTS pgundo_drop`,
+			`DROP EVENT TRIGGER IF EXISTS pgundo_reclass`,
 			`DROP SCHEMA ` + pgx.Identifier{Schema}.Sanitize() + ` CASCADE`,
 		} {
 			if _, err := tx.Exec(ctx, stmt); err != nil {

@@ -1139,7 +1139,7 @@ func TestTrackRepairsWithEventTriggers(t *testing.T) {
 	execAll(t, conn, `CREATE TABLE e (id int PRIMARY KEY)`,
 		`CREATE TABLE ep (id int, k int) PARTITION BY LIST (k)`, `CREATE TABLE ep1 PARTITION OF ep FOR VALUES IN (1)`)
 	track(t, conn, "e", "ep")
-	require.Equal(t, 2, queryOne[int](t, conn, `SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgundo%'`))
+	require.Equal(t, 3, queryOne[int](t, conn, `SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgundo%'`))
 	execAll(t, conn,
 		`DROP TRIGGER pgundo_capture_insert ON e`, `DROP TRIGGER pgundo_capture_update ON e`,
 		`ALTER TABLE e DISABLE TRIGGER pgundo_capture_delete`,

@@ -168,41 +168,69 @@ func Untrack(ctx context.Context, db TxBeginner, names []string) ([]Tracked, err
 	return apply(ctx, db, "untrack", names, "SELECT pgundo.untrack($1::oid::regclass)")
 }
 
-// captureTriggerDDL creates one capture trigger on a table (%s: its
-// sanitized name); each is the same statement as pgundo._attach runs.
+// captureTriggerDDL creates one capture trigger on a table (the first %s:
+// its sanitized name; the second, for the UPDATE, INSERT and DELETE
+// triggers, the arguments pgundo._capture_args gives it); each is the same
+// statement as pgundo._attach runs.
 var captureTriggerDDL = map[string]string{
-	"pgundo_capture_insert":   "CREATE TRIGGER pgundo_capture_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_insert()",
-	"pgundo_capture_update":   "CREATE TRIGGER pgundo_capture_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS pgundo_old NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_update()",
-	"pgundo_capture_delete":   "CREATE TRIGGER pgundo_capture_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS pgundo_old FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_delete()",
+	"pgundo_capture_insert":   "CREATE TRIGGER pgundo_capture_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_insert(%s)",
+	"pgundo_capture_update":   "CREATE TRIGGER pgundo_capture_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS pgundo_old NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_update(%s)",
+	"pgundo_capture_delete":   "CREATE TRIGGER pgundo_capture_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS pgundo_old FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_delete(%s)",
 	"pgundo_capture_truncate": "CREATE TRIGGER pgundo_capture_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_truncate()",
 }
 
 // repair makes capture of the tracked table oid whole again, inside tx:
-// each missing capture trigger is created, and each one that does not fire
-// ALWAYS is set to. It returns what it repaired.
+// each missing capture trigger is created, each stale one re-attached
+// (pgundo._reclass), and each one that does not fire ALWAYS is set to. It
+// returns what it repaired.
 func repair(ctx context.Context, tx pgx.Tx, oid uint32) ([]Problem, error) {
 	broken, err := brokenTriggers(ctx, tx, &oid)
 	if err != nil {
 		return nil, err
 	}
-	// Every missing trigger first: an ALTER TABLE fires pgundo's DDL event
-	// trigger, which attaches all four triggers to a tracked relation that
-	// lacks pgundo_capture_insert (and fails on those that exist).
+	// Stale arguments first: re-attaching drops and creates all four
+	// triggers of that relation, enabled ALWAYS.
+	reattached := map[string]bool{}
 	for _, b := range broken {
-		if b.State != StateMissing {
+		if b.State != StateStale || reattached[b.Relation] {
 			continue
 		}
 		rel := pgx.Identifier{b.schema, b.relname}.Sanitize()
-		if _, err := tx.Exec(ctx, fmt.Sprintf(captureTriggerDDL[b.Trigger], rel)); err != nil {
+		if _, err := tx.Exec(ctx, "SELECT pgundo._reclass($1::regclass)", rel); err != nil {
+			return nil, fmt.Errorf("re-attach the capture triggers of %s: %w", b.Relation, err)
+		}
+		reattached[b.Relation] = true
+	}
+	// Then every missing trigger: an ALTER TABLE fires pgundo's DDL event
+	// trigger, which attaches all four triggers to a tracked relation that
+	// lacks pgundo_capture_insert (and fails on those that exist).
+	for _, b := range broken {
+		if b.State != StateMissing || reattached[b.Relation] {
+			continue
+		}
+		rel := pgx.Identifier{b.schema, b.relname}.Sanitize()
+		ddl := captureTriggerDDL[b.Trigger]
+		if strings.Count(ddl, "%s") == 2 {
+			var args string
+			if err := tx.QueryRow(ctx, "SELECT pgundo._capture_args($1::regclass)", rel).Scan(&args); err != nil {
+				return nil, fmt.Errorf("read the capture arguments of %s: %w", b.Relation, err)
+			}
+			ddl = fmt.Sprintf(ddl, rel, args)
+		} else {
+			ddl = fmt.Sprintf(ddl, rel)
+		}
+		if _, err := tx.Exec(ctx, ddl); err != nil {
 			return nil, fmt.Errorf("recreate trigger %s on %s: %w", b.Trigger, b.Relation, err)
 		}
 	}
 	repaired := []Problem{}
 	for _, b := range broken {
-		rel := pgx.Identifier{b.schema, b.relname}.Sanitize()
-		trg := pgx.Identifier{b.Trigger}.Sanitize()
-		if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", rel, trg)); err != nil {
-			return nil, fmt.Errorf("enable trigger %s on %s: %w", b.Trigger, b.Relation, err)
+		if !reattached[b.Relation] {
+			rel := pgx.Identifier{b.schema, b.relname}.Sanitize()
+			trg := pgx.Identifier{b.Trigger}.Sanitize()
+			if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", rel, trg)); err != nil {
+				return nil, fmt.Errorf("enable trigger %s on %s: %w", b.Trigger, b.Relation, err)
+			}
 		}
 		repaired = append(repaired, b.Problem)
 	}
@@ -408,6 +436,11 @@ const (
 	// StateEnableReplica: ALTER TABLE ... ENABLE REPLICA TRIGGER: it fires
 	// only under session_replication_role = replica.
 	StateEnableReplica = "enable_replica"
+	// StateStale: the trigger's arguments name fewer output settings than
+	// its table's columns depend on (pgundo._output_class), so capture would
+	// not pin a setting that changes how a value prints: a column was added
+	// or retyped while pgundo's event trigger pgundo_reclass did not fire.
+	StateStale = "stale"
 	// StateTableDropped: the tracked table itself was dropped.
 	StateTableDropped = "table_dropped"
 )
@@ -446,6 +479,8 @@ func (p Problem) describe() string {
 		what = "does not fire ALWAYS (it would miss changes made under session_replication_role = replica)"
 	case StateEnableReplica:
 		what = "fires only under session_replication_role = replica (ENABLE REPLICA), so ordinary changes are not captured"
+	case StateStale:
+		what = "checks fewer output settings than the table's columns depend on (a column was added or retyped while event trigger pgundo_reclass did not fire), so a value could be logged as the writer's DateStyle, TimeZone or similar prints it"
 	case StateTableDropped:
 		return "table dropped"
 	}
@@ -466,17 +501,21 @@ func (p Problem) Repaired() string {
 		was = "ENABLE, not ENABLE ALWAYS"
 	case StateEnableReplica:
 		was = "ENABLE REPLICA"
+	case StateStale:
+		was = "stale (re-attached with the output settings its columns depend on)"
 	}
 	return prefix + p.Trigger + " was " + was
 }
 
 // problemsQuery lists, for the tracked tables (all of them, or the one whose
-// oid is $2), each capture trigger ($1) that is missing or does not fire
-// ALWAYS, on the table or on a partition at any depth.
+// oid is $2), each capture trigger ($1) that is missing, does not fire
+// ALWAYS, or is stale (its arguments, see pgundo._capture_args, claim that
+// fewer output settings matter than the columns' types say), on the table
+// or on a partition at any depth.
 const problemsQuery = `
 	SELECT t.relid, quote_ident(t.schema_name) || '.' || quote_ident(t.table_name), p.relid <> c.oid,
 	       pn.nspname, pc.relname, quote_ident(pn.nspname) || '.' || quote_ident(pc.relname), tn,
-	       CASE WHEN tg.oid IS NULL THEN 'missing' WHEN tg.tgenabled = 'D' THEN 'disabled'
+	       CASE WHEN tg.oid IS NULL THEN 'missing' WHEN st.stale THEN 'stale' WHEN tg.tgenabled = 'D' THEN 'disabled'
 	            WHEN tg.tgenabled = 'R' THEN 'enable_replica' ELSE 'enable_origin' END
 	  FROM pgundo.tracked t
 	  JOIN pg_class c ON c.oid = t.relid
@@ -485,7 +524,10 @@ const problemsQuery = `
 	  JOIN pg_namespace pn ON pn.oid = pc.relnamespace
 	 CROSS JOIN unnest($1::text[]) tn
 	  LEFT JOIN pg_trigger tg ON tg.tgrelid = p.relid AND tg.tgname = tn
-	 WHERE (tg.oid IS NULL OR tg.tgenabled <> 'A') AND ($2::oid IS NULL OR t.relid = $2)
+	 CROSS JOIN LATERAL (SELECT coalesce(tg.tgnargs <> 0 AND (tg.tgnargs NOT IN (1, 3)
+	                                 OR (tg.tgnargs = 1 AND pgundo._output_class(p.relid) IS DISTINCT FROM 'none')
+	                                 OR (tg.tgnargs = 3 AND pgundo._output_class(p.relid) IS NULL)), false) AS stale) st
+	 WHERE (tg.oid IS NULL OR tg.tgenabled <> 'A' OR st.stale) AND ($2::oid IS NULL OR t.relid = $2)
 	 ORDER BY t.schema_name, t.table_name, p.relid <> c.oid, pn.nspname, pc.relname, tn`
 
 // brokenTrigger is a row of problemsQuery.

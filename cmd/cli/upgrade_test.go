@@ -13,13 +13,14 @@ import (
 )
 
 // TestUpgradeKeepsTheLog: a log captured by schema version 4 (the capture
-// before the hot-path rework of version 5) or 6 (before the journal of
-// version 7) still shows, undoes, verifies and answers history, asof and log
+// before the hot-path rework of version 5), 6 (before the journal of
+// version 7) or 10 (before the capture triggers named the output settings
+// their table's rows depend on, version 11) still shows, undoes, verifies and answers history, asof and log
 // after pgundo install upgrades it, and a connection that wrote before the
 // upgrade stays one session after it.
 func TestUpgradeKeepsTheLog(t *testing.T) {
 	t.Parallel()
-	for _, from := range []int32{4, 6} {
+	for _, from := range []int32{4, 6, 10} {
 		t.Run(fmt.Sprintf("from=%d", from), func(t *testing.T) {
 			t.Parallel()
 			testUpgradeKeepsTheLog(t, from)
@@ -55,6 +56,16 @@ func testUpgradeKeepsTheLog(t *testing.T, from int32) {
 	var version int32
 	require.NoError(t, conn.QueryRow(ctx, "SELECT max(version) FROM pgundo.schema_version").Scan(&version))
 	require.Equal(t, pgsql.Latest(), version)
+	// The upgrade re-attached the capture triggers with the settings each
+	// table's rows depend on: acct has a timestamptz, ledger none.
+	time3 := "'DateStyle', 'IntervalStyle', 'TimeZone'"
+	require.Equal(t, []string{
+		"acct pgundo_capture_delete " + time3, "acct pgundo_capture_insert " + time3,
+		"acct pgundo_capture_truncate ", "acct pgundo_capture_update " + time3,
+		"ledger pgundo_capture_delete 'none'", "ledger pgundo_capture_insert 'none'",
+		"ledger pgundo_capture_truncate ", "ledger pgundo_capture_update 'none'",
+	}, queryTexts(t, conn, `SELECT tgrelid::regclass::text || ' ' || tgname || ' ' || substring(pg_get_triggerdef(oid) from 'EXECUTE FUNCTION pgundo\.\w+\((.*)\)$')
+		FROM pg_trigger WHERE tgname LIKE 'pgundo%' ORDER BY 1`))
 
 	// The log reads the same after the upgrade, in SQL and in pgundo log.
 	require.Equal(t, logBefore, queryTexts(t, conn, logged))

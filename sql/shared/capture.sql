@@ -30,6 +30,24 @@ logs itself, and pin the output settings that differ (into was, for unpin). */ -
             was := pgundo._pin();
         END IF;
     END IF;{{end}}
+{{- /* guard_v11: guard from version 11 on. The UPDATE, INSERT and DELETE capture triggers name,
+as their arguments, the output settings the table's rows depend on (pgundo._capture_args): one
+argument ('none') when no setting changes their text form, three ('DateStyle', 'IntervalStyle',
+'TimeZone') when only those do, none when others may (and on triggers attached before version
+11). So the common path is one test; the six settings are read only where they matter. */ -}}
+{{define "guard_v11"}}IF TG_NARGS <> 1 OR current_setting('pgundo.quiet', true) = 'on' THEN
+        IF TG_NARGS = 0 THEN
+            {{template "guard"}}
+        ELSIF current_setting('pgundo.quiet', true) = 'on' OR (TG_NARGS = 3 AND NOT pgundo._canonical_time()) THEN
+            IF current_setting('pgundo.quiet', true) = 'on'
+               AND EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
+                RETURN NULL;  -- an undo logs this statement itself
+            END IF;
+            IF TG_NARGS = 3 AND NOT pgundo._canonical_time() THEN
+                was := pgundo._pin();
+            END IF;
+        END IF;
+    END IF;{{end}}
 {{- /* unpin: puts back the writer's settings that guard pinned. */ -}}
 {{define "unpin"}}IF was IS NOT NULL THEN
         PERFORM pgundo._unpin(was);
@@ -75,7 +93,7 @@ DECLARE
     jt  text;
     sid bigint;{{end}}
 BEGIN
-    {{template "guard"}}
+    {{if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
     INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
     SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
            pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
@@ -84,8 +102,8 @@ BEGIN
      WHERE NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1){{if .v8}}
      {{template "journal_limit"}}{{end}};
 {{- if .v8}}
-    IF NOT FOUND THEN
-        IF EXISTS (SELECT FROM {{.rows}}) THEN  -- more than one row, counted as they are written
+    IF NOT FOUND{{if .v11}} OR was IS NOT NULL{{end}} THEN{{if .v11}}  -- one test on the common path{{end}}
+        IF {{if .v11}}NOT FOUND AND {{end}}EXISTS (SELECT FROM {{.rows}}) THEN  -- more than one row, counted as they are written
             {{template "jit_off"}}
             LOCK TABLE ONLY pgundo.change_log IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
             sid := nextval('pgundo.stmt_id_seq');
@@ -97,6 +115,9 @@ BEGIN
                     {{template "who"}});
             {{template "jit_back"}}
         END IF;
+{{- if .v11}}
+        {{template "unpin"}}
+{{- end}}
     END IF;
 {{- else}}
     IF NOT FOUND THEN
@@ -107,7 +128,9 @@ BEGIN
         INSERT INTO pgundo.change_log (stmt_id, {{.side}}) SELECT s.id, ROW(r.*)::text FROM s, {{.rows}} r;
     END IF;
 {{- end}}
+{{- if not .v11}}
     {{template "unpin"}}
+{{- end}}
     RETURN NULL;
 END $$;{{end}}
 
@@ -125,7 +148,7 @@ DECLARE
     jt  text;
     mj  text;{{end}}
 BEGIN
-    {{template "guard"}}
+    {{if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
 {{- if .journal}}
     INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, old, new)
     SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
@@ -134,6 +157,9 @@ BEGIN
       FROM pgundo_old o, pgundo_new w
      WHERE NOT EXISTS (SELECT FROM pgundo_old OFFSET 1){{if .v8}}
      {{template "journal_limit"}}{{end}};  -- an UPDATE has no more new rows than old ones
+{{- if .v11}}
+    IF NOT FOUND OR was IS NOT NULL THEN  -- one test on the common path
+{{- end}}
     IF NOT FOUND THEN
         SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
     END IF;
@@ -166,6 +192,9 @@ BEGIN
         {{template "jit_back"}}{{end}}
     END IF;  -- n = m = 0: nothing changed, nothing logged
     {{template "unpin"}}
+{{- if .v11}}
+    END IF;
+{{- end}}
     RETURN NULL;
 END $$;{{end}}
 

@@ -1,0 +1,157 @@
+-- Version 11: capture checks only the output settings a table's rows depend on.
+--
+-- Every captured statement (but TRUNCATE's) began by checking six output
+-- settings (pgundo._canonical: DateStyle, IntervalStyle, TimeZone,
+-- extra_float_digits, bytea_output and lc_monetary, the last by printing two
+-- amounts of money where lc_monetary is not C): about 39,000 of the 240,000
+-- instructions capture added to a one-row UPDATE (DESIGN.md, "Capture cost"),
+-- although most tables have no column whose text form any of them changes.
+-- So:
+--
+--   * pgundo._output_class(rel) reads a table's column types, through
+--     domains, arrays and ranges: 'none' when no output setting changes how
+--     its rows print, 'time' when only DateStyle, IntervalStyle and TimeZone
+--     can (date and time types), NULL when others may (floats, bytea, money,
+--     xml, composite and unknown types: the full check).
+--   * _attach gives the UPDATE, INSERT and DELETE capture triggers those
+--     settings as arguments (pgundo._capture_args): ('none'), ('DateStyle',
+--     'IntervalStyle', 'TimeZone'), or none. The capture functions test
+--     TG_NARGS: 1 checks nothing, 3 checks those three, 0 checks all six,
+--     as triggers attached before version 11 do until they are re-attached
+--     (below).
+--   * An ALTER TABLE that changes a captured table's class re-attaches its
+--     triggers (event trigger pgundo_reclass, ENABLE ALWAYS so that DDL under
+--     session_replication_role = replica fires it too). Without that event
+--     trigger (pgundo installed without the right to create event triggers,
+--     or it was disabled) _capture_args gives no arguments: the full check,
+--     as before. pgundo status reports a trigger whose arguments claim fewer
+--     settings than its table's columns need; pgundo track repairs it.
+--   * The common path of each capture function tests one condition after
+--     its journal INSERT instead of three (whether the journal took the
+--     statement, whether settings were pinned).
+--
+-- The capture function bodies are version 8's templates (sql/shared/capture.sql)
+-- with "v11" set; _attach is shared/track.sql's.
+
+-- _output_class: what the text form of rel's rows (ROW(r.*)::text) depends
+-- on: 'none', 'time' or NULL (see above).
+CREATE FUNCTION pgundo._output_class(rel regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE t (typ) AS (
+        SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT u.typ
+          FROM t JOIN pg_type y ON y.oid = t.typ
+         CROSS JOIN LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
+                             UNION ALL SELECT y.typelem WHERE y.typcategory = 'A' AND y.typelem <> 0
+                             UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE y.typtype = 'r' AND r.rngtypid = y.oid) u (typ)
+    ), leaf AS (
+        SELECT CASE WHEN y.typtype = 'e' THEN 'none'
+                    WHEN y.oid IN ('bool'::regtype, 'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
+                                   'oid'::regtype, 'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'name'::regtype,
+                                   '"char"'::regtype, 'uuid'::regtype, 'json'::regtype, 'jsonb'::regtype, 'inet'::regtype,
+                                   'cidr'::regtype, 'macaddr'::regtype, 'macaddr8'::regtype, 'bit'::regtype, 'varbit'::regtype,
+                                   'tsvector'::regtype, 'tsquery'::regtype) THEN 'none'
+                    WHEN y.oid IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype, 'timestamp'::regtype,
+                                   'timestamptz'::regtype, 'interval'::regtype) THEN 'time'
+               END AS class
+          FROM t JOIN pg_type y ON y.oid = t.typ
+         WHERE y.typtype NOT IN ('d', 'r') AND NOT (y.typcategory = 'A' AND y.typelem <> 0)
+    )
+    SELECT CASE WHEN bool_or(class IS NULL) THEN NULL WHEN bool_or(class = 'time') THEN 'time' ELSE 'none' END FROM leaf
+$$;
+COMMENT ON FUNCTION pgundo._output_class(regclass) IS 'What the text form of a table''s rows depends on: none (no output setting), time (DateStyle, IntervalStyle, TimeZone) or NULL (any of pgundo''s six output settings).';
+
+-- _capture_args: the arguments of rel's UPDATE, INSERT and DELETE capture
+-- triggers, as SQL: the settings capture must check (none: all of them).
+CREATE FUNCTION pgundo._capture_args(rel regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgundo_reclass' AND evtenabled = 'A') THEN ''
+                WHEN c = 'none' THEN '''none'''
+                WHEN c = 'time' THEN '''DateStyle'', ''IntervalStyle'', ''TimeZone'''
+                ELSE '' END
+      FROM pgundo._output_class(rel) c
+$$;
+
+-- _canonical_time: _canonical for tables of class 'time'.
+CREATE FUNCTION pgundo._canonical_time() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.current_setting('DateStyle') LIKE 'ISO%'
+       AND pg_catalog.current_setting('IntervalStyle') = 'postgres'
+       AND pg_catalog.current_setting('TimeZone') IN ('UTC', 'Etc/UTC')
+$$;
+REVOKE ALL ON FUNCTION pgundo._output_class(regclass), pgundo._capture_args(regclass), pgundo._canonical_time() FROM PUBLIC;
+
+{{template "attach" (dict "create" "CREATE OR REPLACE" "args" true)}}
+
+-- _reclass re-attaches rel's capture triggers when their arguments are not
+-- what _capture_args gives now, and says whether it did.
+CREATE FUNCTION pgundo._reclass(rel regclass) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    a text := pgundo._capture_args(rel);
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_trigger
+                    WHERE tgrelid = rel AND tgname IN ('pgundo_capture_insert', 'pgundo_capture_update', 'pgundo_capture_delete')
+                      AND tgnargs <> CASE a WHEN '' THEN 0 WHEN '''none''' THEN 1 ELSE 3 END) THEN
+        RETURN false;
+    END IF;
+    PERFORM pgundo._detach(rel);
+    PERFORM pgundo._attach(rel);
+    RETURN true;
+END $$;
+REVOKE ALL ON FUNCTION pgundo._reclass(regclass) FROM PUBLIC;
+
+-- _on_alter: after an ALTER TABLE, the captured tables it touched (and
+-- their partitions) get the triggers their columns need.
+CREATE FUNCTION pgundo._on_alter() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT p.relid::regclass AS rel
+          FROM pg_event_trigger_ddl_commands() d
+         CROSS JOIN LATERAL (SELECT t.relid FROM pg_partition_tree(d.objid) t UNION SELECT d.objid) p
+         WHERE d.classid = 'pg_class'::regclass
+           AND EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p.relid AND tgname = 'pgundo_capture_insert')
+    LOOP
+        PERFORM pgundo._reclass(r.rel);
+    END LOOP;
+END $$;
+REVOKE ALL ON FUNCTION pgundo._on_alter() FROM PUBLIC;
+
+DO $$
+BEGIN
+    CREATE EVENT TRIGGER pgundo_reclass ON ddl_command_end
+        WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION pgundo._on_alter();
+    ALTER EVENT TRIGGER pgundo_reclass ENABLE ALWAYS;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE WARNING 'pgundo: could not create event trigger pgundo_reclass (%); capture checks all output settings on every table', SQLERRM;
+END $$;
+
+{{template "capture_one_side" (dict "name" "insert" "op" "I" "rows" "pgundo_new" "side" "new" "v8" true "v11" true)}}
+
+{{template "capture_one_side" (dict "name" "delete" "op" "D" "rows" "pgundo_old" "side" "old" "v8" true "v11" true)}}
+
+{{template "capture_update" (dict "stmt" "pgundo.stmt_log" "change" "pgundo.change_log" "journal" true "v8" true "v11" true)}}
+
+-- Tables tracked before version 11 get their arguments now; one whose
+-- triggers the installing role may not replace (it does not own the table)
+-- keeps the full check until pgundo track runs on it as its owner.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT p.relid::regclass AS rel
+               FROM pgundo.tracked t
+              CROSS JOIN LATERAL (SELECT pt.relid FROM pg_partition_tree(t.relid) pt UNION SELECT t.relid) p
+              WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = t.relid)
+    LOOP
+        BEGIN
+            PERFORM pgundo._reclass(r.rel);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING 'pgundo: capture on % keeps checking every output setting (%); run pgundo track % as its owner for the faster check', r.rel, SQLERRM, r.rel;
+        END;
+    END LOOP;
+END $$;

@@ -1,0 +1,176 @@
+package triggers_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgundo/pgundo/internal/pgtest"
+	"github.com/pgundo/pgundo/triggers"
+)
+
+// captureArgs lists each UPDATE, INSERT and DELETE capture trigger of the
+// tables named like pattern with its arguments: "t pgundo_capture_update
+// 'none'".
+func captureArgs(t *testing.T, conn triggers.DBTX, pattern string) []string {
+	t.Helper()
+	return queryStrings(t, conn, `
+		SELECT tgrelid::regclass::text || ' ' || tgname || ' ' || substring(pg_get_triggerdef(oid) from 'EXECUTE FUNCTION pgundo\.\w+\((.*)\)$')
+		  FROM pg_trigger
+		 WHERE tgname IN ('pgundo_capture_insert', 'pgundo_capture_update', 'pgundo_capture_delete') AND tgrelid::regclass::text LIKE $1
+		 ORDER BY 1`, pattern)
+}
+
+// argsOf is captureArgs' expected output for rel with arguments args.
+func argsOf(rel, args string) []string {
+	return []string{rel + " pgundo_capture_delete " + args, rel + " pgundo_capture_insert " + args, rel + " pgundo_capture_update " + args}
+}
+
+const timeArgs = "'DateStyle', 'IntervalStyle', 'TimeZone'"
+
+// TestOutputClasses: pgundo._output_class reads a table's column types
+// through domains, arrays and ranges: 'none' where no output setting changes
+// how its rows print, 'time' where only DateStyle, IntervalStyle and
+// TimeZone can, NULL (check all six) for anything else, unknown types
+// included.
+func TestOutputClasses(t *testing.T) {
+	t.Parallel()
+	_, conn := setup(t)
+	execAll(t, conn,
+		`CREATE TYPE c_mood AS ENUM ('a', 'b')`,
+		`CREATE DOMAIN c_txt AS text`,
+		`CREATE DOMAIN c_ts AS timestamptz`,
+		`CREATE DOMAIN c_f AS float8`,
+		`CREATE DOMAIN c_txts AS c_txt[]`,
+		`CREATE TYPE c_pair AS (a int, b text)`,
+		`CREATE TABLE c_plain (id int8 PRIMARY KEY, s smallint, i int, n numeric(10,2), t text, v varchar(9), c char(3), q "char", nm name,
+			b bool, u uuid, j json, jb jsonb, ip inet, net cidr, m macaddr, m8 macaddr8, bits bit(3), vb varbit, tv tsvector, tq tsquery,
+			o oid, e c_mood, d c_txt, arr text[], arr2 int[], darr c_txts, r int4range, rn numrange, r8 int8range)`,
+		`CREATE TABLE c_empty ()`,
+		`CREATE TABLE c_dropped (id int, f float8)`,
+		`ALTER TABLE c_dropped DROP COLUMN f`,
+		`CREATE TABLE c_date (id int, d date)`,
+		`CREATE TABLE c_times (id int, t time, tz timetz, ts timestamp, tstz timestamptz, iv interval)`,
+		`CREATE TABLE c_dom_ts (id int, d c_ts)`,
+		`CREATE TABLE c_ts_arr (id int, d timestamptz[])`,
+		`CREATE TABLE c_tsrange (id int, r tstzrange)`,
+		`CREATE TABLE c_float (id int, f float4)`,
+		`CREATE TABLE c_dom_float (id int, f c_f)`,
+		`CREATE TABLE c_bytea (id int, b bytea[])`,
+		`CREATE TABLE c_money (id int, m money)`,
+		`CREATE TABLE c_xml (id int, x xml)`,
+		`CREATE TABLE c_composite (id int, p c_pair)`,
+		`CREATE TABLE c_regclass (id int, r regclass)`,
+		`CREATE TABLE c_point (id int, p point)`,
+		`CREATE TABLE c_mixed (id int, at timestamptz, f float8)`,
+	)
+	require.Equal(t, []string{
+		"c_bytea all", "c_composite all", "c_date time", "c_dom_float all", "c_dom_ts time", "c_dropped none", "c_empty none",
+		"c_float all", "c_mixed all", "c_money all", "c_plain none", "c_point all", "c_regclass all", "c_times time",
+		"c_ts_arr time", "c_tsrange time", "c_xml all",
+	}, queryStrings(t, conn, `SELECT c.relname || ' ' || coalesce(pgundo._output_class(c.oid), 'all')
+		FROM pg_class c WHERE c.relname LIKE 'c\_%' AND c.relkind = 'r' ORDER BY 1`))
+}
+
+// TestCaptureArgsFollowTheColumns: track gives the capture triggers the
+// settings their table's rows depend on; an ALTER TABLE that changes them
+// re-attaches the triggers (on a partitioned table's partitions too, and
+// under session_replication_role = replica); every image written under
+// hostile output settings in between reads back exactly; without the event
+// trigger pgundo_reclass the triggers check everything, and a trigger left
+// stale by DDL while it was disabled is reported by status and repaired by
+// track.
+func TestCaptureArgsFollowTheColumns(t *testing.T) {
+	t.Parallel()
+	dsn, conn := setup(t)
+	execAll(t, conn,
+		`CREATE TABLE k (id int PRIMARY KEY, name text)`,
+		`CREATE TABLE kp (id int, k int, note text, PRIMARY KEY (id, k)) PARTITION BY LIST (k)`,
+		`CREATE TABLE kp1 PARTITION OF kp FOR VALUES IN (1)`)
+	track(t, conn, "k", "kp")
+	require.Equal(t, argsOf("k", "'none'"), captureArgs(t, conn, "k"))
+	require.Equal(t, append(argsOf("kp", "'none'"), argsOf("kp1", "'none'")...), captureArgs(t, conn, "kp%"))
+
+	w := pgtest.Connect(t, dsn)
+	execAll(t, w, hostileSettings...)
+	// The images, as pgundo reads them back: each must equal the row's text
+	// form in pgundo's own output settings.
+	logged := func() []string {
+		return queryStrings(t, conn, `SELECT st.op::text || ' ' || coalesce(c.old, '') || ' ' || coalesce(c.new, '')
+			FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id WHERE st.relid = 'k'::regclass ORDER BY st.id`)
+	}
+	execAll(t, w, `INSERT INTO k VALUES (1, 'a')`)
+
+	execAll(t, conn, `ALTER TABLE k ADD COLUMN at timestamptz`)
+	require.Equal(t, argsOf("k", timeArgs), captureArgs(t, conn, "k"))
+	execAll(t, w, `UPDATE k SET at = '2024-05-06 07:08:09.5+02' WHERE id = 1`)
+
+	execAll(t, conn, `ALTER TABLE k ADD COLUMN f float8`)
+	require.Equal(t, argsOf("k", ""), captureArgs(t, conn, "k"))
+	execAll(t, w, `UPDATE k SET f = 0.1 WHERE id = 1`)
+
+	execAll(t, conn, `SET session_replication_role = replica`, `ALTER TABLE k DROP COLUMN f`, `RESET session_replication_role`)
+	require.Equal(t, argsOf("k", timeArgs), captureArgs(t, conn, "k"), "DDL under session_replication_role = replica")
+	execAll(t, conn, `ALTER TABLE k DROP COLUMN at`)
+	require.Equal(t, argsOf("k", "'none'"), captureArgs(t, conn, "k"))
+	execAll(t, w, `UPDATE k SET name = 'b'`, `DELETE FROM k`)
+	require.Equal(t, []string{
+		"I  (1,a)",
+		`U (1,a,) (1,a,"2024-05-06 05:08:09.5+00")`,
+		`U (1,a,"2024-05-06 05:08:09.5+00",) (1,a,"2024-05-06 05:08:09.5+00",0.1)`,
+		"U (1,a) (1,b)",
+		"D (1,b) ",
+	}, logged())
+
+	// A partitioned table: the partitions follow their parent.
+	execAll(t, conn, `ALTER TABLE kp ADD COLUMN d date`)
+	require.Equal(t, append(argsOf("kp", timeArgs), argsOf("kp1", timeArgs)...), captureArgs(t, conn, "kp%"))
+	execAll(t, w, `INSERT INTO kp VALUES (1, 1, 'x', '2024-12-31')`)
+	require.Equal(t, []string{"(1,1,x,2024-12-31)"},
+		queryStrings(t, conn, `SELECT c.new FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id WHERE st.relid IN ('kp'::regclass, 'kp1'::regclass)`))
+
+	// With the event trigger disabled, DDL leaves the arguments stale:
+	// status says so, track repairs them (all six settings checked, since
+	// nothing would re-attach them after the next ALTER TABLE).
+	execAll(t, conn, `ALTER EVENT TRIGGER pgundo_reclass DISABLE`, `ALTER TABLE k ADD COLUMN b bytea`)
+	require.Equal(t, argsOf("k", "'none'"), captureArgs(t, conn, "k"))
+	ss, err := triggers.Status(ctxT(t), conn)
+	require.NoError(t, err)
+	var problems []string
+	for _, s := range ss {
+		problems = append(problems, s.Problems...)
+	}
+	stale := " checks fewer output settings than the table's columns depend on (a column was added or retyped while event trigger pgundo_reclass did not fire), so a value could be logged as the writer's DateStyle, TimeZone or similar prints it"
+	require.Equal(t, []string{
+		"trigger pgundo_capture_delete" + stale, "trigger pgundo_capture_insert" + stale, "trigger pgundo_capture_update" + stale,
+	}, problems)
+	again := track(t, conn, "k")
+	var repaired []string
+	for _, tr := range again {
+		for _, p := range tr.Repaired {
+			repaired = append(repaired, p.Repaired())
+		}
+	}
+	was := " was stale (re-attached with the output settings its columns depend on)"
+	require.Equal(t, []string{"pgundo_capture_delete" + was, "pgundo_capture_insert" + was, "pgundo_capture_update" + was}, repaired)
+	require.Equal(t, argsOf("k", ""), captureArgs(t, conn, "k"))
+	require.Equal(t, wantTriggers("k", "kp", "kp1"), captureTriggers(t, conn))
+	execAll(t, w, `INSERT INTO k VALUES (2, 'c', '\x00ff')`)
+	require.Equal(t, `I  (2,c,"\\x00ff")`, logged()[5])
+
+	// A table tracked while the event trigger is disabled checks everything.
+	execAll(t, conn, `CREATE TABLE k2 (id int PRIMARY KEY)`)
+	track(t, conn, "k2")
+	require.Equal(t, argsOf("k2", ""), captureArgs(t, conn, "k2"))
+	execAll(t, conn, `ALTER EVENT TRIGGER pgundo_reclass ENABLE ALWAYS`, `ALTER TABLE k2 ADD COLUMN n int`)
+	require.Equal(t, argsOf("k2", "'none'"), captureArgs(t, conn, "k2"))
+	ss, err = triggers.Status(ctxT(t), conn)
+	require.NoError(t, err)
+	var names []string
+	for _, s := range ss {
+		require.True(t, s.Healthy(), "%s: %v", s.Name, s.Problems)
+		names = append(names, s.Name)
+	}
+	require.Equal(t, "k k2 kp", strings.Join(names, " "))
+}
