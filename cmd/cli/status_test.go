@@ -204,10 +204,10 @@ func TestStatusAndTrackRepairCapture(t *testing.T) {
 			// The repaired triggers are the ones track creates: same
 			// definitions, all ENABLE ALWAYS.
 			require.Equal(t, []string{
-				"nopk pgundo_capture_delete A CREATE TRIGGER pgundo_capture_delete AFTER DELETE ON public.nopk REFERENCING OLD TABLE AS pgundo_old FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_delete()",
-				"nopk pgundo_capture_insert A CREATE TRIGGER pgundo_capture_insert AFTER INSERT ON public.nopk REFERENCING NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_insert()",
+				"nopk pgundo_capture_delete A CREATE TRIGGER pgundo_capture_delete AFTER DELETE ON public.nopk REFERENCING OLD TABLE AS pgundo_old FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_delete('none')",
+				"nopk pgundo_capture_insert A CREATE TRIGGER pgundo_capture_insert AFTER INSERT ON public.nopk REFERENCING NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_insert('none')",
 				"nopk pgundo_capture_truncate A CREATE TRIGGER pgundo_capture_truncate BEFORE TRUNCATE ON public.nopk FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_truncate()",
-				"nopk pgundo_capture_update A CREATE TRIGGER pgundo_capture_update AFTER UPDATE ON public.nopk REFERENCING OLD TABLE AS pgundo_old NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_update()",
+				"nopk pgundo_capture_update A CREATE TRIGGER pgundo_capture_update AFTER UPDATE ON public.nopk REFERENCING OLD TABLE AS pgundo_old NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_update('none')",
 			}, queryTexts(t, conn, `SELECT tgrelid::regclass::text || ' ' || tgname || ' ' || tgenabled::text || ' ' || pg_get_triggerdef(oid)
 				FROM pg_trigger WHERE tgname LIKE 'pgundo%' AND tgrelid = 'nopk'::regclass ORDER BY 1`))
 			var n int
