@@ -423,8 +423,9 @@ const NoPrimaryKeyWarning = "no primary key: pgundo history and asof cannot find
 // Healthy reports whether every change to the table is being captured.
 func (s TableStatus) Healthy() bool { return !s.Dropped && len(s.Problems) == 0 }
 
-// States of a capture trigger that does not fire ALWAYS, as Problem.State
-// reports them; StateTableDropped is a tracked table that no longer exists.
+// States of a capture trigger that does not capture every change exactly,
+// as Problem.State reports them; StateTableDropped is a tracked table that
+// no longer exists.
 const (
 	// StateMissing: the trigger does not exist.
 	StateMissing = "missing"
@@ -445,9 +446,10 @@ const (
 	StateTableDropped = "table_dropped"
 )
 
-// Problem is one reason why capture of a tracked table is not whole: one
-// capture trigger, on the table or on one of its partitions, that is
-// missing or does not fire ALWAYS; or the table dropped.
+// Problem is one reason why capture of a tracked table is not whole or not
+// exact: one capture trigger, on the table or on one of its partitions,
+// that is missing, does not fire ALWAYS, or is stale (StateStale); or the
+// table dropped.
 type Problem struct {
 	// Table is the tracked table, schema-qualified, quoted where needed.
 	Table string `json:"table"`
