@@ -29,6 +29,11 @@
 --   * The common path of each capture function tests one condition after
 --     its journal INSERT instead of three (whether the journal took the
 --     statement, whether settings were pinned).
+--   * The capture functions of UPDATE, INSERT and DELETE have no SET
+--     search_path clause (about 13,000 instructions a call): the common path
+--     names every function, operator and type with its schema, and every
+--     other branch sets pgundo's search_path first and puts the caller's
+--     back before returning (see shared/capture.sql).
 --
 -- The capture function bodies are version 8's templates (sql/shared/capture.sql)
 -- with "v11" set; _attach is shared/track.sql's.
@@ -73,12 +78,27 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM pgundo._output_class(rel) c
 $$;
 
--- _canonical_time: _canonical for tables of class 'time'.
+-- _canonical and _canonical_time (the same for tables of class 'time') are
+-- inlined into the capture functions' tests, which since this version run
+-- with the caller's search_path: every operator and type is qualified.
+CREATE OR REPLACE FUNCTION pgundo._canonical() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.current_setting('DateStyle') OPERATOR(pg_catalog.~~) 'ISO%'
+       AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
+       AND (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) 'UTC' OR pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) 'Etc/UTC')
+       AND pg_catalog.current_setting('extra_float_digits') OPERATOR(pg_catalog.!~~) '-%'
+       AND pg_catalog.current_setting('extra_float_digits') OPERATOR(pg_catalog.<>) '0'
+       AND pg_catalog.current_setting('bytea_output') OPERATOR(pg_catalog.=) 'hex'
+       AND (pg_catalog.current_setting('lc_monetary') OPERATOR(pg_catalog.=) 'C' OR pg_catalog.current_setting('lc_monetary') OPERATOR(pg_catalog.=) 'POSIX'
+            OR (CAST(CAST(1234567.5 AS pg_catalog.money) AS pg_catalog.text) OPERATOR(pg_catalog.=) '$1,234,567.50'
+                AND CAST(CAST(OPERATOR(pg_catalog.-) 1234567.5 AS pg_catalog.money) AS pg_catalog.text) OPERATOR(pg_catalog.=) '-$1,234,567.50'))
+$$;
+
 CREATE FUNCTION pgundo._canonical_time() RETURNS boolean
 LANGUAGE sql STABLE AS $$
-    SELECT pg_catalog.current_setting('DateStyle') LIKE 'ISO%'
-       AND pg_catalog.current_setting('IntervalStyle') = 'postgres'
-       AND pg_catalog.current_setting('TimeZone') IN ('UTC', 'Etc/UTC')
+    SELECT pg_catalog.current_setting('DateStyle') OPERATOR(pg_catalog.~~) 'ISO%'
+       AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres'
+       AND (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) 'UTC' OR pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) 'Etc/UTC')
 $$;
 REVOKE ALL ON FUNCTION pgundo._output_class(regclass), pgundo._capture_args(regclass), pgundo._canonical_time() FROM PUBLIC;
 

@@ -174,3 +174,96 @@ func TestCaptureArgsFollowTheColumns(t *testing.T) {
 	}
 	require.Equal(t, "k k2 kp", strings.Join(names, " "))
 }
+
+// hijackSQL creates schema evil with a function or operator of the same
+// name and argument types as each one capture's common path calls, and a
+// type text: each raises "hijacked: ...". With evil first in a caller's
+// search_path, a name that capture did not qualify would run the caller's
+// code as pgundo's owner (capture is SECURITY DEFINER).
+var hijackSQL = []string{
+	`CREATE SCHEMA evil`,
+	`CREATE FUNCTION evil.current_setting(text) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: current_setting(text)'; END$$`,
+	`CREATE FUNCTION evil.current_setting(text, boolean) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: current_setting(text, boolean)'; END$$`,
+	`CREATE FUNCTION evil.set_config(text, text, boolean) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: set_config'; END$$`,
+	`CREATE FUNCTION evil.nextval(regclass) RETURNS bigint LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: nextval'; END$$`,
+	`CREATE FUNCTION evil.currval(regclass) RETURNS bigint LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: currval'; END$$`,
+	`CREATE FUNCTION evil.to_hex(bigint) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: to_hex(bigint)'; END$$`,
+	`CREATE FUNCTION evil.to_hex(integer) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: to_hex(integer)'; END$$`,
+	`CREATE FUNCTION evil.pg_backend_pid() RETURNS integer LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: pg_backend_pid'; END$$`,
+	`CREATE FUNCTION evil.pg_current_xact_id() RETURNS xid8 LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: pg_current_xact_id'; END$$`,
+	`CREATE FUNCTION evil.statement_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: statement_timestamp'; END$$`,
+	`CREATE FUNCTION evil.tt_bool(text, text) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: a text comparison'; END$$`,
+	`CREATE FUNCTION evil.tt_text(text, text) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: ||'; END$$`,
+	`CREATE FUNCTION evil.ii_bool(integer, integer) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: an integer comparison'; END$$`,
+	`CREATE FUNCTION evil.neg(numeric) RETURNS numeric LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: -numeric'; END$$`,
+	`CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.tt_bool)`,
+	`CREATE OPERATOR evil.<> (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.tt_bool)`,
+	`CREATE OPERATOR evil.~~ (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.tt_bool)`,
+	`CREATE OPERATOR evil.!~~ (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.tt_bool)`,
+	`CREATE OPERATOR evil.|| (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.tt_text)`,
+	`CREATE OPERATOR evil.= (LEFTARG = integer, RIGHTARG = integer, FUNCTION = evil.ii_bool)`,
+	`CREATE OPERATOR evil.<> (LEFTARG = integer, RIGHTARG = integer, FUNCTION = evil.ii_bool)`,
+	`CREATE OPERATOR evil.- (RIGHTARG = numeric, FUNCTION = evil.neg)`,
+	`CREATE DOMAIN evil.text AS integer`,
+	`GRANT USAGE ON SCHEMA evil TO PUBLIC`,
+}
+
+// TestCaptureUnderHostileSearchPath: capture of UPDATE, INSERT and DELETE
+// runs with the caller's search_path (no SET clause, for speed): with a
+// schema that shadows every function, operator and type its common path
+// uses first in that path, one-row and many-row statements on tables of
+// each output class, under output settings that make capture pin its own,
+// are captured exactly, nothing of the caller's runs, and the caller's
+// search_path is as it was after each statement (also when set LOCAL).
+func TestCaptureUnderHostileSearchPath(t *testing.T) {
+	t.Parallel()
+	dsn, conn := setup(t)
+	execAll(t, conn, hijackSQL...)
+	execAll(t, conn,
+		`CREATE TABLE h_none (id int PRIMARY KEY, v text)`,
+		`CREATE TABLE h_time (id int PRIMARY KEY, at timestamptz)`,
+		`CREATE TABLE h_all (id int PRIMARY KEY, f float8)`)
+	track(t, conn, "h_none", "h_time", "h_all")
+	require.Equal(t, argsOf("h_all", ""), captureArgs(t, conn, "h_all"))
+	require.Equal(t, argsOf("h_none", "'none'"), captureArgs(t, conn, "h_none"))
+	require.Equal(t, argsOf("h_time", timeArgs), captureArgs(t, conn, "h_time"))
+
+	w := pgtest.Connect(t, dsn)
+	hostile := `evil, pg_catalog, public`
+	execAll(t, w, `SET search_path = `+hostile)
+	// The writer's own statements qualify what evil shadows.
+	eq := ` OPERATOR(pg_catalog.=) `
+	for _, round := range []struct{ settings []string }{{nil}, {hostileSettings}} {
+		execAll(t, w, round.settings...)
+		execAll(t, w,
+			`INSERT INTO h_none VALUES (1, 'a')`, `UPDATE h_none SET v = 'b' WHERE id`+eq+`1`, `DELETE FROM h_none WHERE id`+eq+`1`,
+			`INSERT INTO h_none VALUES (1, 'a'), (2, 'b'), (3, 'c')`, `UPDATE h_none SET v = 'x'`, `DELETE FROM h_none`,
+			`INSERT INTO h_time VALUES (1, '2024-05-06 07:08:09+00')`, `UPDATE h_time SET at = '2024-12-31 23:00:00+00' WHERE id`+eq+`1`,
+			`INSERT INTO h_time VALUES (2, '2024-01-01 00:00:00+00'), (3, NULL)`, `DELETE FROM h_time`,
+			`INSERT INTO h_all VALUES (1, 0.1)`, `UPDATE h_all SET f = 0.25`, `INSERT INTO h_all VALUES (2, 1e300), (3, -0.5)`, `DELETE FROM h_all`)
+		require.Equal(t, hostile, queryOne[string](t, w, `SHOW search_path`))
+	}
+	execAll(t, w, `BEGIN`, `SET LOCAL search_path = evil, public, pg_catalog`,
+		`INSERT INTO h_none VALUES (7, 'tx'), (8, 'tx')`, `UPDATE h_none SET v = 'ty' WHERE id`+eq+`7`)
+	require.Equal(t, "evil, public, pg_catalog", queryOne[string](t, w, `SHOW search_path`))
+	execAll(t, w, `COMMIT`)
+	require.Equal(t, hostile, queryOne[string](t, w, `SHOW search_path`))
+
+	once := []string{
+		"h_none I  (1,a)", "h_none U (1,a) (1,b)", "h_none D (1,b) ",
+		"h_none I  (1,a)", "h_none I  (2,b)", "h_none I  (3,c)",
+		"h_none U (1,a) (1,x)", "h_none U (2,b) (2,x)", "h_none U (3,c) (3,x)",
+		"h_none D (1,x) ", "h_none D (2,x) ", "h_none D (3,x) ",
+		`h_time I  (1,"2024-05-06 07:08:09+00")`, `h_time U (1,"2024-05-06 07:08:09+00") (1,"2024-12-31 23:00:00+00")`,
+		`h_time I  (2,"2024-01-01 00:00:00+00")`, `h_time I  (3,)`,
+		`h_time D (1,"2024-12-31 23:00:00+00") `, `h_time D (2,"2024-01-01 00:00:00+00") `, `h_time D (3,) `,
+		"h_all I  (1,0.1)", "h_all U (1,0.1) (1,0.25)", "h_all I  (2,1e+300)", "h_all I  (3,-0.5)",
+		"h_all D (1,0.25) ", "h_all D (2,1e+300) ", "h_all D (3,-0.5) ",
+	}
+	want := append(append(append([]string{}, once...), once...),
+		"h_none I  (7,tx)", "h_none I  (8,tx)", "h_none U (7,tx) (7,ty)")
+	require.Equal(t, want, queryStrings(t, conn, `
+		SELECT st.relid::regclass::text || ' ' || st.op::text || ' ' || coalesce(c.old, '') || ' ' || coalesce(c.new, '')
+		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
+		 ORDER BY st.id, c.old, c.new`))
+}

@@ -30,24 +30,57 @@ logs itself, and pin the output settings that differ (into was, for unpin). */ -
             was := pgundo._pin();
         END IF;
     END IF;{{end}}
+{{- /* Version 11's capture functions have no SET search_path clause (setting it on every call
+cost about 13,000 instructions of a one-row UPDATE's capture): what runs on the common path (the
+guard's tests, the journal INSERT, the test after it) names every function, operator and type with
+its schema, so that a caller's search_path cannot put its own in their place; every other branch
+first sets pgundo's search_path for the rest of the call (pin_path, into sp) and puts the caller's
+back before it returns (unpin_path). session_id_q, who_q and journal_head_q are session_id, who and
+the start of the journal row, qualified. */ -}}
+{{define "pin_path"}}IF sp IS NULL THEN  -- below, names are not qualified: pgundo's search_path
+                sp := pg_catalog.current_setting('search_path');
+                PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            END IF;{{end}}
+{{- define "unpin_path"}}PERFORM pg_catalog.set_config('search_path', sp, true);{{end}}
+{{- define "session_id_q"}}COALESCE(CASE WHEN pg_catalog.current_setting('pgundo.session', true) OPERATOR(pg_catalog.=) 'pgundo.session_start'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text
+                THEN pg_catalog.to_hex(pg_catalog.currval('pgundo.session_start'::pg_catalog.regclass)) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.to_hex(pg_catalog.pg_backend_pid()) END,
+           pgundo._register()){{end}}
+{{- define "who_q"}}CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none' THEN SESSION_USER ELSE pg_catalog.current_setting('role') END,
+           pg_catalog.current_setting('application_name'),
+           CASE WHEN pg_catalog.current_setting('pgundo.tag', true) OPERATOR(pg_catalog.=) '' THEN NULL ELSE pg_catalog.current_setting('pgundo.tag', true) END{{end}}
+{{- define "journal_head_q"}}pg_catalog.nextval('pgundo.stmt_id_seq'::pg_catalog.regclass), {{template "session_id_q"}},
+           pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp(){{end}}
+
 {{- /* guard_v11: guard from version 11 on. The UPDATE, INSERT and DELETE capture triggers name,
 as their arguments, the output settings the table's rows depend on (pgundo._capture_args): one
 argument ('none') when no setting changes their text form, three ('DateStyle', 'IntervalStyle',
 'TimeZone') when only those do, none when others may (and on triggers attached before version
 11). So the common path is one test; the six settings are read only where they matter. */ -}}
-{{define "guard_v11"}}IF TG_NARGS <> 1 OR current_setting('pgundo.quiet', true) = 'on' THEN
-        IF TG_NARGS = 0 THEN
-            {{template "guard"}}
-        ELSIF current_setting('pgundo.quiet', true) = 'on' OR (TG_NARGS = 3 AND NOT pgundo._canonical_time()) THEN
-            IF current_setting('pgundo.quiet', true) = 'on'
-               AND EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
-                RETURN NULL;  -- an undo logs this statement itself
+{{define "guard_v11"}}IF TG_NARGS OPERATOR(pg_catalog.<>) 1 OR pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' THEN
+        IF TG_NARGS OPERATOR(pg_catalog.=) 0 THEN
+            IF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical() THEN
+                {{template "pin_path"}}
+                {{template "quiet_return"}}
+                IF NOT pgundo._canonical() THEN
+                    was := pgundo._pin();
+                END IF;
             END IF;
+        ELSIF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on'
+              OR (TG_NARGS OPERATOR(pg_catalog.=) 3 AND NOT pgundo._canonical_time()) THEN
+            {{template "pin_path"}}
+            {{template "quiet_return"}}
             IF TG_NARGS = 3 AND NOT pgundo._canonical_time() THEN
                 was := pgundo._pin();
             END IF;
         END IF;
     END IF;{{end}}
+{{- /* quiet_return: leaves a statement that an undo logs itself (after pin_path). */ -}}
+{{define "quiet_return"}}IF current_setting('pgundo.quiet', true) = 'on' THEN
+                    IF EXISTS (SELECT FROM pgundo.quiet WHERE xid = pg_current_xact_id() AND relid = TG_RELID) THEN
+                        {{template "unpin_path"}}
+                        RETURN NULL;  -- an undo logs this statement itself
+                    END IF;
+                END IF;{{end}}
 {{- /* unpin: puts back the writer's settings that guard pinned. */ -}}
 {{define "unpin"}}IF was IS NOT NULL THEN
         PERFORM pgundo._unpin(was);
@@ -86,24 +119,29 @@ END $$;{{end}}
 new) or DELETE (delete, D, pgundo_old, old) from version 7 on: the rows of one transition table,
 one image each; one row into the journal, more into the log tables. */ -}}
 {{define "capture_one_side"}}CREATE OR REPLACE FUNCTION pgundo.capture_{{.name}}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER{{if not .v11}} SET search_path = pg_catalog, pg_temp{{end}} AS $$
 DECLARE
-    was text[];
+    was {{if .v11}}pg_catalog.{{end}}text[];
     n   bigint;{{if .v8}}
-    jt  text;
-    sid bigint;{{end}}
+    jt  {{if .v11}}pg_catalog.{{end}}text;
+    sid bigint;{{end}}{{if .v11}}
+    sp  pg_catalog.text;{{end}}
 BEGIN
     {{if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
     INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
-    SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-           pg_current_xact_id(), statement_timestamp(), '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
-           {{template "who"}}, ROW(r.*)::text
+    SELECT {{if .v11}}{{template "journal_head_q"}}{{else}}nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
+           pg_current_xact_id(), statement_timestamp(){{end}}, '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
+           {{if .v11}}{{template "who_q"}}{{else}}{{template "who"}}{{end}}, ROW(r.*)::{{if .v11}}pg_catalog.{{end}}text
       FROM {{.rows}} r
      WHERE NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1){{if .v8}}
      {{template "journal_limit"}}{{end}};
 {{- if .v8}}
-    IF NOT FOUND{{if .v11}} OR was IS NOT NULL{{end}} THEN{{if .v11}}  -- one test on the common path{{end}}
-        IF {{if .v11}}NOT FOUND AND {{end}}EXISTS (SELECT FROM {{.rows}}) THEN  -- more than one row, counted as they are written
+    IF NOT FOUND{{if .v11}} OR sp IS NOT NULL THEN  -- one test on the common path
+        IF NOT FOUND{{end}} THEN
+{{- if .v11}}
+            {{template "pin_path"}}
+{{- end}}
+        IF EXISTS (SELECT FROM {{.rows}}) THEN  -- more than one row, counted as they are written
             {{template "jit_off"}}
             LOCK TABLE ONLY pgundo.change_log IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
             sid := nextval('pgundo.stmt_id_seq');
@@ -116,7 +154,9 @@ BEGIN
             {{template "jit_back"}}
         END IF;
 {{- if .v11}}
+        END IF;
         {{template "unpin"}}
+        {{template "unpin_path"}}
 {{- end}}
     END IF;
 {{- else}}
@@ -139,28 +179,32 @@ END $$;{{end}}
 (version 7: into the journal, and the rows are counted only when it was not one row); v8 as
 version 8 has it (see 008). */ -}}
 {{define "capture_update"}}CREATE OR REPLACE FUNCTION pgundo.capture_update() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER{{if not .v11}} SET search_path = pg_catalog, pg_temp{{end}} AS $$
 DECLARE
     n   bigint;
     m   bigint;
-    was text[];
-    wm  text;{{if .v8}}
-    jt  text;
-    mj  text;{{end}}
+    was {{if .v11}}pg_catalog.{{end}}text[];
+    wm  {{if .v11}}pg_catalog.{{end}}text;{{if .v8}}
+    jt  {{if .v11}}pg_catalog.{{end}}text;
+    mj  {{if .v11}}pg_catalog.{{end}}text;{{end}}{{if .v11}}
+    sp  pg_catalog.text;{{end}}
 BEGIN
     {{if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
 {{- if .journal}}
     INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, old, new)
-    SELECT nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
-           pg_current_xact_id(), statement_timestamp(), 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
-           {{template "who"}}, ROW(o.*)::text, ROW(w.*)::text
+    SELECT {{if .v11}}{{template "journal_head_q"}}{{else}}nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
+           pg_current_xact_id(), statement_timestamp(){{end}}, 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
+           {{if .v11}}{{template "who_q"}}, ROW(o.*)::pg_catalog.text, ROW(w.*)::pg_catalog.text{{else}}{{template "who"}}, ROW(o.*)::text, ROW(w.*)::text{{end}}
       FROM pgundo_old o, pgundo_new w
      WHERE NOT EXISTS (SELECT FROM pgundo_old OFFSET 1){{if .v8}}
      {{template "journal_limit"}}{{end}};  -- an UPDATE has no more new rows than old ones
 {{- if .v11}}
-    IF NOT FOUND OR was IS NOT NULL THEN  -- one test on the common path
+    IF NOT FOUND OR sp IS NOT NULL THEN  -- one test on the common path
 {{- end}}
     IF NOT FOUND THEN
+{{- if .v11}}
+        {{template "pin_path"}}
+{{- end}}
         SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
     END IF;
     IF n = m AND n > 1 THEN
@@ -193,6 +237,7 @@ BEGIN
     END IF;  -- n = m = 0: nothing changed, nothing logged
     {{template "unpin"}}
 {{- if .v11}}
+    {{template "unpin_path"}}
     END IF;
 {{- end}}
     RETURN NULL;
