@@ -83,8 +83,8 @@ Exit codes:
   1  error (connection, server, pgundo not installed, ...)
   2  bad usage (unknown flag, table or session; a missing --yes)
   3  refused on purpose (conflicts, already undone, verification failed)
-  4  status only: capture is broken (a trigger missing, disabled or not
-     firing ALWAYS; a tracked table dropped); the report is still printed
+  4  status only: capture is broken (a trigger missing, disabled, not
+     firing ALWAYS or stale; a tracked table dropped); the report is still printed
 
 Errors go to stderr. Under --json an error is also one object on stdout,
 {"error": {"code": EXIT_CODE, "message": "...", "hint": "next step" or null},

@@ -75,16 +75,19 @@ func newStatusCommand(g *globals) *cobra.Command {
 		Long: `List the tracked tables and flag any whose capture is not whole: a capture
 trigger missing, disabled, or not set to fire ALWAYS (ENABLE or ENABLE
 REPLICA) on the table or on one of its partitions (for example a partition
-created while pgundo's event trigger was absent), or a tracked table that was
-dropped. It warns about a tracked table without a primary key (history and
+created while pgundo's event trigger was absent), a capture trigger that is
+stale (it checks fewer output settings than the table's columns depend on: a
+column was added or retyped while event trigger pgundo_reclass was disabled,
+so a value could be logged as the writer's DateStyle or TimeZone prints it),
+or a tracked table that was dropped. It warns about a tracked table without a primary key (history and
 asof cannot find its rows; undo matches whole rows, planned row by row).
 Then the log's size and oldest entry.
 
 pgundo track on a flagged table repairs its capture (pgundo untrack for a
 dropped one); status names the exact command. With --json, "problems" lists
 each problem as an object: table, relation (the table or the partition),
-partition, trigger, state (missing, disabled, enable_origin, enable_replica
-or table_dropped), problem (in words) and fix (the command that repairs it);
+partition, trigger, state (missing, disabled, enable_origin, enable_replica,
+stale or table_dropped), problem (in words) and fix (the command that repairs it);
 each table has primary_key and warnings.
 
 Exit codes: 0 capture is whole; 4 capture is broken (the report is still
