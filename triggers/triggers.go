@@ -168,60 +168,29 @@ func Untrack(ctx context.Context, db TxBeginner, names []string) ([]Tracked, err
 	return apply(ctx, db, "untrack", names, "SELECT pgundo.untrack($1::oid::regclass)")
 }
 
-// captureTriggerDDL creates one capture trigger on a table (the first %s:
-// its sanitized name; the second, for the UPDATE, INSERT and DELETE
-// triggers, the arguments pgundo._capture_args gives it); each is the same
-// statement as pgundo._attach runs.
-var captureTriggerDDL = map[string]string{
-	"pgundo_capture_insert":   "CREATE TRIGGER pgundo_capture_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_insert(%s)",
-	"pgundo_capture_update":   "CREATE TRIGGER pgundo_capture_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS pgundo_old NEW TABLE AS pgundo_new FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_update(%s)",
-	"pgundo_capture_delete":   "CREATE TRIGGER pgundo_capture_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS pgundo_old FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_delete(%s)",
-	"pgundo_capture_truncate": "CREATE TRIGGER pgundo_capture_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgundo.capture_truncate()",
-}
-
-// repair makes capture of the tracked table oid whole again, inside tx:
-// each missing capture trigger is created, each stale one re-attached
-// (pgundo._reclass), and each one that does not fire ALWAYS is set to. It
-// returns what it repaired.
+// repair makes capture of the tracked table oid whole again, inside tx: a
+// relation (the table or a partition) with a missing or stale capture
+// trigger gets all four attached again as track attaches them
+// (pgundo._detach, pgundo._attach: the arguments its columns need, ENABLE
+// ALWAYS); on the others each trigger that does not fire ALWAYS is set to.
+// It returns what it repaired.
 func repair(ctx context.Context, tx pgx.Tx, oid uint32) ([]Problem, error) {
 	broken, err := brokenTriggers(ctx, tx, &oid)
 	if err != nil {
 		return nil, err
 	}
-	// Stale arguments first: re-attaching drops and creates all four
-	// triggers of that relation, enabled ALWAYS.
 	reattached := map[string]bool{}
 	for _, b := range broken {
-		if b.State != StateStale || reattached[b.Relation] {
+		if (b.State != StateMissing && b.State != StateStale) || reattached[b.Relation] {
 			continue
 		}
 		rel := pgx.Identifier{b.schema, b.relname}.Sanitize()
-		if _, err := tx.Exec(ctx, "SELECT pgundo._reclass($1::regclass)", rel); err != nil {
-			return nil, fmt.Errorf("re-attach the capture triggers of %s: %w", b.Relation, err)
+		for _, f := range []string{"pgundo._detach", "pgundo._attach"} {
+			if _, err := tx.Exec(ctx, "SELECT "+f+"($1::regclass)", rel); err != nil {
+				return nil, fmt.Errorf("attach the capture triggers of %s again: %w", b.Relation, err)
+			}
 		}
 		reattached[b.Relation] = true
-	}
-	// Then every missing trigger: an ALTER TABLE fires pgundo's DDL event
-	// trigger, which attaches all four triggers to a tracked relation that
-	// lacks pgundo_capture_insert (and fails on those that exist).
-	for _, b := range broken {
-		if b.State != StateMissing || reattached[b.Relation] {
-			continue
-		}
-		rel := pgx.Identifier{b.schema, b.relname}.Sanitize()
-		ddl := captureTriggerDDL[b.Trigger]
-		if strings.Count(ddl, "%s") == 2 {
-			var args string
-			if err := tx.QueryRow(ctx, "SELECT pgundo._capture_args($1::regclass)", rel).Scan(&args); err != nil {
-				return nil, fmt.Errorf("read the capture arguments of %s: %w", b.Relation, err)
-			}
-			ddl = fmt.Sprintf(ddl, rel, args)
-		} else {
-			ddl = fmt.Sprintf(ddl, rel)
-		}
-		if _, err := tx.Exec(ctx, ddl); err != nil {
-			return nil, fmt.Errorf("recreate trigger %s on %s: %w", b.Trigger, b.Relation, err)
-		}
 	}
 	repaired := []Problem{}
 	for _, b := range broken {
