@@ -204,27 +204,30 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	// The pages an auditor may not have: the owner's handler, or 403 for an
+	// auditor (one list, so that a page added here is refused to auditors).
+	ownerOnly := []struct {
+		pattern string
+		handler http.HandlerFunc
+	}{
+		{"GET /history", s.historyPage}, {"GET /asof", s.asofPage}, {"GET /status", s.statusPage},
+		{"GET /activity", s.activityPage}, {"GET /plan/{id}", s.planPage}, {"GET /plan/{id}/undo.sql", s.planSQL},
+		{"POST /undo/{id}", s.undoPost}, {"GET /plan", s.planByPage}, {"GET /plan/undo.sql", s.planBySQL},
+		{"POST /undo", s.undoByPost}, {"GET /undo-run/{n}", s.runPage},
+	}
 	if o.Auditor {
 		s.mux.HandleFunc("GET /{$}", s.auditorSessions)
 		s.mux.HandleFunc("GET /session/{id}", s.auditorSession)
-		for _, p := range []string{"GET /history", "GET /asof", "GET /status", "GET /activity", "GET /plan/{id}", "GET /plan/{id}/undo.sql", "POST /undo/{id}",
-			"GET /plan", "GET /plan/undo.sql", "POST /undo", "GET /undo-run/{n}"} {
-			s.mux.HandleFunc(p, s.auditorUnavailable)
-		}
 	} else {
 		s.mux.HandleFunc("GET /{$}", s.sessionsPage)
 		s.mux.HandleFunc("GET /session/{id}", s.sessionPage)
-		s.mux.HandleFunc("GET /history", s.historyPage)
-		s.mux.HandleFunc("GET /asof", s.asofPage)
-		s.mux.HandleFunc("GET /status", s.statusPage)
-		s.mux.HandleFunc("GET /activity", s.activityPage)
-		s.mux.HandleFunc("GET /plan/{id}", s.planPage)
-		s.mux.HandleFunc("GET /plan/{id}/undo.sql", s.planSQL)
-		s.mux.HandleFunc("POST /undo/{id}", s.undoPost)
-		s.mux.HandleFunc("GET /plan", s.planByPage)
-		s.mux.HandleFunc("GET /plan/undo.sql", s.planBySQL)
-		s.mux.HandleFunc("POST /undo", s.undoByPost)
-		s.mux.HandleFunc("GET /undo-run/{n}", s.runPage)
+	}
+	for _, r := range ownerOnly {
+		if o.Auditor {
+			s.mux.HandleFunc(r.pattern, s.auditorUnavailable)
+		} else {
+			s.mux.HandleFunc(r.pattern, r.handler)
+		}
 	}
 	var ctx context.Context
 	ctx, s.stop = context.WithCancel(context.Background())
