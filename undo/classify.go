@@ -311,51 +311,126 @@ func formatKey(names, values []string) string {
 }
 
 // explainConflicts adds, best effort, the latest other session that changed
-// each conflicting row since, from the log.
+// each conflicting row since, from the log. The statements the row-history
+// index (pgundo.hist_key, kept by pgundo.refresh_history: the console, pgundo
+// history) holds are looked up there by key; only the later ones are read
+// from the log and their images parsed, so a few conflicts on a big log are
+// explained in milliseconds, not by reading every later change of the table.
+// Without the index (or the right to read it) every later change is read.
 func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
+	done := r.indexedBelow(ctx)
 	for _, t := range tables {
 		if !t.keyed() {
 			continue
 		}
-		sp, err := r.tx.Begin(ctx)
+		authors, err := r.conflictAuthors(ctx, t, done)
 		if err != nil {
-			return
+			continue // best effort: the conflict stays without its author
 		}
-		keyOf := make([]string, len(t.key))
-		for i, k := range t.key {
-			keyOf[i] = fmt.Sprintf("(p.r).%s::text", pgx.Identifier{k}.Sanitize())
-		}
-		rows, err := sp.Query(ctx, fmt.Sprintf(`
-			SELECT DISTINCT ON (ck.k) ck.k, st.session_id, st.at
-			  FROM pgundo.stmt st
-			  JOIN pgundo.change c ON c.stmt_id = st.id
-			 CROSS JOIN LATERAL (VALUES (c.old), (c.new)) v (img)
-			 CROSS JOIN LATERAL (SELECT v.img::%s AS r OFFSET 0) p
-			  JOIN (SELECT %s AS k FROM pgundo_c_%d WHERE action IN ('C', 'S', 'M')) ck ON ck.k = ARRAY[%s]
-			 WHERE st.relid = ANY ($1) AND st.id > $2 AND c.stmt_id > $2 AND v.img IS NOT NULL
-			   AND st.id NOT IN (SELECT id FROM pgundo_sel)
-			 ORDER BY ck.k, st.id DESC`, t.ident, t.keyText(""), t.oid, strings.Join(keyOf, ", ")), t.partition, r.minStmt)
-		if err == nil {
-			for rows.Next() {
-				var key []string
-				var sid string
-				var at time.Time
-				if rows.Scan(&key, &sid, &at) != nil {
-					break
-				}
-				k := formatKey(t.keyShown, key)
-				for i := range r.plan.Conflicts {
-					c := &r.plan.Conflicts[i]
-					if c.Table == t.name && c.Key == k {
-						s, a := sid, at
-						c.ChangedBy, c.ChangedAt = &s, &a
-					}
+		for k, a := range authors {
+			for i := range r.plan.Conflicts {
+				c := &r.plan.Conflicts[i]
+				if c.Table == t.name && c.Key == k {
+					s, at := a.session, a.at
+					c.ChangedBy, c.ChangedAt = &s, &at
 				}
 			}
-			rows.Close()
-		}
-		if err := sp.Rollback(ctx); err != nil {
-			return
 		}
 	}
+}
+
+// author is the session that last changed a row, and when.
+type author struct {
+	session string
+	at      time.Time
+}
+
+// indexedBelow is the row-history index's watermark (every statement at or
+// below it is indexed, see pgundo.hist_state), or 0 when it cannot be read.
+func (r *runner) indexedBelow(ctx context.Context) int64 {
+	var done int64
+	sp, err := r.tx.Begin(ctx)
+	if err != nil {
+		return 0
+	}
+	if err := sp.QueryRow(ctx, "SELECT done_below FROM pgundo.hist_state").Scan(&done); err != nil {
+		done = 0
+	}
+	if sp.Rollback(ctx) != nil {
+		return 0
+	}
+	return done
+}
+
+// conflictAuthors returns, by the key shown in the plan, the latest session
+// other than the undone ones that changed each conflicting row of t since
+// the first undone statement. done is the row-history index's watermark.
+// It runs under a savepoint: an error (an image that no longer parses, no
+// right to read the index) leaves the undo's transaction as it was.
+func (r *runner) conflictAuthors(ctx context.Context, t *table, done int64) (map[string]author, error) {
+	sp, err := r.tx.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer sp.Rollback(ctx) //nolint:errcheck // read only; a failed rollback fails the undo's next statement
+	// The index's key of each conflicting row: the text form of its root
+	// table's primary key (or its partition's), as refresh_history writes it.
+	var hk *string
+	var root uint32
+	if done > r.minStmt {
+		if err := sp.QueryRow(ctx, `
+			SELECT coalesce(pgundo._hist_key_expr(r, 'x.v'), pgundo._hist_key_expr($1, 'x.v')), r
+			  FROM coalesce(pg_partition_root($1::oid::regclass)::oid, $1::oid) r`, t.oid).Scan(&hk, &root); err != nil {
+			return nil, err
+		}
+	}
+	keyOf := make([]string, len(t.key))
+	for i, k := range t.key {
+		keyOf[i] = fmt.Sprintf("(p.r).%s::text", pgx.Identifier{k}.Sanitize())
+	}
+	conflicts := fmt.Sprintf(`SELECT %s AS k, coalesce(c.a, c.b) AS v FROM pgundo_c_%d c WHERE c.action IN ('C', 'S', 'M')`, t.keyText("c."), t.oid)
+	// Later statements not in the index: their images are read and parsed.
+	from := r.minStmt
+	if hk != nil {
+		from = max(r.minStmt, done)
+	}
+	tail := fmt.Sprintf(`
+		SELECT ck.k, st.id
+		  FROM pgundo.stmt st
+		  JOIN pgundo.change c ON c.stmt_id = st.id
+		 CROSS JOIN LATERAL (VALUES (c.old), (c.new)) v (img)
+		 CROSS JOIN LATERAL (SELECT v.img::%s AS r OFFSET 0) p
+		  JOIN ck ON ck.k = ARRAY[%s]
+		 WHERE st.relid = ANY ($1) AND st.id > $2 AND c.stmt_id > $2 AND v.img IS NOT NULL%s`,
+		t.ident, strings.Join(keyOf, ", "), map[bool]string{true: `
+		   AND NOT EXISTS (SELECT FROM pgundo.hist_stmt h WHERE h.stmt_id = st.id)`, false: ""}[hk != nil])
+	args := []any{t.partition, from}
+	if hk != nil {
+		// Indexed statements: looked up by key.
+		tail += fmt.Sprintf(`
+		UNION ALL
+		SELECT ck.k, h.stmt_id
+		  FROM ck CROSS JOIN LATERAL (SELECT ck.v) x (v)
+		  JOIN pgundo.hist_key h ON h.relid = $3 AND h.key = %s AND h.stmt_id > $4`, *hk)
+		args = append(args, root, r.minStmt)
+	}
+	rows, err := sp.Query(ctx, fmt.Sprintf(`
+		WITH ck AS MATERIALIZED (%s),
+		     later AS (%s)
+		SELECT DISTINCT ON (l.k) l.k, st.session_id, st.at
+		  FROM later l
+		  JOIN pgundo.stmt st ON st.id = l.id
+		 WHERE st.id NOT IN (SELECT id FROM pgundo_sel)
+		 ORDER BY l.k, st.id DESC`, conflicts, tail), args...)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]author{}
+	var key []string
+	var a author
+	_, err = pgx.ForEachRow(rows, []any{&key, &a.session, &a.at}, func() error {
+		out[formatKey(t.keyShown, key)] = a
+		return nil
+	})
+	return out, err
 }
