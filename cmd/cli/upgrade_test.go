@@ -14,13 +14,14 @@ import (
 
 // TestUpgradeKeepsTheLog: a log captured by schema version 4 (the capture
 // before the hot-path rework of version 5), 6 (before the journal of
-// version 7) or 10 (before the capture triggers named the output settings
-// their table's rows depend on, version 11) still shows, undoes, verifies and answers history, asof and log
-// after pgundo install upgrades it, and a connection that wrote before the
-// upgrade stays one session after it.
+// version 7), 10 (before the capture triggers named the output settings
+// their table's rows depend on, version 11) or 11 (before the journal kept
+// the tag as read, version 12) still shows, undoes, verifies and answers
+// history, asof and log after pgundo install upgrades it, and a connection
+// that wrote before the upgrade stays one session after it.
 func TestUpgradeKeepsTheLog(t *testing.T) {
 	t.Parallel()
-	for _, from := range []int32{4, 6, 10} {
+	for _, from := range []int32{4, 6, 10, 11} {
 		t.Run(fmt.Sprintf("from=%d", from), func(t *testing.T) {
 			t.Parallel()
 			testUpgradeKeepsTheLog(t, from)

@@ -45,9 +45,11 @@ the start of the journal row, qualified. */ -}}
 {{- define "session_id_q"}}COALESCE(CASE WHEN pg_catalog.current_setting('pgundo.session', true) OPERATOR(pg_catalog.=) 'pgundo.session_start'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text
                 THEN pg_catalog.to_hex(pg_catalog.currval('pgundo.session_start'::pg_catalog.regclass)) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.to_hex(pg_catalog.pg_backend_pid()) END,
            pgundo._register()){{end}}
+{{- /* who_q: from version 12 on (v12) the tag as read: a tag set and then reset reads as '',
+which pgundo.stmt and pgundo.fold turn into NULL (see 012). */ -}}
 {{- define "who_q"}}CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none' THEN SESSION_USER ELSE pg_catalog.current_setting('role') END,
            pg_catalog.current_setting('application_name'),
-           CASE WHEN pg_catalog.current_setting('pgundo.tag', true) OPERATOR(pg_catalog.=) '' THEN NULL ELSE pg_catalog.current_setting('pgundo.tag', true) END{{end}}
+           {{if .v12}}pg_catalog.current_setting('pgundo.tag', true){{else}}CASE WHEN pg_catalog.current_setting('pgundo.tag', true) OPERATOR(pg_catalog.=) '' THEN NULL ELSE pg_catalog.current_setting('pgundo.tag', true) END{{end}}{{end}}
 {{- define "journal_head_q"}}pg_catalog.nextval('pgundo.stmt_id_seq'::pg_catalog.regclass), {{template "session_id_q"}},
            pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp(){{end}}
 
@@ -131,7 +133,7 @@ BEGIN
     INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
     SELECT {{if .v11}}{{template "journal_head_q"}}{{else}}nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
            pg_current_xact_id(), statement_timestamp(){{end}}, '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
-           {{if .v11}}{{template "who_q"}}{{else}}{{template "who"}}{{end}}, ROW(r.*)::{{if .v11}}pg_catalog.{{end}}text
+           {{if .v11}}{{template "who_q" .}}{{else}}{{template "who"}}{{end}}, ROW(r.*)::{{if .v11}}pg_catalog.{{end}}text
       FROM {{.rows}} r
      WHERE NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1){{if .v8}}
      {{template "journal_limit"}}{{end}};
@@ -194,7 +196,7 @@ BEGIN
     INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, old, new)
     SELECT {{if .v11}}{{template "journal_head_q"}}{{else}}nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
            pg_current_xact_id(), statement_timestamp(){{end}}, 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
-           {{if .v11}}{{template "who_q"}}, ROW(o.*)::pg_catalog.text, ROW(w.*)::pg_catalog.text{{else}}{{template "who"}}, ROW(o.*)::text, ROW(w.*)::text{{end}}
+           {{if .v11}}{{template "who_q" .}}, ROW(o.*)::pg_catalog.text, ROW(w.*)::pg_catalog.text{{else}}{{template "who"}}, ROW(o.*)::text, ROW(w.*)::text{{end}}
       FROM pgundo_old o, pgundo_new w
      WHERE NOT EXISTS (SELECT FROM pgundo_old OFFSET 1){{if .v8}}
      {{template "journal_limit"}}{{end}};  -- an UPDATE has no more new rows than old ones
