@@ -53,6 +53,28 @@ which pgundo.stmt and pgundo.fold turn into NULL (see 012). */ -}}
 {{- define "journal_head_q"}}pg_catalog.nextval('pgundo.stmt_id_seq'::pg_catalog.regclass), {{template "session_id_q"}},
            pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp(){{end}}
 
+{{- /* journal_insert: the journal INSERT from version 12 on, for op (I, D or U), of the rows of
+one transition table (rows, side new or old) or of both (side both): written only when the
+statement changed exactly one row (an UPDATE has no more new rows than old ones). No FROM, the
+images as scalar subqueries, so that the plan is one Result whatever the statement's size; the
+columns in the journal's order and of its types, so that no Subquery Scan is put above it to
+reorder or convert them. Starting the executor on the version 7 to 11 form (a Limit over a
+Subquery Scan over a Result over a Nested Loop, each projecting every column) was half of
+capture's cost. */ -}}
+{{define "journal_insert"}}INSERT INTO pgundo.journal (id, xid, at, relid, op, session_id, schema_name, table_name, role, application_name, tag, old, new)
+    SELECT pg_catalog.nextval('pgundo.stmt_id_seq'::pg_catalog.regclass), pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp(),
+           TG_RELID, '{{.op}}'::pg_catalog."char",
+           {{template "session_id_q"}},
+           TG_TABLE_SCHEMA::pg_catalog.text, TG_TABLE_NAME::pg_catalog.text,
+           {{template "who_q" (dict "v12" true)}},
+{{- if eq .side "both"}}
+           (SELECT ROW(o.*)::pg_catalog.text FROM pgundo_old o), (SELECT ROW(w.*)::pg_catalog.text FROM pgundo_new w)
+     WHERE EXISTS (SELECT FROM pgundo_new) AND NOT EXISTS (SELECT FROM pgundo_old OFFSET 1);
+{{- else}}
+           {{if eq .side "old"}}(SELECT ROW(r.*)::pg_catalog.text FROM {{.rows}} r), NULL::pg_catalog.text{{else}}NULL::pg_catalog.text, (SELECT ROW(r.*)::pg_catalog.text FROM {{.rows}} r){{end}}
+     WHERE EXISTS (SELECT FROM {{.rows}}) AND NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1);
+{{- end}}{{end}}
+
 {{- /* guard_v11: guard from version 11 on. The UPDATE, INSERT and DELETE capture triggers name,
 as their arguments, the output settings the table's rows depend on (pgundo._capture_args): one
 argument ('none') when no setting changes their text form, three ('DateStyle', 'IntervalStyle',
@@ -130,13 +152,13 @@ DECLARE
     sp  pg_catalog.text;{{end}}
 BEGIN
     {{if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
-    INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
+    {{if .v12}}{{template "journal_insert" (dict "op" .op "rows" .rows "side" .side)}}{{else}}INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
     SELECT {{if .v11}}{{template "journal_head_q"}}{{else}}nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
            pg_current_xact_id(), statement_timestamp(){{end}}, '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
            {{if .v11}}{{template "who_q" .}}{{else}}{{template "who"}}{{end}}, ROW(r.*)::{{if .v11}}pg_catalog.{{end}}text
       FROM {{.rows}} r
      WHERE NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1){{if .v8}}
-     {{template "journal_limit"}}{{end}};
+     {{template "journal_limit"}}{{end}};{{end}}
 {{- if .v8}}
     IF NOT FOUND{{if .v11}} OR sp IS NOT NULL THEN  -- one test on the common path
         IF NOT FOUND{{end}} THEN
@@ -193,6 +215,9 @@ DECLARE
 BEGIN
     {{if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
 {{- if .journal}}
+{{- if .v12}}
+    {{template "journal_insert" (dict "op" "U" "side" "both")}}  -- an UPDATE has no more new rows than old ones
+{{- else}}
     INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, old, new)
     SELECT {{if .v11}}{{template "journal_head_q"}}{{else}}nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
            pg_current_xact_id(), statement_timestamp(){{end}}, 'U', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
@@ -200,6 +225,7 @@ BEGIN
       FROM pgundo_old o, pgundo_new w
      WHERE NOT EXISTS (SELECT FROM pgundo_old OFFSET 1){{if .v8}}
      {{template "journal_limit"}}{{end}};  -- an UPDATE has no more new rows than old ones
+{{- end}}
 {{- if .v11}}
     IF NOT FOUND OR sp IS NOT NULL THEN  -- one test on the common path
 {{- end}}
