@@ -85,23 +85,7 @@ REVOKE ALL ON pgundo.stmt, pgundo.change FROM PUBLIC;
 -- a fold that waited sees, when it reads, what the one before it moved. A
 -- journal row whose chunk was pruned is dropped (prune folds under its lock
 -- first, so only a row committed after that could be one).
-CREATE FUNCTION pgundo.fold() RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF NOT EXISTS (SELECT FROM pgundo.journal) THEN
-        RETURN 0;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('pgundo.fold'));
-    WITH j AS (DELETE FROM pgundo.journal RETURNING *),
-    k AS (SELECT * FROM j WHERE NOT EXISTS (SELECT FROM pgundo.pruned p WHERE p.chunk = j.id / pgundo._chunk_size())),
-    s AS (INSERT INTO pgundo.stmt_log (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
-          SELECT id, session_id, xid, at, op, relid, schema_name, table_name, 1, role, application_name, tag FROM k)
-    INSERT INTO pgundo.change_log (stmt_id, old, new) SELECT id, old, new FROM k;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
+{{template "fold" (dict "create" "CREATE")}}
 COMMENT ON FUNCTION pgundo.fold() IS 'Moves the journal''s committed one-row statements into the log tables (pgundo commands call it); returns the number moved.';
 REVOKE ALL ON FUNCTION pgundo.fold() FROM PUBLIC;
 

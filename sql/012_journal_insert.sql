@@ -40,24 +40,8 @@ SELECT id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, 
 UNION ALL
 SELECT id, session_id, xid, at, op, relid, schema_name::name, table_name::name, 1::bigint, role::name, application_name, nullif(tag, '') FROM pgundo.journal;
 
--- fold as in version 7, the tag's '' made NULL.
-CREATE OR REPLACE FUNCTION pgundo.fold() RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF NOT EXISTS (SELECT FROM pgundo.journal) THEN
-        RETURN 0;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('pgundo.fold'));
-    WITH j AS (DELETE FROM pgundo.journal RETURNING *),
-    k AS (SELECT * FROM j WHERE NOT EXISTS (SELECT FROM pgundo.pruned p WHERE p.chunk = j.id / pgundo._chunk_size())),
-    s AS (INSERT INTO pgundo.stmt_log (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
-          SELECT id, session_id, xid, at, op, relid, schema_name, table_name, 1, role, application_name, nullif(tag, '') FROM k)
-    INSERT INTO pgundo.change_log (stmt_id, old, new) SELECT id, old, new FROM k;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
+-- fold as in version 7 (shared/log.sql), the tag's '' made NULL.
+{{template "fold" (dict "create" "CREATE OR REPLACE" "v12" true)}}
 
 {{template "capture_one_side" (dict "name" "insert" "op" "I" "rows" "pgundo_new" "side" "new" "v8" true "v11" true "v12" true)}}
 

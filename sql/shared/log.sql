@@ -29,3 +29,23 @@ BEGIN
         EXECUTE format('REVOKE ALL ON pgundo.%I FROM PUBLIC', t || '_c' || k);
     END LOOP;
 END {{.q}};{{end}}
+
+{{- /* fold: pgundo.fold (create: CREATE or CREATE OR REPLACE), version 7's; v12: a reset tag's ''
+as the journal holds it from version 12 on becomes NULL in the log tables. */ -}}
+{{define "fold"}}{{.create}} FUNCTION pgundo.fold() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pgundo.journal) THEN
+        RETURN 0;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('pgundo.fold'));
+    WITH j AS (DELETE FROM pgundo.journal RETURNING *),
+    k AS (SELECT * FROM j WHERE NOT EXISTS (SELECT FROM pgundo.pruned p WHERE p.chunk = j.id / pgundo._chunk_size())),
+    s AS (INSERT INTO pgundo.stmt_log (id, session_id, xid, at, op, relid, schema_name, table_name, rows, role, application_name, tag)
+          SELECT id, session_id, xid, at, op, relid, schema_name, table_name, 1, role, application_name, {{if .v12}}nullif(tag, ''){{else}}tag{{end}} FROM k)
+    INSERT INTO pgundo.change_log (stmt_id, old, new) SELECT id, old, new FROM k;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;{{end}}
