@@ -1265,6 +1265,36 @@ func TestCaptureLeavesTheWritersSettings(t *testing.T) {
 		"D|(1,\"2024-05-06 07:08:09.123456+00\",2024-05-06,\"1 year -2 days +03:04:05\",0.2,\"\\\\x00ff\")|",
 	}, queryStrings(t, conn, `SELECT st.op::text || '|' || coalesce(c.old, '') || '|' || coalesce(c.new, '') FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id ORDER BY st.id`),
 		"images in pgundo's own output settings")
+
+	// A table whose rows depend on the time settings only, and a writer
+	// whose only unusual setting is TimeZone (as a JDBC driver sends the
+	// JVM's zone): capture pins TimeZone alone, inline (schema 12), for
+	// one-row and many-row statements, and puts it and search_path back.
+	execAll(t, conn, `CREATE TABLE tz (id int PRIMARY KEY, at timestamptz)`)
+	track(t, conn, "tz")
+	z := pgtest.Connect(t, dsn)
+	execAll(t, z, `SET TimeZone = 'Europe/Berlin'`, `SET search_path = public, pg_catalog`)
+	zshow := `SELECT current_setting('TimeZone') || '|' || current_setting('search_path') || '|' || current_setting('DateStyle')`
+	zwant := queryOne[string](t, z, zshow)
+	require.Equal(t, "Europe/Berlin|public, pg_catalog|ISO, MDY", zwant)
+	execAll(t, z, `INSERT INTO tz VALUES (1, '2024-01-01 12:00+01')`)
+	require.Equal(t, zwant, queryOne[string](t, z, zshow), "after a one-row statement")
+	execAll(t, z, `INSERT INTO tz VALUES (2, '2024-07-01 12:00+02'), (3, '2024-07-01 00:30+02')`)
+	require.Equal(t, zwant, queryOne[string](t, z, zshow), "after a statement of two rows")
+	execAll(t, z, `BEGIN`, `UPDATE tz SET at = at + interval '1 hour' WHERE id = 1`, `SET LOCAL TimeZone = 'UTC'`,
+		`UPDATE tz SET at = at + interval '1 hour' WHERE id = 2`, `SET LOCAL TimeZone = 'America/New_York'`, `DELETE FROM tz WHERE id = 3`)
+	require.Equal(t, "America/New_York|public, pg_catalog|ISO, MDY", queryOne[string](t, z, zshow), "settings inside the transaction")
+	execAll(t, z, `COMMIT`)
+	require.Equal(t, zwant, queryOne[string](t, z, zshow), "after the transaction")
+	require.Equal(t, []string{
+		`I||(1,"2024-01-01 11:00:00+00")`,
+		`I||(2,"2024-07-01 10:00:00+00")`,
+		`I||(3,"2024-06-30 22:30:00+00")`,
+		`U|(1,"2024-01-01 11:00:00+00")|(1,"2024-01-01 12:00:00+00")`,
+		`U|(2,"2024-07-01 10:00:00+00")|(2,"2024-07-01 11:00:00+00")`,
+		`D|(3,"2024-06-30 22:30:00+00")|`,
+	}, queryStrings(t, conn, `SELECT st.op::text || '|' || coalesce(c.old, '') || '|' || coalesce(c.new, '') FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
+		WHERE st.relid = 'tz'::regclass ORDER BY st.id, c.new`), "images in UTC")
 }
 
 // TestCaptureSessionMarkForged: the setting that marks a connection as

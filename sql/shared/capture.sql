@@ -75,6 +75,47 @@ capture's cost. */ -}}
      WHERE EXISTS (SELECT FROM {{.rows}}) AND NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1);
 {{- end}}{{end}}
 
+{{- /* guard_v12: guard from version 12 on. The tests on the common paths are version 11's (each
+PL/pgSQL expression is compiled again in every transaction, so their number counts); what differs
+is the slow path (pin_v12), taken when an undo is logging (pgundo.quiet) or a setting the table's
+rows depend on is not pgundo's. There TimeZone, the setting most often not UTC (a server's own
+zone; the JDBC driver sends the JVM's), is pinned inline, into tz, without setting search_path or
+calling _pin: that and _unpin cost about 214,000 instructions a statement. The other settings
+still go through _pin, after pin_path. tz_back puts back what was pinned. */ -}}
+{{define "guard_v12"}}IF TG_NARGS OPERATOR(pg_catalog.<>) 1 OR pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' THEN
+        IF TG_NARGS OPERATOR(pg_catalog.=) 3 THEN
+            IF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical_time() THEN
+                {{template "pin_v12"}}
+            END IF;
+        ELSIF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical() THEN
+            {{template "pin_v12"}}
+        END IF;
+    END IF;{{end}}
+{{- define "pin_v12"}}IF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' THEN
+                    {{template "pin_path"}}
+                    {{template "quiet_return"}}
+                END IF;
+                IF TG_NARGS OPERATOR(pg_catalog.<>) 1 THEN
+                    IF NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) 'UTC' OR pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) 'Etc/UTC') THEN
+                        tz := pg_catalog.current_setting('TimeZone');
+                        PERFORM pg_catalog.set_config('TimeZone', 'UTC', true);
+                    END IF;
+                    IF (CASE WHEN TG_NARGS OPERATOR(pg_catalog.=) 3
+                             THEN NOT (pg_catalog.current_setting('DateStyle') OPERATOR(pg_catalog.~~) 'ISO%' AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres')
+                             ELSE NOT pgundo._canonical() END) THEN
+                        {{template "pin_path"}}
+                        was := pgundo._pin();
+                    END IF;
+                END IF;{{end}}
+{{- /* tz_back: puts back what guard_v12 pinned: the settings _pin set, TimeZone, search_path. */ -}}
+{{define "tz_back"}}{{template "unpin"}}
+        IF tz IS NOT NULL THEN
+            PERFORM pg_catalog.set_config('TimeZone', tz, true);
+        END IF;
+        IF sp IS NOT NULL THEN
+            {{template "unpin_path"}}
+        END IF;{{end}}
+
 {{- /* guard_v11: guard from version 11 on. The UPDATE, INSERT and DELETE capture triggers name,
 as their arguments, the output settings the table's rows depend on (pgundo._capture_args): one
 argument ('none') when no setting changes their text form, three ('DateStyle', 'IntervalStyle',
@@ -149,9 +190,10 @@ DECLARE
     n   bigint;{{if .v8}}
     jt  {{if .v11}}pg_catalog.{{end}}text;
     sid bigint;{{end}}{{if .v11}}
-    sp  pg_catalog.text;{{end}}
+    sp  pg_catalog.text;{{end}}{{if .v12}}
+    tz  pg_catalog.text;{{end}}
 BEGIN
-    {{if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
+    {{if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
     {{if .v12}}{{template "journal_insert" (dict "op" .op "rows" .rows "side" .side)}}{{else}}INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
     SELECT {{if .v11}}{{template "journal_head_q"}}{{else}}nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
            pg_current_xact_id(), statement_timestamp(){{end}}, '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
@@ -160,7 +202,7 @@ BEGIN
      WHERE NOT EXISTS (SELECT FROM {{.rows}} OFFSET 1){{if .v8}}
      {{template "journal_limit"}}{{end}};{{end}}
 {{- if .v8}}
-    IF NOT FOUND{{if .v11}} OR sp IS NOT NULL THEN  -- one test on the common path
+    IF NOT FOUND{{if .v11}} OR sp IS NOT NULL{{if .v12}} OR tz IS NOT NULL{{end}} THEN  -- one test on the common path
         IF NOT FOUND{{end}} THEN
 {{- if .v11}}
             {{template "pin_path"}}
@@ -177,7 +219,10 @@ BEGIN
                     {{template "who"}});
             {{template "jit_back"}}
         END IF;
-{{- if .v11}}
+{{- if .v12}}
+        END IF;
+        {{template "tz_back"}}
+{{- else if .v11}}
         END IF;
         {{template "unpin"}}
         {{template "unpin_path"}}
@@ -211,9 +256,10 @@ DECLARE
     wm  {{if .v11}}pg_catalog.{{end}}text;{{if .v8}}
     jt  {{if .v11}}pg_catalog.{{end}}text;
     mj  {{if .v11}}pg_catalog.{{end}}text;{{end}}{{if .v11}}
-    sp  pg_catalog.text;{{end}}
+    sp  pg_catalog.text;{{end}}{{if .v12}}
+    tz  pg_catalog.text;{{end}}
 BEGIN
-    {{if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
+    {{if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
 {{- if .journal}}
 {{- if .v12}}
     {{template "journal_insert" (dict "op" "U" "side" "both")}}  -- an UPDATE has no more new rows than old ones
@@ -227,7 +273,7 @@ BEGIN
      {{template "journal_limit"}}{{end}};  -- an UPDATE has no more new rows than old ones
 {{- end}}
 {{- if .v11}}
-    IF NOT FOUND OR sp IS NOT NULL THEN  -- one test on the common path
+    IF NOT FOUND OR sp IS NOT NULL{{if .v12}} OR tz IS NOT NULL{{end}} THEN  -- one test on the common path
 {{- end}}
     IF NOT FOUND THEN
 {{- if .v11}}
@@ -263,10 +309,15 @@ BEGIN
         INSERT INTO {{.change}} (stmt_id, new) SELECT s.id, ROW(r.*)::text FROM s, pgundo_new r;{{if .v8}}
         {{template "jit_back"}}{{end}}
     END IF;  -- n = m = 0: nothing changed, nothing logged
+{{- if .v12}}
+    {{template "tz_back"}}
+    END IF;
+{{- else}}
     {{template "unpin"}}
 {{- if .v11}}
     {{template "unpin_path"}}
     END IF;
+{{- end}}
 {{- end}}
     RETURN NULL;
 END $$;{{end}}
