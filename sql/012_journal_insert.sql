@@ -40,7 +40,7 @@
 --     inline (set_config into a local, put back after the statement is
 --     logged); _pin is called only for the other settings. A tpcb-like
 --     transaction from a session in Europe/Berlin (pgbench_history has a
---     timestamp): 1,453,000 -> 1,325,600 instructions; the tests on the
+--     timestamp): 1,453,000 -> 1,315,000 instructions; the tests on the
 --     common paths are as in version 11, so a UTC session pays nothing for it.
 --
 -- The capture functions are version 11's templates (sql/shared/capture.sql)

@@ -98,7 +98,7 @@ still go through _pin, after pin_path. tz_back puts back what was pinned. */ -}}
                 IF TG_NARGS OPERATOR(pg_catalog.<>) 1 THEN
                     IF NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) 'UTC' OR pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) 'Etc/UTC') THEN
                         tz := pg_catalog.current_setting('TimeZone');
-                        PERFORM pg_catalog.set_config('TimeZone', 'UTC', true);
+                        tzp := pg_catalog.set_config('TimeZone', 'UTC', true);  -- an assignment: no executor, unlike PERFORM
                     END IF;
                     IF (CASE WHEN TG_NARGS OPERATOR(pg_catalog.=) 3
                              THEN NOT (pg_catalog.current_setting('DateStyle') OPERATOR(pg_catalog.~~) 'ISO%' AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres')
@@ -110,7 +110,7 @@ still go through _pin, after pin_path. tz_back puts back what was pinned. */ -}}
 {{- /* tz_back: puts back what guard_v12 pinned: the settings _pin set, TimeZone, search_path. */ -}}
 {{define "tz_back"}}{{template "unpin"}}
         IF tz IS NOT NULL THEN
-            PERFORM pg_catalog.set_config('TimeZone', tz, true);
+            tzp := pg_catalog.set_config('TimeZone', tz, true);
         END IF;
         IF sp IS NOT NULL THEN
             {{template "unpin_path"}}
@@ -191,7 +191,8 @@ DECLARE
     jt  {{if .v11}}pg_catalog.{{end}}text;
     sid bigint;{{end}}{{if .v11}}
     sp  pg_catalog.text;{{end}}{{if .v12}}
-    tz  pg_catalog.text;{{end}}
+    tz  pg_catalog.text;
+    tzp pg_catalog.text;{{end}}
 BEGIN
     {{if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
     {{if .v12}}{{template "journal_insert" (dict "op" .op "rows" .rows "side" .side)}}{{else}}INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
@@ -257,7 +258,8 @@ DECLARE
     jt  {{if .v11}}pg_catalog.{{end}}text;
     mj  {{if .v11}}pg_catalog.{{end}}text;{{end}}{{if .v11}}
     sp  pg_catalog.text;{{end}}{{if .v12}}
-    tz  pg_catalog.text;{{end}}
+    tz  pg_catalog.text;
+    tzp pg_catalog.text;{{end}}
 BEGIN
     {{if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
 {{- if .journal}}
