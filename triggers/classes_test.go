@@ -204,6 +204,11 @@ var hijackSQL = []string{
 	`CREATE OPERATOR evil.= (LEFTARG = integer, RIGHTARG = integer, FUNCTION = evil.ii_bool)`,
 	`CREATE OPERATOR evil.<> (LEFTARG = integer, RIGHTARG = integer, FUNCTION = evil.ii_bool)`,
 	`CREATE OPERATOR evil.- (RIGHTARG = numeric, FUNCTION = evil.neg)`,
+	`CREATE FUNCTION evil.bb_bool(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: a bigint comparison'; END$$`,
+	`CREATE FUNCTION evil.bi_bool(bigint, integer) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: a bigint comparison'; END$$`,
+	`CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.bb_bool)`,
+	`CREATE OPERATOR evil.<> (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.bb_bool)`,
+	`CREATE OPERATOR evil.> (LEFTARG = bigint, RIGHTARG = integer, FUNCTION = evil.bi_bool)`,
 	`CREATE DOMAIN evil.text AS integer`,
 	`GRANT USAGE ON SCHEMA evil TO PUBLIC`,
 }
@@ -214,7 +219,9 @@ var hijackSQL = []string{
 // uses first in that path, one-row and many-row statements on tables of
 // each output class, under output settings that make capture pin its own,
 // are captured exactly, nothing of the caller's runs, and the caller's
-// search_path is as it was after each statement (also when set LOCAL).
+// search_path is as it was after each statement (also when set LOCAL). A
+// writer whose only unusual setting is TimeZone takes the path that pins it
+// inline with the caller's search_path in force: it too runs none of evil's.
 func TestCaptureUnderHostileSearchPath(t *testing.T) {
 	t.Parallel()
 	dsn, conn := setup(t)
@@ -233,7 +240,9 @@ func TestCaptureUnderHostileSearchPath(t *testing.T) {
 	execAll(t, w, `SET search_path = `+hostile)
 	// The writer's own statements qualify what evil shadows.
 	eq := ` OPERATOR(pg_catalog.=) `
-	for _, round := range []struct{ settings []string }{{nil}, {hostileSettings}} {
+	// Three rounds: pgundo's own settings; only TimeZone not UTC (pinned
+	// inline, search_path left as the caller's); all of them hostile.
+	for _, round := range []struct{ settings []string }{{nil}, {[]string{`SET TimeZone = 'Europe/Berlin'`}}, {hostileSettings}} {
 		execAll(t, w, round.settings...)
 		execAll(t, w,
 			`INSERT INTO h_none VALUES (1, 'a')`, `UPDATE h_none SET v = 'b' WHERE id`+eq+`1`, `DELETE FROM h_none WHERE id`+eq+`1`,
@@ -260,7 +269,7 @@ func TestCaptureUnderHostileSearchPath(t *testing.T) {
 		"h_all I  (1,0.1)", "h_all U (1,0.1) (1,0.25)", "h_all I  (2,1e+300)", "h_all I  (3,-0.5)",
 		"h_all D (1,0.25) ", "h_all D (2,1e+300) ", "h_all D (3,-0.5) ",
 	}
-	want := append(append(append([]string{}, once...), once...),
+	want := append(append(append(append([]string{}, once...), once...), once...),
 		"h_none I  (7,tx)", "h_none I  (8,tx)", "h_none U (7,tx) (7,ty)")
 	require.Equal(t, want, queryStrings(t, conn, `
 		SELECT st.relid::regclass::text || ' ' || st.op::text || ' ' || coalesce(c.old, '') || ' ' || coalesce(c.new, '')

@@ -283,7 +283,13 @@ BEGIN
 {{- end}}
         SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
     END IF;
+{{- if .v12}}
+    -- Reached with the caller's search_path too (TimeZone pinned inline, the
+    -- journal written): qualified.
+    IF n OPERATOR(pg_catalog.=) m AND n OPERATOR(pg_catalog.>) 1 THEN
+{{- else}}
     IF n = m AND n > 1 THEN
+{{- end}}
 {{- else}}
     SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
     IF n = 1 AND m = 1 THEN
@@ -304,7 +310,7 @@ BEGIN
         PERFORM set_config('work_mem', wm, true);{{if .v8}}
         {{template "jit_back"}}
         {{template "hash_pairing_back"}}{{end}}
-    ELSIF n <> m THEN{{if .v8}}
+    ELSIF n {{if .v12}}OPERATOR(pg_catalog.<>){{else}}<>{{end}} m THEN{{if .v8}}
         {{template "jit_off"}}{{end}}
         {{template "stmt_row" (dict "stmt" .stmt "op" "U" "rows" "greatest(n, m)")}},
         o AS (INSERT INTO {{.change}} (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r)
