@@ -40,43 +40,11 @@
 
 -- _output_class: what the text form of rel's rows (ROW(r.*)::text) depends
 -- on: 'none', 'time' or NULL (see above).
-CREATE FUNCTION pgundo._output_class(rel regclass) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH RECURSIVE t (typ) AS (
-        SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
-        UNION
-        SELECT u.typ
-          FROM t JOIN pg_type y ON y.oid = t.typ
-         CROSS JOIN LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
-                             UNION ALL SELECT y.typelem WHERE y.typcategory = 'A' AND y.typelem <> 0
-                             UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE y.typtype = 'r' AND r.rngtypid = y.oid) u (typ)
-    ), leaf AS (
-        SELECT CASE WHEN y.typtype = 'e' THEN 'none'
-                    WHEN y.oid IN ('bool'::regtype, 'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
-                                   'oid'::regtype, 'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'name'::regtype,
-                                   '"char"'::regtype, 'uuid'::regtype, 'json'::regtype, 'jsonb'::regtype, 'inet'::regtype,
-                                   'cidr'::regtype, 'macaddr'::regtype, 'macaddr8'::regtype, 'bit'::regtype, 'varbit'::regtype,
-                                   'tsvector'::regtype, 'tsquery'::regtype) THEN 'none'
-                    WHEN y.oid IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype, 'timestamp'::regtype,
-                                   'timestamptz'::regtype, 'interval'::regtype) THEN 'time'
-               END AS class
-          FROM t JOIN pg_type y ON y.oid = t.typ
-         WHERE y.typtype NOT IN ('d', 'r') AND NOT (y.typcategory = 'A' AND y.typelem <> 0)
-    )
-    SELECT CASE WHEN bool_or(class IS NULL) THEN NULL WHEN bool_or(class = 'time') THEN 'time' ELSE 'none' END FROM leaf
-$$;
-COMMENT ON FUNCTION pgundo._output_class(regclass) IS 'What the text form of a table''s rows depends on: none (no output setting), time (DateStyle, IntervalStyle, TimeZone) or NULL (any of pgundo''s six output settings).';
+{{template "output_class" (dict "create" "CREATE")}}
 
 -- _capture_args: the arguments of rel's UPDATE, INSERT and DELETE capture
 -- triggers, as SQL: the settings capture must check (none: all of them).
-CREATE FUNCTION pgundo._capture_args(rel regclass) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgundo_reclass' AND evtenabled = 'A') THEN ''
-                WHEN c = 'none' THEN '''none'''
-                WHEN c = 'time' THEN '''DateStyle'', ''IntervalStyle'', ''TimeZone'''
-                ELSE '' END
-      FROM pgundo._output_class(rel) c
-$$;
+{{template "capture_args" (dict "create" "CREATE")}}
 
 -- _canonical and _canonical_time (the same for tables of class 'time') are
 -- inlined into the capture functions' tests, which since this version run
@@ -106,20 +74,7 @@ REVOKE ALL ON FUNCTION pgundo._output_class(regclass), pgundo._capture_args(regc
 
 -- _reclass re-attaches rel's capture triggers when their arguments are not
 -- what _capture_args gives now, and says whether it did.
-CREATE FUNCTION pgundo._reclass(rel regclass) RETURNS boolean
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    a text := pgundo._capture_args(rel);
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_trigger
-                    WHERE tgrelid = rel AND tgname IN ('pgundo_capture_insert', 'pgundo_capture_update', 'pgundo_capture_delete')
-                      AND tgnargs <> CASE a WHEN '' THEN 0 WHEN '''none''' THEN 1 ELSE 3 END) THEN
-        RETURN false;
-    END IF;
-    PERFORM pgundo._detach(rel);
-    PERFORM pgundo._attach(rel);
-    RETURN true;
-END $$;
+{{template "reclass" (dict "create" "CREATE")}}
 REVOKE ALL ON FUNCTION pgundo._reclass(regclass) FROM PUBLIC;
 
 -- _on_alter: after an ALTER TABLE, the captured tables it touched (and
@@ -159,19 +114,4 @@ END $$;
 -- Tables tracked before version 11 get their arguments now; one whose
 -- triggers the installing role may not replace (it does not own the table)
 -- keeps the full check until pgundo track runs on it as its owner.
-DO $$
-DECLARE
-    r record;
-BEGIN
-    FOR r IN SELECT p.relid::regclass AS rel
-               FROM pgundo.tracked t
-              CROSS JOIN LATERAL (SELECT pt.relid FROM pg_partition_tree(t.relid) pt UNION SELECT t.relid) p
-              WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = t.relid)
-    LOOP
-        BEGIN
-            PERFORM pgundo._reclass(r.rel);
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE WARNING 'pgundo: capture on % keeps checking every output setting (%); run pgundo track % as its owner for the faster check', r.rel, SQLERRM, r.rel;
-        END;
-    END LOOP;
-END $$;
+{{template "reclass_tracked"}}

@@ -59,3 +59,26 @@ SELECT id, session_id, xid, at, op, relid, schema_name::name, table_name::name, 
 {{template "capture_one_side" (dict "name" "delete" "op" "D" "rows" "pgundo_old" "side" "old" "v8" true "v11" true "v12" true)}}
 
 {{template "capture_update" (dict "stmt" "pgundo.stmt_log" "change" "pgundo.change_log" "journal" true "v8" true "v11" true "v12" true)}}
+
+-- Output classes, version 12. Since version 11 the capture functions run with
+-- the writer's search_path unless they pin a setting, and a reg* value
+-- (regclass, regtype, ...) prints by search_path: a table with such a column
+-- and a writer whose output settings were pgundo's got images such as
+-- (1,orders) instead of (1,public.orders), which do not read back (or read
+-- as another table) under pgundo's search_path. _output_class now tells
+-- 'six' (types whose text form depends on the six output settings and
+-- nothing else: floats, bytea, money, xml, geometric types; six arguments)
+-- from NULL (what may depend on anything: reg* types, composites, types
+-- pgundo does not know; no arguments), and capture sets pgundo's
+-- search_path before writing the images of a table whose triggers have no
+-- arguments (tables tracked before version 11, and every table where the
+-- event trigger pgundo_reclass is missing, included).
+{{template "output_class" (dict "create" "CREATE OR REPLACE" "six" true)}}
+
+{{template "capture_args" (dict "create" "CREATE OR REPLACE" "six" true)}}
+
+{{template "reclass" (dict "create" "CREATE OR REPLACE" "six" true)}}
+
+-- Tables tracked before get the arguments of their class now (floats and the
+-- like: six instead of none).
+{{template "reclass_tracked"}}

@@ -1,6 +1,7 @@
 package triggers_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -29,11 +30,15 @@ func argsOf(rel, args string) []string {
 
 const timeArgs = "'DateStyle', 'IntervalStyle', 'TimeZone'"
 
+// sixArgs are the arguments of the class 'six' (schema 12).
+const sixArgs = timeArgs + ", 'extra_float_digits', 'bytea_output', 'lc_monetary'"
+
 // TestOutputClasses: pgundo._output_class reads a table's column types
 // through domains, arrays and ranges: 'none' where no output setting changes
 // how its rows print, 'time' where only DateStyle, IntervalStyle and
-// TimeZone can, NULL (check all six) for anything else, unknown types
-// included.
+// TimeZone can, 'six' where only pgundo's six output settings can (floats,
+// bytea, money, xml, geometric types; schema 12), NULL for anything else
+// (reg* types print by search_path; composites and unknown types).
 func TestOutputClasses(t *testing.T) {
 	t.Parallel()
 	_, conn := setup(t)
@@ -62,13 +67,14 @@ func TestOutputClasses(t *testing.T) {
 		`CREATE TABLE c_xml (id int, x xml)`,
 		`CREATE TABLE c_composite (id int, p c_pair)`,
 		`CREATE TABLE c_regclass (id int, r regclass)`,
+		`CREATE TABLE c_reg_arr (id int, f float8, r regtype[])`,
 		`CREATE TABLE c_point (id int, p point)`,
 		`CREATE TABLE c_mixed (id int, at timestamptz, f float8)`,
 	)
 	require.Equal(t, []string{
-		"c_bytea all", "c_composite all", "c_date time", "c_dom_float all", "c_dom_ts time", "c_dropped none", "c_empty none",
-		"c_float all", "c_mixed all", "c_money all", "c_plain none", "c_point all", "c_regclass all", "c_times time",
-		"c_ts_arr time", "c_tsrange time", "c_xml all",
+		"c_bytea six", "c_composite all", "c_date time", "c_dom_float six", "c_dom_ts time", "c_dropped none", "c_empty none",
+		"c_float six", "c_mixed six", "c_money six", "c_plain none", "c_point six", "c_reg_arr all", "c_regclass all",
+		"c_times time", "c_ts_arr time", "c_tsrange time", "c_xml six",
 	}, queryStrings(t, conn, `SELECT c.relname || ' ' || coalesce(pgundo._output_class(c.oid), 'all')
 		FROM pg_class c WHERE c.relname LIKE 'c\_%' AND c.relkind = 'r' ORDER BY 1`))
 }
@@ -107,7 +113,7 @@ func TestCaptureArgsFollowTheColumns(t *testing.T) {
 	execAll(t, w, `UPDATE k SET at = '2024-05-06 07:08:09.5+02' WHERE id = 1`)
 
 	execAll(t, conn, `ALTER TABLE k ADD COLUMN f float8`)
-	require.Equal(t, argsOf("k", ""), captureArgs(t, conn, "k"))
+	require.Equal(t, argsOf("k", sixArgs), captureArgs(t, conn, "k"))
 	execAll(t, w, `UPDATE k SET f = 0.1 WHERE id = 1`)
 
 	execAll(t, conn, `SET session_replication_role = replica`, `ALTER TABLE k DROP COLUMN f`, `RESET session_replication_role`)
@@ -231,7 +237,7 @@ func TestCaptureUnderHostileSearchPath(t *testing.T) {
 		`CREATE TABLE h_time (id int PRIMARY KEY, at timestamptz)`,
 		`CREATE TABLE h_all (id int PRIMARY KEY, f float8)`)
 	track(t, conn, "h_none", "h_time", "h_all")
-	require.Equal(t, argsOf("h_all", ""), captureArgs(t, conn, "h_all"))
+	require.Equal(t, argsOf("h_all", sixArgs), captureArgs(t, conn, "h_all"))
 	require.Equal(t, argsOf("h_none", "'none'"), captureArgs(t, conn, "h_none"))
 	require.Equal(t, argsOf("h_time", timeArgs), captureArgs(t, conn, "h_time"))
 
@@ -275,4 +281,43 @@ func TestCaptureUnderHostileSearchPath(t *testing.T) {
 		SELECT st.relid::regclass::text || ' ' || st.op::text || ' ' || coalesce(c.old, '') || ' ' || coalesce(c.new, '')
 		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
 		 ORDER BY st.id, c.old, c.new`))
+}
+
+// TestCaptureRegTypesUnderWritersSearchPath: a reg* value prints by
+// search_path (public.orders is "orders" where public is on the path), so
+// capture of a table with one sets pgundo's search_path before writing the
+// images, whatever the writer's output settings (schema 12; schema 11 wrote
+// "orders" for a writer whose settings were pgundo's own), for one-row and
+// many-row statements, and leaves the writer's search_path as it was.
+func TestCaptureRegTypesUnderWritersSearchPath(t *testing.T) {
+	t.Parallel()
+	dsn, conn := setup(t)
+	execAll(t, conn, `CREATE TABLE orders (id int)`, `CREATE TABLE regs (id int PRIMARY KEY, r regclass, rs regclass[])`)
+	track(t, conn, "regs")
+	require.Equal(t, argsOf("regs", ""), captureArgs(t, conn, "regs"))
+	for i, settings := range [][]string{
+		{`SET search_path = public`},
+		{`SET search_path = public`, `SET TimeZone = 'Europe/Berlin'`},
+		{`SET search_path = public`, `SET DateStyle = 'SQL, DMY'`},
+	} {
+		w := pgtest.Connect(t, dsn)
+		execAll(t, w, settings...)
+		require.Equal(t, "orders", queryOne[string](t, w, `SELECT 'orders'::regclass::text`), "the writer sees the short name")
+		id := 10 * (i + 1)
+		execAll(t, w, fmt.Sprintf(`INSERT INTO regs VALUES (%d, 'orders', '{orders,regs}')`, id),
+			fmt.Sprintf(`UPDATE regs SET rs = '{regs}' WHERE id = %d`, id),
+			fmt.Sprintf(`INSERT INTO regs VALUES (%d, 'regs', NULL), (%d, NULL, '{orders}')`, id+1, id+2))
+		require.Equal(t, "public", queryOne[string](t, w, `SHOW search_path`))
+	}
+	var want []string
+	for i := 1; i <= 3; i++ {
+		want = append(want,
+			fmt.Sprintf(`I  (%d,public.orders,"{public.orders,public.regs}")`, 10*i),
+			fmt.Sprintf(`U (%d,public.orders,"{public.orders,public.regs}") (%d,public.orders,{public.regs})`, 10*i, 10*i),
+			fmt.Sprintf(`I  (%d,public.regs,)`, 10*i+1),
+			fmt.Sprintf(`I  (%d,,{public.orders})`, 10*i+2))
+	}
+	require.Equal(t, want, queryStrings(t, conn, `
+		SELECT st.op::text || ' ' || coalesce(c.old, '') || ' ' || coalesce(c.new, '')
+		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id ORDER BY st.id, c.new`))
 }

@@ -495,9 +495,10 @@ const problemsQuery = `
 	  JOIN pg_namespace pn ON pn.oid = pc.relnamespace
 	 CROSS JOIN unnest($1::text[]) tn
 	  LEFT JOIN pg_trigger tg ON tg.tgrelid = p.relid AND tg.tgname = tn
-	 CROSS JOIN LATERAL (SELECT coalesce(tg.tgnargs <> 0 AND (tg.tgnargs NOT IN (1, 3)
+	 CROSS JOIN LATERAL (SELECT coalesce(tg.tgnargs <> 0 AND (tg.tgnargs NOT IN (1, 3, 6)
 	                                 OR (tg.tgnargs = 1 AND pgundo._output_class(p.relid) IS DISTINCT FROM 'none')
-	                                 OR (tg.tgnargs = 3 AND pgundo._output_class(p.relid) IS NULL)), false) AS stale) st
+	                                 OR (tg.tgnargs = 3 AND pgundo._output_class(p.relid) IS DISTINCT FROM 'none' AND pgundo._output_class(p.relid) IS DISTINCT FROM 'time')
+	                                 OR (tg.tgnargs = 6 AND pgundo._output_class(p.relid) IS NULL)), false) AS stale) st
 	 WHERE (tg.oid IS NULL OR tg.tgenabled <> 'A' OR st.stale) AND ($2::oid IS NULL OR t.relid = $2)
 	 ORDER BY t.schema_name, t.table_name, p.relid <> c.oid, pn.nspname, pc.relname, tn`
 

@@ -81,13 +81,15 @@ is the slow path (pin_v12), taken when an undo is logging (pgundo.quiet) or a se
 rows depend on is not pgundo's. There TimeZone, the setting most often not UTC (a server's own
 zone; the JDBC driver sends the JVM's), is pinned inline, into tz, without setting search_path or
 calling _pin: that and _unpin cost about 214,000 instructions a statement. The other settings
-still go through _pin, after pin_path. tz_back puts back what was pinned. */ -}}
+still go through _pin, after pin_path. A trigger without arguments (the table's rows may depend on
+anything: reg* types print by search_path, composites and unknown types may) always takes the slow
+path and sets pgundo's search_path before the journal INSERT. tz_back puts back what was pinned. */ -}}
 {{define "guard_v12"}}IF TG_NARGS OPERATOR(pg_catalog.<>) 1 OR pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' THEN
         IF TG_NARGS OPERATOR(pg_catalog.=) 3 THEN
             IF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical_time() THEN
                 {{template "pin_v12"}}
             END IF;
-        ELSIF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical() THEN
+        ELSIF TG_NARGS OPERATOR(pg_catalog.=) 0 OR pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical() THEN
             {{template "pin_v12"}}
         END IF;
     END IF;{{end}}
@@ -102,9 +104,12 @@ still go through _pin, after pin_path. tz_back puts back what was pinned. */ -}}
                     END IF;
                     IF (CASE WHEN TG_NARGS OPERATOR(pg_catalog.=) 3
                              THEN NOT (pg_catalog.current_setting('DateStyle') OPERATOR(pg_catalog.~~) 'ISO%' AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres')
+                             WHEN TG_NARGS OPERATOR(pg_catalog.=) 0 THEN true  -- search_path too: reg* types print by it
                              ELSE NOT pgundo._canonical() END) THEN
                         {{template "pin_path"}}
-                        was := pgundo._pin();
+                        IF TG_NARGS <> 0 OR NOT pgundo._canonical() THEN
+                            was := pgundo._pin();
+                        END IF;
                     END IF;
                 END IF;{{end}}
 {{- /* tz_back: puts back what guard_v12 pinned: the settings _pin set, TimeZone, search_path. */ -}}

@@ -24,3 +24,82 @@ BEGIN
                    'ENABLE ALWAYS TRIGGER pgundo_capture_update, ENABLE ALWAYS TRIGGER pgundo_capture_delete, '
                    'ENABLE ALWAYS TRIGGER pgundo_capture_truncate', rel);
 END $$;{{end}}
+
+{{- /* output_class, capture_args, reclass: pgundo._output_class, _capture_args and _reclass
+(version 11, see 011; create: CREATE or CREATE OR REPLACE). six (version 12): the class 'six' for
+the types whose text form depends on pgundo's six output settings and nothing else (floats, bytea,
+money, xml, geometric types), six arguments; NULL is then left for what may depend on anything,
+search_path included (reg* types, composites, types pgundo does not know), no arguments. */ -}}
+{{define "output_class"}}{{.create}} FUNCTION pgundo._output_class(rel regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE t (typ) AS (
+        SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT u.typ
+          FROM t JOIN pg_type y ON y.oid = t.typ
+         CROSS JOIN LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
+                             UNION ALL SELECT y.typelem WHERE y.typcategory = 'A' AND y.typelem <> 0
+                             UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE y.typtype = 'r' AND r.rngtypid = y.oid) u (typ)
+    ), leaf AS (
+        SELECT CASE WHEN y.typtype = 'e' THEN 'none'
+                    WHEN y.oid IN ('bool'::regtype, 'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
+                                   'oid'::regtype, 'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'name'::regtype,
+                                   '"char"'::regtype, 'uuid'::regtype, 'json'::regtype, 'jsonb'::regtype, 'inet'::regtype,
+                                   'cidr'::regtype, 'macaddr'::regtype, 'macaddr8'::regtype, 'bit'::regtype, 'varbit'::regtype,
+                                   'tsvector'::regtype, 'tsquery'::regtype) THEN 'none'
+                    WHEN y.oid IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype, 'timestamp'::regtype,
+                                   'timestamptz'::regtype, 'interval'::regtype) THEN 'time'{{if .six}}
+                    WHEN y.oid IN ('float4'::regtype, 'float8'::regtype, 'bytea'::regtype, 'money'::regtype, 'xml'::regtype,
+                                   'point'::regtype, 'line'::regtype, 'lseg'::regtype, 'box'::regtype, 'path'::regtype,
+                                   'polygon'::regtype, 'circle'::regtype) THEN 'six'{{end}}
+               END AS class
+          FROM t JOIN pg_type y ON y.oid = t.typ
+         WHERE y.typtype NOT IN ('d', 'r') AND NOT (y.typcategory = 'A' AND y.typelem <> 0)
+    )
+    SELECT CASE WHEN bool_or(class IS NULL) THEN NULL{{if .six}} WHEN bool_or(class = 'six') THEN 'six'{{end}} WHEN bool_or(class = 'time') THEN 'time' ELSE 'none' END FROM leaf
+$$;
+COMMENT ON FUNCTION pgundo._output_class(regclass) IS 'What the text form of a table''s rows depends on: none (no output setting), time (DateStyle, IntervalStyle, TimeZone){{if .six}}, six (pgundo''s six output settings) or NULL (anything, search_path included: reg* types, composites, types pgundo does not know){{else}} or NULL (any of pgundo''s six output settings){{end}}.';{{end}}
+
+{{define "capture_args"}}{{.create}} FUNCTION pgundo._capture_args(rel regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgundo_reclass' AND evtenabled = 'A') THEN ''
+                WHEN c = 'none' THEN '''none'''
+                WHEN c = 'time' THEN '''DateStyle'', ''IntervalStyle'', ''TimeZone'''{{if .six}}
+                WHEN c = 'six' THEN '''DateStyle'', ''IntervalStyle'', ''TimeZone'', ''extra_float_digits'', ''bytea_output'', ''lc_monetary'''{{end}}
+                ELSE '' END
+      FROM pgundo._output_class(rel) c
+$$;{{end}}
+
+{{define "reclass"}}{{.create}} FUNCTION pgundo._reclass(rel regclass) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    a text := pgundo._capture_args(rel);
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_trigger
+                    WHERE tgrelid = rel AND tgname IN ('pgundo_capture_insert', 'pgundo_capture_update', 'pgundo_capture_delete')
+                      AND tgnargs <> CASE a WHEN '' THEN 0 WHEN '''none''' THEN 1 {{if .six}}WHEN '''DateStyle'', ''IntervalStyle'', ''TimeZone''' THEN 3 ELSE 6{{else}}ELSE 3{{end}} END) THEN
+        RETURN false;
+    END IF;
+    PERFORM pgundo._detach(rel);
+    PERFORM pgundo._attach(rel);
+    RETURN true;
+END $$;{{end}}
+
+{{- /* reclass_tracked: re-attaches the capture triggers of every tracked table (and partition)
+whose arguments are not what _capture_args gives now. */ -}}
+{{define "reclass_tracked"}}DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT p.relid::regclass AS rel
+               FROM pgundo.tracked t
+              CROSS JOIN LATERAL (SELECT pt.relid FROM pg_partition_tree(t.relid) pt UNION SELECT t.relid) p
+              WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = t.relid)
+    LOOP
+        BEGIN
+            PERFORM pgundo._reclass(r.rel);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING 'pgundo: capture on % keeps checking every output setting (%); run pgundo track % as its owner for the faster check', r.rel, SQLERRM, r.rel;
+        END;
+    END LOOP;
+END $$;{{end}}
