@@ -324,6 +324,13 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 			continue
 		}
 		authors, err := r.conflictAuthors(ctx, t, done)
+		if done > 0 && (err != nil || r.unexplained(t, authors)) {
+			// The index could not be read, or holds no entry under the
+			// row's key for a change it covers (a primary key added or
+			// changed, a partition attached, since it was built): read
+			// every later change instead.
+			authors, err = r.conflictAuthors(ctx, t, 0)
+		}
 		if err != nil {
 			continue // best effort: the conflict stays without its author
 		}
@@ -337,6 +344,16 @@ func (r *runner) explainConflicts(ctx context.Context, tables []*table) {
 			}
 		}
 	}
+}
+
+// unexplained reports whether a conflict of t has no author in authors.
+func (r *runner) unexplained(t *table, authors map[string]author) bool {
+	for _, c := range r.plan.Conflicts {
+		if _, ok := authors[c.Key]; c.Table == t.name && !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // author is the session that last changed a row, and when.

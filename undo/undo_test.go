@@ -442,3 +442,28 @@ func TestConflictAuthorsFromRowHistoryIndex(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, want, authors())
 }
+
+// TestConflictAuthorsIndexedWithoutTheKey: statements the row-history index
+// covers but holds under no key (the table had no primary key when they were
+// indexed) are read from the log instead: the author is still found.
+func TestConflictAuthorsIndexedWithoutTheKey(t *testing.T) {
+	t.Parallel()
+	sc := scenario{Setup: `
+		CREATE TABLE nk (id int NOT NULL, v text);
+		INSERT INTO nk SELECT g, 'v' || g FROM generate_series(1, 3) g;`,
+		Steps: seq(on(0, `UPDATE nk SET v = 'P' WHERE id IN (1, 2)`), on(1, `UPDATE nk SET v = 's1' WHERE id = 2`))}
+	w := newWorld(t, sc, nil)
+	w.run(sc.Steps, nil)
+	_, err := history.Refresh(ctxT(t), w.Conn)
+	require.NoError(t, err)
+	require.Zero(t, queryOne[int](t, w.Conn, `SELECT count(*)::int FROM pgundo.hist_key`), "no key, no index entries")
+	_, err = w.Conn.Exec(ctxT(t), `ALTER TABLE nk ADD PRIMARY KEY (id)`)
+	require.NoError(t, err)
+	_, err = undo.MakePlan(ctxT(t), w.undoConn(), undo.Selection{Sessions: w.IDs[:1]}, undo.Options{})
+	var ce *undo.ConflictError
+	require.ErrorAs(t, err, &ce)
+	require.Len(t, ce.Plan.Conflicts, 1)
+	require.Equal(t, "id=2", ce.Plan.Conflicts[0].Key)
+	require.NotNil(t, ce.Plan.Conflicts[0].ChangedBy)
+	require.Equal(t, w.IDs[1], *ce.Plan.Conflicts[0].ChangedBy)
+}
