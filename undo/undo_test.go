@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgundo/pgundo/history"
@@ -432,11 +433,10 @@ func TestConflictAuthorsFromRowHistoryIndex(t *testing.T) {
 		"public.p k1=2, k2=k 2 changed since": w.IDs[1],
 		"public.p k1=4, k2=k 4 changed since": w.IDs[1],
 	}, unindexed)
-	// After a second refresh, all from the index: the same answers even
-	// with the images of the indexed statements blanked, which the log
-	// alone could not give (so the index is what was read).
-	_, err = history.Refresh(ctxT(t), w.Conn)
-	require.NoError(t, err)
+	// Once the index covers every statement, all from the index: the same
+	// answers even with the images of the indexed statements blanked, which
+	// the log alone could not give (so the index is what was read).
+	refreshUntilIndexed(t, w.Conn)
 	_, err = w.Conn.Exec(ctxT(t), `UPDATE pgundo.change_log SET old = NULL, new = NULL
 		WHERE stmt_id IN (SELECT id FROM pgundo.stmt WHERE session_id <> $1)`, w.IDs[0])
 	require.NoError(t, err)
@@ -454,11 +454,7 @@ func TestConflictAuthorsIndexedWithoutTheKey(t *testing.T) {
 		Steps: seq(on(0, `UPDATE nk SET v = 'P' WHERE id IN (1, 2)`), on(1, `UPDATE nk SET v = 's1' WHERE id = 2`))}
 	w := newWorld(t, sc, nil)
 	w.run(sc.Steps, nil)
-	// Twice: the watermark moves to what the first refresh saw.
-	for range 2 {
-		_, err := history.Refresh(ctxT(t), w.Conn)
-		require.NoError(t, err)
-	}
+	refreshUntilIndexed(t, w.Conn)
 	require.Zero(t, queryOne[int](t, w.Conn, `SELECT count(*)::int FROM pgundo.hist_key`), "no key, no index entries")
 	require.Equal(t, 1, queryOne[int](t, w.Conn, `SELECT count(*)::int FROM pgundo.stmt WHERE id <= (SELECT done_below FROM pgundo.hist_state) AND session_id = $1`, w.IDs[1]),
 		"the index covers the later change")
@@ -471,4 +467,22 @@ func TestConflictAuthorsIndexedWithoutTheKey(t *testing.T) {
 	require.Equal(t, "id=2", ce.Plan.Conflicts[0].Key)
 	require.NotNil(t, ce.Plan.Conflicts[0].ChangedBy)
 	require.Equal(t, w.IDs[1], *ce.Plan.Conflicts[0].ChangedBy)
+}
+
+// refreshUntilIndexed refreshes the row-history index until its watermark
+// covers every statement logged so far: a refresh moves it up to what the
+// refresh before it saw, past transactions that were writing then only
+// once they have ended.
+func refreshUntilIndexed(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	last := queryOne[int64](t, conn, `SELECT coalesce(max(id), 0) FROM pgundo.stmt`)
+	for range 200 {
+		_, err := history.Refresh(ctxT(t), conn)
+		require.NoError(t, err)
+		if queryOne[int64](t, conn, `SELECT done_below FROM pgundo.hist_state`) >= last {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("the row-history index did not come to cover statement %d", last)
 }
