@@ -179,6 +179,27 @@ func TestCaptureArgsFollowTheColumns(t *testing.T) {
 		names = append(names, s.Name)
 	}
 	require.Equal(t, "k k2 kp", strings.Join(names, " "))
+
+	// Six arguments (floats) go stale when a reg* column, which prints by
+	// search_path, is added while the event trigger is disabled.
+	execAll(t, conn, `CREATE TABLE k3 (id int PRIMARY KEY, f float8)`)
+	track(t, conn, "k3")
+	require.Equal(t, argsOf("k3", sixArgs), captureArgs(t, conn, "k3"))
+	execAll(t, conn, `ALTER EVENT TRIGGER pgundo_reclass DISABLE`, `ALTER TABLE k3 ADD COLUMN r regclass`, `ALTER EVENT TRIGGER pgundo_reclass ENABLE ALWAYS`)
+	require.Equal(t, argsOf("k3", sixArgs), captureArgs(t, conn, "k3"))
+	ss, err = triggers.Status(ctxT(t), conn)
+	require.NoError(t, err)
+	problems = nil
+	for _, s := range ss {
+		if s.Name == "k3" {
+			problems = append(problems, s.Problems...)
+		}
+	}
+	require.Equal(t, []string{
+		"trigger pgundo_capture_delete" + stale, "trigger pgundo_capture_insert" + stale, "trigger pgundo_capture_update" + stale,
+	}, problems)
+	track(t, conn, "k3")
+	require.Equal(t, argsOf("k3", ""), captureArgs(t, conn, "k3"))
 }
 
 // hijackSQL creates schema evil with a function or operator of the same

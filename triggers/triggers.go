@@ -481,8 +481,9 @@ func (p Problem) Repaired() string {
 // problemsQuery lists, for the tracked tables (all of them, or the one whose
 // oid is $2), each capture trigger ($1) that is missing, does not fire
 // ALWAYS, or is stale (its arguments, see pgundo._capture_args, claim that
-// fewer output settings matter than the columns' types say), on the table
-// or on a partition at any depth.
+// fewer output settings matter than the columns' types say: 1 'none', 3
+// 'time', 6 'six'; none claims nothing), on the table or on a partition at
+// any depth.
 const problemsQuery = `
 	SELECT t.relid, quote_ident(t.schema_name) || '.' || quote_ident(t.table_name), p.relid <> c.oid,
 	       pn.nspname, pc.relname, quote_ident(pn.nspname) || '.' || quote_ident(pc.relname), tn,
@@ -495,10 +496,11 @@ const problemsQuery = `
 	  JOIN pg_namespace pn ON pn.oid = pc.relnamespace
 	 CROSS JOIN unnest($1::text[]) tn
 	  LEFT JOIN pg_trigger tg ON tg.tgrelid = p.relid AND tg.tgname = tn
+	 CROSS JOIN LATERAL (SELECT pgundo._output_class(p.relid) AS class) oc
 	 CROSS JOIN LATERAL (SELECT coalesce(tg.tgnargs <> 0 AND (tg.tgnargs NOT IN (1, 3, 6)
-	                                 OR (tg.tgnargs = 1 AND pgundo._output_class(p.relid) IS DISTINCT FROM 'none')
-	                                 OR (tg.tgnargs = 3 AND pgundo._output_class(p.relid) IS DISTINCT FROM 'none' AND pgundo._output_class(p.relid) IS DISTINCT FROM 'time')
-	                                 OR (tg.tgnargs = 6 AND pgundo._output_class(p.relid) IS NULL)), false) AS stale) st
+	                                 OR (tg.tgnargs = 1 AND oc.class IS DISTINCT FROM 'none')
+	                                 OR (tg.tgnargs = 3 AND (oc.class IS NULL OR oc.class = 'six'))
+	                                 OR (tg.tgnargs = 6 AND oc.class IS NULL)), false) AS stale) st
 	 WHERE (tg.oid IS NULL OR tg.tgenabled <> 'A' OR st.stale) AND ($2::oid IS NULL OR t.relid = $2)
 	 ORDER BY t.schema_name, t.table_name, p.relid <> c.oid, pn.nspname, pc.relname, tn`
 

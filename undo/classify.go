@@ -407,9 +407,11 @@ func (r *runner) conflictAuthors(ctx context.Context, t *table, done int64) (map
 	}
 	conflicts := fmt.Sprintf(`SELECT %s AS k, coalesce(c.a, c.b) AS v FROM pgundo_c_%d c WHERE c.action IN ('C', 'S', 'M')`, t.keyText("c."), t.oid)
 	// Later statements not in the index: their images are read and parsed.
-	from := r.minStmt
+	from, notIndexed := r.minStmt, ""
 	if hk != nil {
 		from = max(r.minStmt, done)
+		notIndexed = `
+		   AND NOT EXISTS (SELECT FROM pgundo.hist_stmt h WHERE h.stmt_id = st.id)`
 	}
 	tail := fmt.Sprintf(`
 		SELECT ck.k, st.id
@@ -419,8 +421,7 @@ func (r *runner) conflictAuthors(ctx context.Context, t *table, done int64) (map
 		 CROSS JOIN LATERAL (SELECT v.img::%s AS r OFFSET 0) p
 		  JOIN ck ON ck.k = ARRAY[%s]
 		 WHERE st.relid = ANY ($1) AND st.id > $2 AND c.stmt_id > $2 AND v.img IS NOT NULL%s`,
-		t.ident, strings.Join(keyOf, ", "), map[bool]string{true: `
-		   AND NOT EXISTS (SELECT FROM pgundo.hist_stmt h WHERE h.stmt_id = st.id)`, false: ""}[hk != nil])
+		t.ident, strings.Join(keyOf, ", "), notIndexed)
 	args := []any{t.partition, from}
 	if hk != nil {
 		// Indexed statements: looked up by key.
