@@ -30,15 +30,21 @@ func argsOf(rel, args string) []string {
 
 const timeArgs = "'DateStyle', 'IntervalStyle', 'TimeZone'"
 
-// sixArgs are the arguments of the class 'six' (schema 12).
-const sixArgs = timeArgs + ", 'extra_float_digits', 'bytea_output', 'lc_monetary'"
+// fiveArgs are the arguments of the class 'five' (schema 13: floats, bytea,
+// xml, geometric types).
+const fiveArgs = timeArgs + ", 'extra_float_digits', 'bytea_output'"
+
+// sixArgs are the arguments of the class 'six' (schema 12: all of the five's
+// types and money; schema 13: money).
+const sixArgs = fiveArgs + ", 'lc_monetary'"
 
 // TestOutputClasses: pgundo._output_class reads a table's column types
 // through domains, arrays and ranges: 'none' where no output setting changes
 // how its rows print, 'time' where only DateStyle, IntervalStyle and
-// TimeZone can, 'six' where only pgundo's six output settings can (floats,
-// bytea, money, xml, geometric types; schema 12), NULL for anything else
-// (reg* types print by search_path; composites and unknown types).
+// TimeZone can, 'five' where those and extra_float_digits and bytea_output
+// can (floats, bytea, xml, geometric types; schema 13), 'six' where
+// lc_monetary can too (money), NULL for anything else (reg* types print by
+// search_path; composites and unknown types).
 func TestOutputClasses(t *testing.T) {
 	t.Parallel()
 	_, conn := setup(t)
@@ -70,11 +76,13 @@ func TestOutputClasses(t *testing.T) {
 		`CREATE TABLE c_reg_arr (id int, f float8, r regtype[])`,
 		`CREATE TABLE c_point (id int, p point)`,
 		`CREATE TABLE c_mixed (id int, at timestamptz, f float8)`,
+		`CREATE DOMAIN c_cash AS money`,
+		`CREATE TABLE c_money_arr (id int, f float8, m c_cash[])`,
 	)
 	require.Equal(t, []string{
-		"c_bytea six", "c_composite all", "c_date time", "c_dom_float six", "c_dom_ts time", "c_dropped none", "c_empty none",
-		"c_float six", "c_mixed six", "c_money six", "c_plain none", "c_point six", "c_reg_arr all", "c_regclass all",
-		"c_times time", "c_ts_arr time", "c_tsrange time", "c_xml six",
+		"c_bytea five", "c_composite all", "c_date time", "c_dom_float five", "c_dom_ts time", "c_dropped none", "c_empty none",
+		"c_float five", "c_mixed five", "c_money six", "c_money_arr six", "c_plain none", "c_point five", "c_reg_arr all",
+		"c_regclass all", "c_times time", "c_ts_arr time", "c_tsrange time", "c_xml five",
 	}, queryStrings(t, conn, `SELECT c.relname || ' ' || coalesce(pgundo._output_class(c.oid), 'all')
 		FROM pg_class c WHERE c.relname LIKE 'c\_%' AND c.relkind = 'r' ORDER BY 1`))
 }
@@ -113,8 +121,13 @@ func TestCaptureArgsFollowTheColumns(t *testing.T) {
 	execAll(t, w, `UPDATE k SET at = '2024-05-06 07:08:09.5+02' WHERE id = 1`)
 
 	execAll(t, conn, `ALTER TABLE k ADD COLUMN f float8`)
-	require.Equal(t, argsOf("k", sixArgs), captureArgs(t, conn, "k"))
+	require.Equal(t, argsOf("k", fiveArgs), captureArgs(t, conn, "k"))
 	execAll(t, w, `UPDATE k SET f = 0.1 WHERE id = 1`)
+	execAll(t, conn, `ALTER TABLE k ADD COLUMN m money`)
+	require.Equal(t, argsOf("k", sixArgs), captureArgs(t, conn, "k"))
+	execAll(t, w, `UPDATE k SET m = 1234.5 WHERE id = 1`)
+	execAll(t, conn, `ALTER TABLE k DROP COLUMN m`)
+	require.Equal(t, argsOf("k", fiveArgs), captureArgs(t, conn, "k"))
 
 	execAll(t, conn, `SET session_replication_role = replica`, `ALTER TABLE k DROP COLUMN f`, `RESET session_replication_role`)
 	require.Equal(t, argsOf("k", timeArgs), captureArgs(t, conn, "k"), "DDL under session_replication_role = replica")
@@ -125,6 +138,7 @@ func TestCaptureArgsFollowTheColumns(t *testing.T) {
 		"I  (1,a)",
 		`U (1,a,) (1,a,"2024-05-06 05:08:09.5+00")`,
 		`U (1,a,"2024-05-06 05:08:09.5+00",) (1,a,"2024-05-06 05:08:09.5+00",0.1)`,
+		`U (1,a,"2024-05-06 05:08:09.5+00",0.1,) (1,a,"2024-05-06 05:08:09.5+00",0.1,"$1,234.50")`,
 		"U (1,a) (1,b)",
 		"D (1,b) ",
 	}, logged())
@@ -163,7 +177,7 @@ func TestCaptureArgsFollowTheColumns(t *testing.T) {
 	require.Equal(t, argsOf("k", ""), captureArgs(t, conn, "k"))
 	require.Equal(t, wantTriggers("k", "kp", "kp1"), captureTriggers(t, conn))
 	execAll(t, w, `INSERT INTO k VALUES (2, 'c', '\x00ff')`)
-	require.Equal(t, `I  (2,c,"\\x00ff")`, logged()[5])
+	require.Equal(t, `I  (2,c,"\\x00ff")`, logged()[6])
 
 	// A table tracked while the event trigger is disabled checks everything.
 	execAll(t, conn, `CREATE TABLE k2 (id int PRIMARY KEY)`)
@@ -180,24 +194,33 @@ func TestCaptureArgsFollowTheColumns(t *testing.T) {
 	}
 	require.Equal(t, "k k2 kp", strings.Join(names, " "))
 
-	// Six arguments (floats) go stale when a reg* column, which prints by
-	// search_path, is added while the event trigger is disabled.
+	// Five arguments (floats) go stale when a money column (lc_monetary) is
+	// added while the event trigger is disabled, and six (money) when a reg*
+	// column, which prints by search_path, is.
+	problemsOf := func(table string) []string {
+		ss, err := triggers.Status(ctxT(t), conn)
+		require.NoError(t, err)
+		var problems []string
+		for _, s := range ss {
+			if s.Name == table {
+				problems = append(problems, s.Problems...)
+			}
+		}
+		return problems
+	}
+	allStale := []string{"trigger pgundo_capture_delete" + stale, "trigger pgundo_capture_insert" + stale, "trigger pgundo_capture_update" + stale}
 	execAll(t, conn, `CREATE TABLE k3 (id int PRIMARY KEY, f float8)`)
 	track(t, conn, "k3")
+	require.Equal(t, argsOf("k3", fiveArgs), captureArgs(t, conn, "k3"))
+	execAll(t, conn, `ALTER EVENT TRIGGER pgundo_reclass DISABLE`, `ALTER TABLE k3 ADD COLUMN m money`, `ALTER EVENT TRIGGER pgundo_reclass ENABLE ALWAYS`)
+	require.Equal(t, argsOf("k3", fiveArgs), captureArgs(t, conn, "k3"))
+	require.Equal(t, allStale, problemsOf("k3"))
+	track(t, conn, "k3")
 	require.Equal(t, argsOf("k3", sixArgs), captureArgs(t, conn, "k3"))
+	require.Empty(t, problemsOf("k3"))
 	execAll(t, conn, `ALTER EVENT TRIGGER pgundo_reclass DISABLE`, `ALTER TABLE k3 ADD COLUMN r regclass`, `ALTER EVENT TRIGGER pgundo_reclass ENABLE ALWAYS`)
 	require.Equal(t, argsOf("k3", sixArgs), captureArgs(t, conn, "k3"))
-	ss, err = triggers.Status(ctxT(t), conn)
-	require.NoError(t, err)
-	problems = nil
-	for _, s := range ss {
-		if s.Name == "k3" {
-			problems = append(problems, s.Problems...)
-		}
-	}
-	require.Equal(t, []string{
-		"trigger pgundo_capture_delete" + stale, "trigger pgundo_capture_insert" + stale, "trigger pgundo_capture_update" + stale,
-	}, problems)
+	require.Equal(t, allStale, problemsOf("k3"))
 	track(t, conn, "k3")
 	require.Equal(t, argsOf("k3", ""), captureArgs(t, conn, "k3"))
 }
@@ -256,9 +279,11 @@ func TestCaptureUnderHostileSearchPath(t *testing.T) {
 	execAll(t, conn,
 		`CREATE TABLE h_none (id int PRIMARY KEY, v text)`,
 		`CREATE TABLE h_time (id int PRIMARY KEY, at timestamptz)`,
-		`CREATE TABLE h_all (id int PRIMARY KEY, f float8)`)
-	track(t, conn, "h_none", "h_time", "h_all")
-	require.Equal(t, argsOf("h_all", sixArgs), captureArgs(t, conn, "h_all"))
+		`CREATE TABLE h_all (id int PRIMARY KEY, f float8)`,
+		`CREATE TABLE h_money (id int PRIMARY KEY, m money)`)
+	track(t, conn, "h_none", "h_time", "h_all", "h_money")
+	require.Equal(t, argsOf("h_all", fiveArgs), captureArgs(t, conn, "h_all"))
+	require.Equal(t, argsOf("h_money", sixArgs), captureArgs(t, conn, "h_money"))
 	require.Equal(t, argsOf("h_none", "'none'"), captureArgs(t, conn, "h_none"))
 	require.Equal(t, argsOf("h_time", timeArgs), captureArgs(t, conn, "h_time"))
 
@@ -276,7 +301,8 @@ func TestCaptureUnderHostileSearchPath(t *testing.T) {
 			`INSERT INTO h_none VALUES (1, 'a'), (2, 'b'), (3, 'c')`, `UPDATE h_none SET v = 'x'`, `DELETE FROM h_none`,
 			`INSERT INTO h_time VALUES (1, '2024-05-06 07:08:09+00')`, `UPDATE h_time SET at = '2024-12-31 23:00:00+00' WHERE id`+eq+`1`,
 			`INSERT INTO h_time VALUES (2, '2024-01-01 00:00:00+00'), (3, NULL)`, `DELETE FROM h_time`,
-			`INSERT INTO h_all VALUES (1, 0.1)`, `UPDATE h_all SET f = 0.25`, `INSERT INTO h_all VALUES (2, 1e300), (3, -0.5)`, `DELETE FROM h_all`)
+			`INSERT INTO h_all VALUES (1, 0.1)`, `UPDATE h_all SET f = 0.25`, `INSERT INTO h_all VALUES (2, 1e300), (3, -0.5)`, `DELETE FROM h_all`,
+			`INSERT INTO h_money VALUES (1, 12.5)`, `UPDATE h_money SET m = -1234567.5`, `INSERT INTO h_money VALUES (2, 0), (3, 1)`, `DELETE FROM h_money`)
 		require.Equal(t, hostile, queryOne[string](t, w, `SHOW search_path`))
 	}
 	execAll(t, w, `BEGIN`, `SET LOCAL search_path = evil, public, pg_catalog`,
@@ -295,6 +321,8 @@ func TestCaptureUnderHostileSearchPath(t *testing.T) {
 		`h_time D (1,"2024-12-31 23:00:00+00") `, `h_time D (2,"2024-01-01 00:00:00+00") `, `h_time D (3,) `,
 		"h_all I  (1,0.1)", "h_all U (1,0.1) (1,0.25)", "h_all I  (2,1e+300)", "h_all I  (3,-0.5)",
 		"h_all D (1,0.25) ", "h_all D (2,1e+300) ", "h_all D (3,-0.5) ",
+		`h_money I  (1,$12.50)`, `h_money U (1,$12.50) (1,"-$1,234,567.50")`, `h_money I  (2,$0.00)`, `h_money I  (3,$1.00)`,
+		`h_money D (1,"-$1,234,567.50") `, `h_money D (2,$0.00) `, `h_money D (3,$1.00) `,
 	}
 	want := append(append(append(append([]string{}, once...), once...), once...),
 		"h_none I  (7,tx)", "h_none I  (8,tx)", "h_none U (7,tx) (7,ty)")

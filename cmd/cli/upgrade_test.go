@@ -15,13 +15,14 @@ import (
 // TestUpgradeKeepsTheLog: a log captured by schema version 4 (the capture
 // before the hot-path rework of version 5), 6 (before the journal of
 // version 7), 10 (before the capture triggers named the output settings
-// their table's rows depend on, version 11) or 11 (before the journal kept
-// the tag as read, version 12) still shows, undoes, verifies and answers
+// their table's rows depend on, version 11), 11 (before the journal kept
+// the tag as read, version 12) or 12 (before floats had a class of their
+// own, version 13) still shows, undoes, verifies and answers
 // history, asof and log after pgundo install upgrades it, and a connection
 // that wrote before the upgrade stays one session after it.
 func TestUpgradeKeepsTheLog(t *testing.T) {
 	t.Parallel()
-	for _, from := range []int32{4, 6, 10, 11} {
+	for _, from := range []int32{4, 6, 10, 11, 12} {
 		t.Run(fmt.Sprintf("from=%d", from), func(t *testing.T) {
 			t.Parallel()
 			testUpgradeKeepsTheLog(t, from)
@@ -34,23 +35,27 @@ func testUpgradeKeepsTheLog(t *testing.T, from int32) {
 	url, conn := setup(t, `CREATE TABLE acct (id int PRIMARY KEY, owner text, balance numeric, seen timestamptz);
 		INSERT INTO acct VALUES (1, 'ann', 10.50, '2024-01-01 10:00+00'), (2, 'bob', 20, NULL), (3, 'cy', 0.000, '2024-06-01 12:00:00.123456+02');
 		CREATE TABLE ledger (acct int, amount numeric, note text);
-		INSERT INTO ledger VALUES (1, 5, 'a'), (1, 5, 'a'), (2, 7, NULL)`)
+		INSERT INTO ledger VALUES (1, 5, 'a'), (1, 5, 'a'), (2, 7, NULL);
+		CREATE TABLE gauge (id int PRIMARY KEY, v float8);
+		INSERT INTO gauge VALUES (1, 0.1::float8 + 0.2::float8), (2, 1 / 3.0::float8)`)
 	_, err := pgsql.MigrateTo(ctx, conn, from)
 	require.NoError(t, err)
 	// The CLI refuses an outdated schema; track as that version did.
-	pgtest.Exec(t, conn, "SELECT pgundo.track('acct'), pgundo.track('ledger')")
-	beforeAcct, beforeLedger := tableText(t, conn, "acct"), tableText(t, conn, "ledger")
+	pgtest.Exec(t, conn, "SELECT pgundo.track('acct'), pgundo.track('ledger'), pgundo.track('gauge')")
+	beforeAcct, beforeLedger, beforeGauge := tableText(t, conn, "acct"), tableText(t, conn, "ledger"), tableText(t, conn, "gauge")
 	var beforePatch string
 	require.NoError(t, conn.QueryRow(ctx, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").Scan(&beforePatch))
 
 	patch := pgtest.Connect(t, withApp(url, "patch"))
 	pgtest.Exec(t, patch, "SET TimeZone = 'America/New_York'")
+	pgtest.Exec(t, patch, "SET extra_float_digits = -15")
 	pgtest.Exec(t, patch, "UPDATE acct SET balance = balance * 2, seen = '2025-03-01 09:00-05'")
 	pgtest.Exec(t, patch, "DELETE FROM acct WHERE id = 2")
 	pgtest.Exec(t, patch, "DELETE FROM ledger WHERE acct = 1")
+	pgtest.Exec(t, patch, "UPDATE gauge SET v = v / 3")
 	const logged = `SELECT format('%s %s %s %s %s %s', stmt_id, op, table_name, session_id, old, new) FROM pgundo.changes ORDER BY stmt_id, old, new`
 	logBefore := queryTexts(t, conn, logged)
-	require.Len(t, logBefore, 3+1+2)
+	require.Len(t, logBefore, 3+1+2+2)
 
 	r := run(t, url, "install")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -58,11 +63,15 @@ func testUpgradeKeepsTheLog(t *testing.T, from int32) {
 	require.NoError(t, conn.QueryRow(ctx, "SELECT max(version) FROM pgundo.schema_version").Scan(&version))
 	require.Equal(t, pgsql.Latest(), version)
 	// The upgrade re-attached the capture triggers with the settings each
-	// table's rows depend on: acct has a timestamptz, ledger none.
+	// table's rows depend on: acct has a timestamptz, gauge a float8 (class
+	// five since version 13), ledger none.
 	time3 := "'DateStyle', 'IntervalStyle', 'TimeZone'"
+	five := time3 + ", 'extra_float_digits', 'bytea_output'"
 	require.Equal(t, []string{
 		"acct pgundo_capture_delete " + time3, "acct pgundo_capture_insert " + time3,
 		"acct pgundo_capture_truncate ", "acct pgundo_capture_update " + time3,
+		"gauge pgundo_capture_delete " + five, "gauge pgundo_capture_insert " + five,
+		"gauge pgundo_capture_truncate ", "gauge pgundo_capture_update " + five,
 		"ledger pgundo_capture_delete 'none'", "ledger pgundo_capture_insert 'none'",
 		"ledger pgundo_capture_truncate ", "ledger pgundo_capture_update 'none'",
 	}, queryTexts(t, conn, `SELECT tgrelid::regclass::text || ' ' || tgname || ' ' || substring(pg_get_triggerdef(oid) from 'EXECUTE FUNCTION pgundo\.\w+\((.*)\)$')
@@ -79,6 +88,7 @@ func testUpgradeKeepsTheLog(t *testing.T, from int32) {
 	// The same connection after the upgrade: the same session.
 	pgtest.Exec(t, patch, "INSERT INTO acct VALUES (4, 'dee', 1, now())")
 	pgtest.Exec(t, patch, "UPDATE ledger SET note = 'patched'")
+	pgtest.Exec(t, patch, "UPDATE gauge SET v = v * 3 WHERE id = 2") // extra_float_digits -15: pinned
 	other := pgtest.Connect(t, withApp(url, "other"))
 	pgtest.Exec(t, other, "INSERT INTO ledger VALUES (9, 9, 'other')")
 
@@ -87,7 +97,7 @@ func testUpgradeKeepsTheLog(t *testing.T, from int32) {
 	var ss []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &ss))
 	require.Len(t, ss, 1, "one session for the patch connection, before and after the upgrade: %s", r.stdout)
-	require.EqualValues(t, 3+1+2+1+1, ss[0]["changes"])
+	require.EqualValues(t, 3+1+2+2+1+1+1, ss[0]["changes"])
 	id := ss[0]["id"].(string)
 
 	r = run(t, url, "show", id)
@@ -111,6 +121,7 @@ func testUpgradeKeepsTheLog(t *testing.T, from int32) {
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	require.Equal(t, beforeAcct, tableText(t, conn, "acct"))
 	require.Equal(t, append(beforeLedger, "(9,9,other)"), tableText(t, conn, "ledger"))
+	require.Equal(t, beforeGauge, tableText(t, conn, "gauge"))
 
 	r = run(t, url, "verify")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)

@@ -112,6 +112,75 @@ path and sets pgundo's search_path before the journal INSERT. tz_back puts back 
                         END IF;
                     END IF;
                 END IF;{{end}}
+{{- /* guard_v13: guard from version 13 on: version 12's tests on the common paths, and a slow
+path (pin_v13) that, unlike pin_v12, starts only the tests it evaluates. PL/pgSQL compiles each
+expression it evaluates again in every transaction, the branches of a CASE and the right of an OR
+that is never reached included, and checks the right to call every function and operator in it
+when the function's owner is not a superuser (as on RDS): pin_v12's CASE held the whole
+_canonical() for a writer outside UTC on a table with a date, and a table whose trigger has no
+arguments compiled _canonical() three times a statement. Five arguments (a table with floats,
+bytea, xml or geometric types and no money: version 13's class 'five') test all settings but
+lc_monetary (_canonical_five), whose test prints two amounts of money where it is not C. pin_path_v13 and unpin_path_v13 set
+search_path by assignment (no executor, unlike PERFORM); tz_back_v13 puts back what was pinned. */ -}}
+{{define "guard_v13"}}IF TG_NARGS OPERATOR(pg_catalog.<>) 1 OR pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' THEN
+        IF TG_NARGS OPERATOR(pg_catalog.=) 3 THEN
+            IF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical_time() THEN
+                {{template "pin_v13" (dict "class" "time")}}
+            END IF;
+        ELSIF TG_NARGS OPERATOR(pg_catalog.=) 5 THEN
+            IF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical_five() THEN
+                {{template "pin_v13" (dict "class" "five")}}
+            END IF;
+        ELSIF TG_NARGS OPERATOR(pg_catalog.=) 0 THEN  -- not compiled into the test below: pin_v13 tests it once
+            {{template "pin_v13" (dict "class" "any")}}
+        ELSIF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical() THEN
+            {{template "pin_v13" (dict "class" "six")}}
+        END IF;
+    END IF;{{end}}
+{{- define "pin_v13"}}IF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' THEN
+                    {{template "pin_path_v13"}}
+                    {{template "quiet_return_v13"}}
+                END IF;
+{{- if eq .class "six"}}
+                IF TG_NARGS OPERATOR(pg_catalog.=) 6 THEN  -- else an undo is logging: nothing to pin
+{{- end}}
+                IF NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY ('{UTC,Etc/UTC}'::pg_catalog.text[])) THEN
+                    tz := pg_catalog.current_setting('TimeZone');
+                    tzp := pg_catalog.set_config('TimeZone', 'UTC', true);  -- an assignment: no executor, unlike PERFORM
+                END IF;
+{{- if eq .class "time"}}
+                IF NOT (pg_catalog.current_setting('DateStyle') OPERATOR(pg_catalog.~~) 'ISO%' AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres') THEN
+{{- else if eq .class "five"}}
+                IF NOT pgundo._canonical_five() THEN
+{{- else}}
+{{- if eq .class "any"}}
+                {{template "pin_path_v13"}}  -- reg* types print by search_path
+{{- end}}
+                IF NOT pgundo._canonical() THEN
+{{- end}}
+                    {{template "pin_path_v13"}}
+                    was := pgundo._pin();
+                END IF;
+{{- if eq .class "six"}}
+                END IF;
+{{- end}}{{end}}
+{{- define "pin_path_v13"}}IF sp IS NULL THEN  -- below, names are not qualified: pgundo's search_path
+                sp := pg_catalog.current_setting('search_path');
+                tzp := pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            END IF;{{end}}
+{{- define "quiet_return_v13"}}IF EXISTS (SELECT FROM pgundo.quiet WHERE xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id() AND relid OPERATOR(pg_catalog.=) TG_RELID) THEN
+                        {{template "unpin_path_v13"}}
+                        RETURN NULL;  -- an undo logs this statement itself
+                    END IF;{{end}}
+{{- define "unpin_path_v13"}}tzp := pg_catalog.set_config('search_path', sp, true);{{end}}
+{{- define "tz_back_v13"}}{{template "unpin"}}
+        IF tz IS NOT NULL THEN
+            tzp := pg_catalog.set_config('TimeZone', tz, true);
+        END IF;
+        IF sp IS NOT NULL THEN
+            {{template "unpin_path_v13"}}
+        END IF;{{end}}
+
 {{- /* tz_back: puts back what guard_v12 pinned: the settings _pin set, TimeZone, search_path. */ -}}
 {{define "tz_back"}}{{template "unpin"}}
         IF tz IS NOT NULL THEN
@@ -199,7 +268,7 @@ DECLARE
     tz  pg_catalog.text;
     tzp pg_catalog.text;{{end}}
 BEGIN
-    {{if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
+    {{if .v13}}{{template "guard_v13"}}{{else if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
     {{if .v12}}{{template "journal_insert" (dict "op" .op "rows" .rows "side" .side)}}{{else}}INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
     SELECT {{if .v11}}{{template "journal_head_q"}}{{else}}nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
            pg_current_xact_id(), statement_timestamp(){{end}}, '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
@@ -211,7 +280,7 @@ BEGIN
     IF NOT FOUND{{if .v11}} OR sp IS NOT NULL{{if .v12}} OR tz IS NOT NULL{{end}} THEN  -- one test on the common path
         IF NOT FOUND{{end}} THEN
 {{- if .v11}}
-            {{template "pin_path"}}
+            {{if .v13}}{{template "pin_path_v13"}}{{else}}{{template "pin_path"}}{{end}}
 {{- end}}
         IF EXISTS (SELECT FROM {{.rows}}) THEN  -- more than one row, counted as they are written
             {{template "jit_off"}}
@@ -227,7 +296,7 @@ BEGIN
         END IF;
 {{- if .v12}}
         END IF;
-        {{template "tz_back"}}
+        {{if .v13}}{{template "tz_back_v13"}}{{else}}{{template "tz_back"}}{{end}}
 {{- else if .v11}}
         END IF;
         {{template "unpin"}}
@@ -266,7 +335,7 @@ DECLARE
     tz  pg_catalog.text;
     tzp pg_catalog.text;{{end}}
 BEGIN
-    {{if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
+    {{if .v13}}{{template "guard_v13"}}{{else if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
 {{- if .journal}}
 {{- if .v12}}
     {{template "journal_insert" (dict "op" "U" "side" "both")}}  -- an UPDATE has no more new rows than old ones
@@ -284,7 +353,7 @@ BEGIN
 {{- end}}
     IF NOT FOUND THEN
 {{- if .v11}}
-        {{template "pin_path"}}
+        {{if .v13}}{{template "pin_path_v13"}}{{else}}{{template "pin_path"}}{{end}}
 {{- end}}
         SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
     END IF;
@@ -323,7 +392,7 @@ BEGIN
         {{template "jit_back"}}{{end}}
     END IF;  -- n = m = 0: nothing changed, nothing logged
 {{- if .v12}}
-    {{template "tz_back"}}
+    {{if .v13}}{{template "tz_back_v13"}}{{else}}{{template "tz_back"}}{{end}}
     END IF;
 {{- else}}
     {{template "unpin"}}
