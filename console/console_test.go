@@ -884,6 +884,14 @@ func TestConsoleStatus(t *testing.T) {
 	require.Contains(t, r.body, `<tr class="broken"><td>public.orders</td><td>-</td>`)
 	require.Contains(t, r.body, "trigger pgundo_capture_update is disabled")
 	require.Contains(t, r.body, `<code>pgundo track public.orders</code>`)
+	require.NotContains(t, r.body, "Event trigger")
+
+	// Without pgundo's event triggers: what each one's absence costs, and
+	// what creates it.
+	pgtest.Exec(t, s.conn, `DROP EVENT TRIGGER pgundo_reclass; DROP EVENT TRIGGER pgundo_ddl`)
+	r = get(t, ts, "/status")
+	require.Contains(t, r.body, `<p class="warn">Event triggers absent: partitions created from now on are not captured until pgundo track runs again on their parent; <code>pgundo install</code> run as a superuser (or the RDS or Aurora master user) creates them.</p>`)
+	require.Contains(t, r.body, `<p class="warn">Event trigger pgundo_reclass absent: capture checks every output setting on every table (about 60% more CPU per captured statement); <code>pgundo install</code> run as a superuser (or the RDS or Aurora master user) creates it.</p>`)
 }
 
 func TestConsoleActivity(t *testing.T) {

@@ -558,7 +558,8 @@ type statusTable struct {
 type statusData struct {
 	Tables        []statusTable
 	Healthy       bool
-	EventTriggers bool
+	EventTriggers bool // pgundo_ddl and pgundo_drop
+	Reclass       bool // pgundo_reclass
 	Log           history.LogStats
 	Seal          *sealFacts // nil: the log was never sealed
 	// The log's size over time: the samples from SizeSince (default
@@ -664,7 +665,11 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 			// From the first sample when the range starts before it.
 			d.SizeChart = layoutSizeChart(d.Samples, maxTime(d.Start, d.Samples[0].At), d.End)
 		}
-		return conn.QueryRow(ctx, `SELECT count(*) = 2 FROM pg_event_trigger WHERE evtname IN ('pgundo_ddl', 'pgundo_drop') AND evtenabled <> 'D'`).Scan(&d.EventTriggers)
+		if d.EventTriggers, err = triggers.EventTriggersEnabled(ctx, conn); err != nil {
+			return err
+		}
+		d.Reclass, err = triggers.ReclassEnabled(ctx, conn)
+		return err
 	}()
 	s.respond(w, err, "status", "Status", d)
 }

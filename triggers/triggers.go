@@ -537,6 +537,18 @@ func EventTriggersEnabled(ctx context.Context, db DBTX) (bool, error) {
 	return ok, nil
 }
 
+// ReclassEnabled reports whether pgundo's event trigger pgundo_reclass
+// exists and is enabled. Without it capture triggers carry no output
+// settings (every setting is checked on every table, schema 11 on) and a
+// column retyped later leaves a table's triggers stale (status flags them).
+func ReclassEnabled(ctx context.Context, db DBTX) (bool, error) {
+	var ok bool
+	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgundo_reclass' AND evtenabled <> 'D')`).Scan(&ok); err != nil {
+		return false, fmt.Errorf("read event triggers: %w", err)
+	}
+	return ok, nil
+}
+
 // Status reports every tracked table with its capture problems, ordered by
 // schema and name.
 func Status(ctx context.Context, db DBTX) ([]TableStatus, error) {

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -15,6 +17,9 @@ type installResult struct {
 	FromVersion int32  `json:"from_version"`
 	ToVersion   int32  `json:"to_version"`
 	Changed     bool   `json:"changed"`
+	// The event triggers created now (an install by a role that could not
+	// create them, run again by one that can) and the tables re-attached.
+	pgsql.EventTriggerResult
 }
 
 func newInstallCommand(g *globals) *cobra.Command {
@@ -25,10 +30,18 @@ func newInstallCommand(g *globals) *cobra.Command {
 binary's version through versioned migrations. Running it again is a no-op.
 
 Needs a role that may create a schema in the database. Event triggers (which
-attach capture to partitions created later) need superuser, rds_superuser or
-cloudsqlsuperuser; without them install warns and carries on.`,
-		Example: `  pgundo install --database-url postgres://admin@db.internal/shop`,
-		Args:    cobra.NoArgs,
+attach capture to partitions created later, and follow a column's new type
+so that capture checks only the output settings a table's rows depend on)
+need superuser, rds_superuser or cloudsqlsuperuser; without them install
+warns and carries on, and capture checks every output setting on every
+table (about 60% more CPU per captured statement). Run install again as a
+role that may create them (a superuser, the RDS or Aurora master user) to
+add them later: it creates the missing ones and attaches each tracked
+table's capture again with the settings its columns depend on.`,
+		Example: `  pgundo install --database-url postgres://admin@db.internal/shop
+  # installed by the application's owner; later, as a superuser, add the event triggers:
+  pgundo install --database-url postgres://postgres@db.internal/shop`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			conn, err := g.connect(ctx)
@@ -41,6 +54,23 @@ cloudsqlsuperuser; without them install warns and carries on.`,
 				return fmt.Errorf("install into database %s: %w", conn.Config().Database, err)
 			}
 			out := installResult{Schema: pgsql.Schema, FromVersion: res.From, ToVersion: res.To, Changed: res.Changed()}
+			// A fresh install's migrations created the event triggers, or
+			// warned that they could not.
+			if res.From != 0 {
+				et, err := pgsql.EnsureEventTriggers(ctx, conn)
+				var priv *pgsql.EventTriggerPrivilegeError
+				switch {
+				case errors.As(err, &priv):
+					fmt.Fprintf(g.stderr, "pgundo: warning: %v\n", err)
+				case err != nil:
+					return fmt.Errorf("install into database %s: %w", conn.Config().Database, err)
+				}
+				out.EventTriggerResult = et
+				for _, n := range et.NotReattached {
+					fmt.Fprintf(g.stderr, "pgundo: warning: capture on %s keeps checking every output setting (%s); run pgundo track %s as its owner for the faster check\n",
+						n.Table, n.Reason, shellQuote(n.Table))
+				}
+			}
 			return g.output(out, func(w io.Writer) error {
 				switch {
 				case !out.Changed:
@@ -49,6 +79,16 @@ cloudsqlsuperuser; without them install warns and carries on.`,
 					fmt.Fprintf(w, "installed pgundo in database %s (schema version %d)\nnext: pgundo track SCHEMA.TABLE ...\n", conn.Config().Database, out.ToVersion)
 				default:
 					fmt.Fprintf(w, "upgraded pgundo in database %s from schema version %d to %d\n", conn.Config().Database, out.FromVersion, out.ToVersion)
+				}
+				if len(out.Created) > 0 {
+					fmt.Fprintf(w, "created event triggers %s\n", strings.Join(out.Created, ", "))
+				}
+				if out.Reattached > 0 {
+					noun := "tables"
+					if out.Reattached == 1 {
+						noun = "table"
+					}
+					fmt.Fprintf(w, "capture on %d tracked %s (and partitions) now checks only the output settings their columns depend on\n", out.Reattached, noun)
 				}
 				return nil
 			})

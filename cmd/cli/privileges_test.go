@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pgundo/pgundo/cmd/cli"
 	"github.com/pgundo/pgundo/internal/pgtest"
+	pgsql "github.com/pgundo/pgundo/sql"
 )
 
 // asRole returns connString (URL or keyword/value) logging in as role.
@@ -152,4 +154,93 @@ func privStrings(t *testing.T, conn *pgx.Conn, sql string, args ...any) []string
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err, sql)
 	return out
+}
+
+// TestEventTriggersAddedLater: pgundo installed by a role that may not
+// create event triggers works without them (every capture trigger checks
+// every output setting, status says what that costs and how to fix it, and
+// install run again by that role warns); install run later by a superuser
+// creates them exactly as a superuser's install does, and attaches every
+// tracked table's and partition's capture again with the settings its
+// columns depend on; run again, it changes nothing.
+func TestEventTriggersAddedLater(t *testing.T) {
+	t.Parallel()
+	url, admin := setup(t, "")
+	app := newRoles(t, admin, "owner")[0]
+	pgtest.Exec(t, admin, fmt.Sprintf(`GRANT CREATE ON DATABASE %s TO %s; GRANT pg_read_all_stats TO %[2]s; GRANT CREATE ON SCHEMA public TO %[2]s`,
+		pgx.Identifier{admin.Config().Database}.Sanitize(), app))
+	appURL := asRole(t, url, app)
+	r := run(t, appURL, "install")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Contains(t, r.stderr, "could not create event trigger pgundo_reclass")
+	appConn := pgtest.Connect(t, appURL)
+	pgtest.Exec(t, appConn, `CREATE TABLE n (id int PRIMARY KEY, v text);
+		CREATE TABLE tm (id int PRIMARY KEY, at timestamptz);
+		CREATE TABLE fl (id int PRIMARY KEY, x float8);
+		CREATE TABLE pt (id int, k int, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+		CREATE TABLE pt1 PARTITION OF pt FOR VALUES IN (1)`)
+	r = run(t, appURL, "track", "n", "tm", "fl", "pt")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	args := func() []string {
+		return privStrings(t, admin, `SELECT tgrelid::regclass::text || ' ' || substring(pg_get_triggerdef(oid) from 'EXECUTE FUNCTION pgundo\.\w+\((.*)\)$')
+			FROM pg_trigger WHERE tgname = 'pgundo_capture_update' ORDER BY 1`)
+	}
+	require.Equal(t, []string{"fl ", "n ", "pt ", "pt1 ", "tm "}, args(), "no event trigger: every table checks everything")
+	eventTriggers := func(conn *pgx.Conn) []string {
+		return privStrings(t, conn, `SELECT concat_ws(' ', evtname, evtevent, evtfoid::regprocedure::text, evttags::text, evtenabled)
+			FROM pg_event_trigger WHERE evtname LIKE 'pgundo%' ORDER BY 1`)
+	}
+	require.Empty(t, eventTriggers(admin))
+
+	r = run(t, appURL, "status")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "event triggers absent: partitions created from now on are not captured until pgundo track runs again on their parent; pgundo install run as a superuser (or the RDS or Aurora master user) creates them\n")
+	require.Contains(t, r.stdout, "event trigger pgundo_reclass absent: capture checks every output setting on every table (about 60% more CPU per captured statement); pgundo install run as a superuser (or the RDS or Aurora master user) creates it\n")
+	r = run(t, appURL, "install")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "is up to date")
+	require.Contains(t, r.stderr, "pgundo: warning: could not create event triggers pgundo_ddl, pgundo_drop, pgundo_reclass (permission denied")
+	require.Contains(t, r.stderr, "run pgundo install as a superuser (or the RDS or Aurora master user) to create them\n")
+	require.Empty(t, eventTriggers(admin))
+
+	r = run(t, url, "install", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	var out map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+	require.Equal(t, []any{"pgundo_ddl", "pgundo_drop", "pgundo_reclass"}, out["event_triggers_created"])
+	require.EqualValues(t, 4, out["reattached"], "n, tm, fl and pt (pt1 follows its parent)")
+	require.Equal(t, false, out["changed"])
+	five := "'DateStyle', 'IntervalStyle', 'TimeZone', 'extra_float_digits', 'bytea_output'"
+	require.Equal(t, []string{"fl " + five, "n 'none'", "pt 'none'", "pt1 'none'", "tm 'DateStyle', 'IntervalStyle', 'TimeZone'"}, args())
+
+	// As a superuser's install creates them.
+	url2, admin2 := setup(t, "")
+	r = run(t, url2, "install")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Len(t, eventTriggers(admin2), 3)
+	require.Equal(t, eventTriggers(admin2), eventTriggers(admin))
+
+	r = run(t, url, "install")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Equal(t, fmt.Sprintf("pgundo is up to date in database %s (schema version %d); nothing to do\n", admin.Config().Database, pgsql.Latest()), r.stdout)
+	r = run(t, appURL, "status", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	var st map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r.stdout)
+	require.Equal(t, true, st["event_triggers"])
+	require.Equal(t, true, st["reclass_trigger"])
+	// A column retyped now re-attaches capture by itself.
+	pgtest.Exec(t, appConn, `ALTER TABLE n ADD COLUMN at date`)
+	require.Equal(t, "n 'DateStyle', 'IntervalStyle', 'TimeZone'", args()[1])
+
+	// In text: what was created, and what was attached again.
+	pgtest.Exec(t, admin, `DROP EVENT TRIGGER pgundo_ddl; DROP EVENT TRIGGER pgundo_reclass`)
+	pgtest.Exec(t, appConn, `ALTER TABLE fl DROP COLUMN x`) // unseen: fl's capture still checks five settings where none matter
+	r = run(t, url, "install")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Equal(t, fmt.Sprintf("pgundo is up to date in database %s (schema version %d); nothing to do\n", admin.Config().Database, pgsql.Latest())+
+		"created event triggers pgundo_ddl, pgundo_reclass\n"+
+		"capture on 1 tracked table (and partitions) now checks only the output settings their columns depend on\n", r.stdout)
+	require.Equal(t, "fl 'none'", args()[0])
+	require.Equal(t, eventTriggers(admin2), eventTriggers(admin))
 }

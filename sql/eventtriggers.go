@@ -1,0 +1,160 @@
+package sql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// eventTriggers are pgundo's event triggers as the migrations create them
+// (001: pgundo_ddl and pgundo_drop; 011: pgundo_reclass), in that order:
+// name and the statements that create it. TestEventTriggersAddedLater
+// checks that what EnsureEventTriggers creates is what a superuser's
+// install creates.
+var eventTriggers = []struct {
+	name string
+	sql  []string
+}{
+	{"pgundo_ddl", []string{`CREATE EVENT TRIGGER pgundo_ddl ON ddl_command_end
+		WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION pgundo._on_ddl()`}},
+	{"pgundo_drop", []string{`CREATE EVENT TRIGGER pgundo_drop ON sql_drop
+		WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED') EXECUTE FUNCTION pgundo._on_drop()`}},
+	{"pgundo_reclass", []string{`CREATE EVENT TRIGGER pgundo_reclass ON ddl_command_end
+		WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION pgundo._on_alter()`,
+		`ALTER EVENT TRIGGER pgundo_reclass ENABLE ALWAYS`}},
+}
+
+// EventTriggerResult reports what EnsureEventTriggers did.
+type EventTriggerResult struct {
+	// Created names the event triggers created (none when all existed).
+	Created []string `json:"event_triggers_created"`
+	// Reattached is the number of tracked tables whose capture triggers
+	// (or their partitions') were attached again with the output settings
+	// their columns depend on (pgundo._reclass), after pgundo_reclass was
+	// created.
+	Reattached int64 `json:"reattached"`
+	// NotReattached lists the tables and partitions whose triggers the role
+	// may not attach again (it does not own them), with PostgreSQL's
+	// reason: their capture keeps checking every output setting until
+	// pgundo track runs on them as their owner.
+	NotReattached []NotReattached `json:"not_reattached,omitempty"`
+}
+
+// NotReattached is a table whose capture triggers EnsureEventTriggers could
+// not attach again.
+type NotReattached struct {
+	// Table is the table or partition, quoted as regclass prints it.
+	Table string `json:"table"`
+	// Reason is PostgreSQL's message.
+	Reason string `json:"reason"`
+}
+
+// EventTriggerPrivilegeError is returned by EnsureEventTriggers when the
+// role may not create event triggers; nothing was changed.
+type EventTriggerPrivilegeError struct {
+	// Missing names the event triggers that do not exist.
+	Missing []string
+	// Reason is PostgreSQL's message.
+	Reason string
+}
+
+func (e *EventTriggerPrivilegeError) Error() string {
+	return fmt.Sprintf("could not create event triggers %s (%s): partitions created from now on are not captured until pgundo track runs again on their parent, and capture checks every output setting on every table (about 60%% more CPU per captured statement); run pgundo install as a superuser (or the RDS or Aurora master user) to create them",
+		strings.Join(e.Missing, ", "), e.Reason)
+}
+
+// EnsureEventTriggers creates those of pgundo's event triggers that do not
+// exist: an install by a role that could not create them (install warns)
+// is completed when pgundo install runs again as a role that can. When it
+// creates pgundo_reclass it also attaches the capture triggers of every
+// tracked table and partition again with the output settings their columns
+// depend on (before, each checked all of them). It runs in one
+// transaction: on an error nothing is changed. A role that may not create
+// event triggers gets an *EventTriggerPrivilegeError. Event triggers that
+// exist but are disabled are left as they are (status reports them).
+func EnsureEventTriggers(ctx context.Context, conn *pgx.Conn) (EventTriggerResult, error) {
+	var res EventTriggerResult
+	var missing []string
+	for _, et := range eventTriggers {
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = $1)`, et.name).Scan(&exists); err != nil {
+			return res, fmt.Errorf("read event triggers: %w", err)
+		}
+		if !exists {
+			missing = append(missing, et.name)
+		}
+	}
+	if len(missing) == 0 {
+		return res, nil
+	}
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		for _, et := range eventTriggers {
+			if !slices.Contains(missing, et.name) {
+				continue
+			}
+			for _, stmt := range et.sql {
+				if _, err := tx.Exec(ctx, stmt); err != nil {
+					return err
+				}
+			}
+		}
+		if !slices.Contains(missing, "pgundo_reclass") {
+			return nil
+		}
+		return reattach(ctx, tx, &res)
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
+		return EventTriggerResult{}, &EventTriggerPrivilegeError{Missing: missing, Reason: pgErr.Message}
+	}
+	if err != nil {
+		return EventTriggerResult{}, fmt.Errorf("create event triggers %s: %w", strings.Join(missing, ", "), err)
+	}
+	res.Created = missing
+	return res, nil
+}
+
+// reattach gives the capture triggers of every tracked table and partition
+// the arguments of its output class (pgundo._reclass), each under a
+// savepoint: one the role does not own is listed in res.NotReattached.
+func reattach(ctx context.Context, tx pgx.Tx, res *EventTriggerResult) error {
+	rows, err := tx.Query(ctx, `
+		SELECT t.relid::regclass::text, p.relid::regclass::text
+		  FROM pgundo.tracked t
+		 CROSS JOIN LATERAL (SELECT pt.relid FROM pg_partition_tree(t.relid) pt UNION SELECT t.relid) p
+		 WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = t.relid)
+		   AND EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgrelid = p.relid AND tg.tgname = 'pgundo_capture_insert')
+		 ORDER BY 1, p.relid <> t.relid, 2`)
+	if err != nil {
+		return err
+	}
+	type pair struct{ Table, Rel string }
+	rels, err := pgx.CollectRows(rows, pgx.RowToStructByPos[pair])
+	if err != nil {
+		return err
+	}
+	changedTables := map[string]bool{}
+	for _, pr := range rels {
+		rel := pr.Rel
+		var changed bool
+		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			return sp.QueryRow(ctx, `SELECT pgundo._reclass($1::regclass)`, rel).Scan(&changed)
+		})
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == "42501":
+			res.NotReattached = append(res.NotReattached, NotReattached{Table: rel, Reason: pgErr.Message})
+		case err != nil:
+			return fmt.Errorf("attach capture on %s again: %w", rel, err)
+		case changed:
+			changedTables[pr.Table] = true
+		}
+	}
+	res.Reattached = int64(len(changedTables))
+	return nil
+}
