@@ -887,11 +887,12 @@ func TestConsoleStatus(t *testing.T) {
 	require.NotContains(t, r.body, "Event trigger")
 
 	// Without pgundo's event triggers: what each one's absence costs, and
-	// what creates it.
-	pgtest.Exec(t, s.conn, `DROP EVENT TRIGGER pgundo_reclass; DROP EVENT TRIGGER pgundo_ddl`)
+	// what restores it.
+	pgtest.Exec(t, s.conn, `DROP EVENT TRIGGER pgundo_reclass; DROP EVENT TRIGGER pgundo_ddl; ALTER EVENT TRIGGER pgundo_drop DISABLE`)
 	r = get(t, ts, "/status")
-	require.Contains(t, r.body, `<p class="warn">Event triggers absent: partitions created from now on are not captured until pgundo track runs again on their parent; <code>pgundo install</code> run as a superuser (or the RDS or Aurora master user) creates them.</p>`)
-	require.Contains(t, r.body, `<p class="warn">Event trigger pgundo_reclass absent: capture checks every output setting on every table (about 60% more CPU per captured statement); <code>pgundo install</code> run as a superuser (or the RDS or Aurora master user) creates it.</p>`)
+	require.Contains(t, r.body, `<p class="warn">event triggers absent (pgundo_ddl): partitions created from now on are not captured until pgundo track runs again on their parent; pgundo install run as a superuser creates them.</p>`)
+	require.Contains(t, r.body, `<p class="warn">event triggers disabled (pgundo_drop): a dropped tracked table stays in the tracked list until pgundo untrack; as a superuser, ALTER EVENT TRIGGER ... ENABLE re-enables each.</p>`)
+	require.Contains(t, r.body, `<p class="warn">event trigger pgundo_reclass absent: capture checks every output setting on every table (about 60% more CPU per captured statement); pgundo install run as a superuser creates it.</p>`)
 }
 
 func TestConsoleActivity(t *testing.T) {

@@ -556,12 +556,13 @@ type statusTable struct {
 }
 
 type statusData struct {
-	Tables        []statusTable
-	Healthy       bool
-	EventTriggers bool // pgundo_ddl and pgundo_drop
-	Reclass       bool // pgundo_reclass
-	Log           history.LogStats
-	Seal          *sealFacts // nil: the log was never sealed
+	Tables  []statusTable
+	Healthy bool
+	// EventTriggerWarnings: what pgundo's missing or disabled event
+	// triggers cost and what restores them (triggers.EventTriggerWarnings).
+	EventTriggerWarnings []string
+	Log                  history.LogStats
+	Seal                 *sealFacts // nil: the log was never sealed
 	// The log's size over time: the samples from SizeSince (default
 	// DefaultSizeSince) to now, how many there are (SizeCount; the chart
 	// shows at most SizePoints of them) and the sampling period.
@@ -665,10 +666,8 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 			// From the first sample when the range starts before it.
 			d.SizeChart = layoutSizeChart(d.Samples, maxTime(d.Start, d.Samples[0].At), d.End)
 		}
-		if d.EventTriggers, err = triggers.EventTriggersEnabled(ctx, conn); err != nil {
-			return err
-		}
-		d.Reclass, err = triggers.ReclassEnabled(ctx, conn)
+		states, err := triggers.EventTriggerStates(ctx, conn)
+		d.EventTriggerWarnings = triggers.EventTriggerWarnings(states)
 		return err
 	}()
 	s.respond(w, err, "status", "Status", d)

@@ -76,6 +76,83 @@ REVOKE ALL ON FUNCTION pgundo._canonical_five() FROM PUBLIC;
 
 {{template "capture_update" (dict "stmt" "pgundo.stmt_log" "change" "pgundo.change_log" "journal" true "v8" true "v11" true "v12" true "v13" true)}}
 
+-- _on_alter and _on_ddl run as pgundo's owner (SECURITY DEFINER). Where that
+-- owner is not a superuser (RDS and Aurora, or event triggers added later by
+-- pgundo install) and does not own a tracked table, re-attaching its capture
+-- failed the writer's ALTER TABLE with "must be owner of relation". Now a
+-- change that leaves the triggers' arguments covering the new columns (they
+-- check more settings than needed) passes with a warning; one that would make
+-- capture inexact, or a new partition left without capture, is still refused,
+-- with what to do.
+CREATE OR REPLACE FUNCTION pgundo._on_alter() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    k int;
+    c text;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT p.relid::regclass AS rel
+          FROM pg_event_trigger_ddl_commands() d
+         CROSS JOIN LATERAL (SELECT t.relid FROM pg_partition_tree(d.objid) t UNION SELECT d.objid) p
+         WHERE d.classid = 'pg_class'::regclass
+           AND EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p.relid AND tgname = 'pgundo_capture_insert')
+    LOOP
+        BEGIN
+            PERFORM pgundo._reclass(r.rel);
+        EXCEPTION WHEN insufficient_privilege THEN
+            SELECT tgnargs INTO k FROM pg_trigger WHERE tgrelid = r.rel AND tgname = 'pgundo_capture_update';
+            c := pgundo._output_class(r.rel);
+            IF k = 0 OR (k = 6 AND c IS NOT NULL) OR (k = 5 AND c IN ('none', 'time', 'five'))
+               OR (k = 3 AND c IN ('none', 'time')) OR (k = 1 AND c = 'none') THEN
+                RAISE WARNING 'pgundo: capture on % keeps checking more output settings than its columns need (%); run pgundo track % as a role that owns it for the faster check', r.rel, SQLERRM, r.rel;
+            ELSE
+                RAISE EXCEPTION 'pgundo: capture on % must check more output settings for its new column types, and pgundo''s owner % may not attach it again (%)', r.rel, current_user, SQLERRM
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = format('Grant the table''s owner to pgundo''s owner (GRANT %s TO %s), then run the ALTER TABLE again; or stop capturing it first (pgundo untrack %s).',
+                                        quote_ident(pg_get_userbyid((SELECT relowner FROM pg_class WHERE oid = r.rel))), quote_ident(current_user), r.rel);
+            END IF;
+        END;
+    END LOOP;
+END $$;
+
+CREATE OR REPLACE FUNCTION pgundo._on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT p.relid::regclass AS rel
+          FROM pg_event_trigger_ddl_commands() d
+          JOIN pg_class cl ON cl.oid = d.objid AND d.classid = 'pg_class'::regclass
+         CROSS JOIN LATERAL (
+               SELECT t.relid FROM pg_partition_tree(d.objid) t
+               UNION SELECT d.objid) p
+         WHERE cl.relkind IN ('r', 'p')
+           AND EXISTS (SELECT FROM pgundo.tracked tr
+                        WHERE tr.relid IN (SELECT a.relid FROM pg_partition_ancestors(p.relid) a))
+           AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p.relid AND tgname = 'pgundo_capture_insert')
+    LOOP
+        BEGIN
+            PERFORM pgundo._attach(r.rel);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'pgundo: % is a partition of a tracked table, and pgundo''s owner % may not attach capture to it (%): its changes would not be logged', r.rel, current_user, SQLERRM
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('Grant the partition''s owner to pgundo''s owner (GRANT %s TO %s), then run the statement again.',
+                                    quote_ident(pg_get_userbyid((SELECT relowner FROM pg_class WHERE oid = r.rel))), quote_ident(current_user));
+        END;
+    END LOOP;
+    -- Column changes on captured tables: record the new shape.
+    FOR r IN
+        SELECT DISTINCT d.objid::regclass AS rel
+          FROM pg_event_trigger_ddl_commands() d
+         WHERE d.classid = 'pg_class'::regclass
+           AND EXISTS (SELECT FROM pg_trigger WHERE tgrelid = d.objid AND tgname = 'pgundo_capture_insert')
+    LOOP
+        PERFORM pgundo._record_shape(r.rel);
+    END LOOP;
+END $$;
+
 -- Output classes, version 13: money is the only type whose text form depends
 -- on lc_monetary, and a table with floats, bytea, xml or geometric types but
 -- no money is now of class 'five' (five arguments; lc_monetary, whose test
@@ -88,5 +165,7 @@ REVOKE ALL ON FUNCTION pgundo._canonical_five() FROM PUBLIC;
 {{template "reclass" (dict "create" "CREATE OR REPLACE" "six" true "five" true)}}
 
 -- Tables tracked before get the arguments of their class now (floats and the
--- like without money: five instead of six).
-{{template "reclass_tracked"}}
+-- like without money: five instead of six). Six arguments are exact for them
+-- too: a table busy for more than two seconds keeps them (with a warning naming
+-- the command that updates them).
+{{template "reclass_tracked" (dict "timeout" true)}}

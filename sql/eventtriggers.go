@@ -64,35 +64,54 @@ type EventTriggerPrivilegeError struct {
 }
 
 func (e *EventTriggerPrivilegeError) Error() string {
-	return fmt.Sprintf("could not create event triggers %s (%s): partitions created from now on are not captured until pgundo track runs again on their parent, and capture checks every output setting on every table (about 60%% more CPU per captured statement); run pgundo install as a superuser (or the RDS or Aurora master user) to create them",
-		strings.Join(e.Missing, ", "), e.Reason)
+	var costs []string
+	if slices.Contains(e.Missing, "pgundo_ddl") {
+		costs = append(costs, "partitions created from now on are not captured until pgundo track runs again on their parent")
+	}
+	if slices.Contains(e.Missing, "pgundo_drop") {
+		costs = append(costs, "a dropped tracked table stays in the tracked list until pgundo untrack")
+	}
+	if slices.Contains(e.Missing, "pgundo_reclass") {
+		costs = append(costs, "capture checks every output setting on every table (about 60% more CPU per captured statement)")
+	}
+	return fmt.Sprintf("could not create event triggers %s (%s): %s; run pgundo install as a superuser to create them",
+		strings.Join(e.Missing, ", "), e.Reason, strings.Join(costs, "; "))
 }
+
+// ReattachLockTimeout is how long EnsureEventTriggers waits for each tracked
+// table's lock when it attaches capture again: a table busy for longer
+// keeps the triggers it has (exact, checking every setting) and is listed.
+const ReattachLockTimeout = "2s"
 
 // EnsureEventTriggers creates those of pgundo's event triggers that do not
 // exist: an install by a role that could not create them (install warns)
-// is completed when pgundo install runs again as a role that can. When it
-// creates pgundo_reclass it also attaches the capture triggers of every
+// gets them when pgundo install runs again as a role that can. When it
+// creates pgundo_reclass it then attaches the capture triggers of every
 // tracked table and partition again with the output settings their columns
-// depend on (before, each checked all of them). It runs in one
-// transaction: on an error nothing is changed. A role that may not create
-// event triggers gets an *EventTriggerPrivilegeError. Event triggers that
+// depend on (before, each checked all of them), each table in a
+// transaction of its own that waits at most ReattachLockTimeout for the
+// table's lock. It does not attach capture to partitions created while
+// pgundo_ddl was missing: status flags them, and pgundo track on their
+// parent attaches it. A role that may not create event triggers gets an
+// *EventTriggerPrivilegeError and nothing is changed. Event triggers that
 // exist but are disabled are left as they are (status reports them).
 func EnsureEventTriggers(ctx context.Context, conn *pgx.Conn) (EventTriggerResult, error) {
 	var res EventTriggerResult
 	var missing []string
-	for _, et := range eventTriggers {
-		var exists bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = $1)`, et.name).Scan(&exists); err != nil {
-			return res, fmt.Errorf("read event triggers: %w", err)
-		}
-		if !exists {
-			missing = append(missing, et.name)
-		}
-	}
-	if len(missing) == 0 {
-		return res, nil
-	}
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// Two installs at once: the second waits, then finds them there.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('pgundo event triggers'))`); err != nil {
+			return err
+		}
+		for _, et := range eventTriggers {
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = $1)`, et.name).Scan(&exists); err != nil {
+				return fmt.Errorf("read event triggers: %w", err)
+			}
+			if !exists {
+				missing = append(missing, et.name)
+			}
+		}
 		for _, et := range eventTriggers {
 			if !slices.Contains(missing, et.name) {
 				continue
@@ -103,27 +122,28 @@ func EnsureEventTriggers(ctx context.Context, conn *pgx.Conn) (EventTriggerResul
 				}
 			}
 		}
-		if !slices.Contains(missing, "pgundo_reclass") {
-			return nil
-		}
-		return reattach(ctx, tx, &res)
+		return nil
 	})
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
-		return EventTriggerResult{}, &EventTriggerPrivilegeError{Missing: missing, Reason: pgErr.Message}
+		return res, &EventTriggerPrivilegeError{Missing: missing, Reason: pgErr.Message}
 	}
 	if err != nil {
-		return EventTriggerResult{}, fmt.Errorf("create event triggers %s: %w", strings.Join(missing, ", "), err)
+		return res, fmt.Errorf("create event triggers %s: %w", strings.Join(missing, ", "), err)
 	}
 	res.Created = missing
-	return res, nil
+	if !slices.Contains(missing, "pgundo_reclass") {
+		return res, nil
+	}
+	return res, reattach(ctx, conn, &res)
 }
 
 // reattach gives the capture triggers of every tracked table and partition
-// the arguments of its output class (pgundo._reclass), each under a
-// savepoint: one the role does not own is listed in res.NotReattached.
-func reattach(ctx context.Context, tx pgx.Tx, res *EventTriggerResult) error {
-	rows, err := tx.Query(ctx, `
+// the arguments of its output class (pgundo._reclass), each table in its own
+// transaction: one the role does not own, or that stays locked for longer
+// than ReattachLockTimeout, is listed in res.NotReattached.
+func reattach(ctx context.Context, conn *pgx.Conn, res *EventTriggerResult) error {
+	rows, err := conn.Query(ctx, `
 		SELECT t.relid::regclass::text, p.relid::regclass::text
 		  FROM pgundo.tracked t
 		 CROSS JOIN LATERAL (SELECT pt.relid FROM pg_partition_tree(t.relid) pt UNION SELECT t.relid) p
@@ -131,26 +151,28 @@ func reattach(ctx context.Context, tx pgx.Tx, res *EventTriggerResult) error {
 		   AND EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgrelid = p.relid AND tg.tgname = 'pgundo_capture_insert')
 		 ORDER BY 1, p.relid <> t.relid, 2`)
 	if err != nil {
-		return err
+		return fmt.Errorf("list tracked tables: %w", err)
 	}
 	type pair struct{ Table, Rel string }
 	rels, err := pgx.CollectRows(rows, pgx.RowToStructByPos[pair])
 	if err != nil {
-		return err
+		return fmt.Errorf("list tracked tables: %w", err)
 	}
 	changedTables := map[string]bool{}
 	for _, pr := range rels {
-		rel := pr.Rel
 		var changed bool
-		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-			return sp.QueryRow(ctx, `SELECT pgundo._reclass($1::regclass)`, rel).Scan(&changed)
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, ReattachLockTimeout); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, `SELECT pgundo._reclass($1::regclass)`, pr.Rel).Scan(&changed)
 		})
 		var pgErr *pgconn.PgError
 		switch {
-		case errors.As(err, &pgErr) && pgErr.Code == "42501":
-			res.NotReattached = append(res.NotReattached, NotReattached{Table: rel, Reason: pgErr.Message})
+		case errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "55P03"): // insufficient_privilege, lock_not_available
+			res.NotReattached = append(res.NotReattached, NotReattached{Table: pr.Rel, Reason: pgErr.Message})
 		case err != nil:
-			return fmt.Errorf("attach capture on %s again: %w", rel, err)
+			return fmt.Errorf("attach capture on %s again: %w", pr.Rel, err)
 		case changed:
 			changedTables[pr.Table] = true
 		}

@@ -370,3 +370,72 @@ func TestCaptureRegTypesUnderWritersSearchPath(t *testing.T) {
 		SELECT st.op::text || ' ' || coalesce(c.old, '') || ' ' || coalesce(c.new, '')
 		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id ORDER BY st.id, c.new`))
 }
+
+// TestEventTriggerWarnings: one line per kind of trouble (absent, disabled,
+// pgundo_reclass not ALWAYS), each naming what it costs and what restores
+// it; none when all are there.
+func TestEventTriggerWarnings(t *testing.T) {
+	t.Parallel()
+	all := map[string]string{"pgundo_ddl": "O", "pgundo_drop": "O", "pgundo_reclass": "A"}
+	require.Empty(t, triggers.EventTriggerWarnings(all))
+	require.Equal(t, []string{
+		"event triggers absent (pgundo_ddl): partitions created from now on are not captured until pgundo track runs again on their parent; pgundo install run as a superuser creates them",
+		"event triggers disabled (pgundo_drop): a dropped tracked table stays in the tracked list until pgundo untrack; as a superuser, ALTER EVENT TRIGGER ... ENABLE re-enables each",
+		"event trigger pgundo_reclass not enabled ALWAYS: tables tracked or altered from now on get the check of every output setting (about 60% more CPU per captured statement); as a superuser, ALTER EVENT TRIGGER pgundo_reclass ENABLE ALWAYS restores it",
+	}, triggers.EventTriggerWarnings(map[string]string{"pgundo_ddl": "", "pgundo_drop": "D", "pgundo_reclass": "O"}))
+	require.Equal(t, []string{
+		"event triggers absent (pgundo_ddl, pgundo_drop): partitions created from now on are not captured until pgundo track runs again on their parent; a dropped tracked table stays in the tracked list until pgundo untrack; pgundo install run as a superuser creates them",
+		"event trigger pgundo_reclass absent: capture checks every output setting on every table (about 60% more CPU per captured statement); pgundo install run as a superuser creates it",
+	}, triggers.EventTriggerWarnings(map[string]string{}))
+}
+
+// TestCaptureEachSettingAlone: a writer whose output settings are pgundo's
+// but one (each of DateStyle, IntervalStyle, TimeZone, extra_float_digits
+// and bytea_output in turn) writes tables of class time, five and six,
+// one-row and two-row statements: every image is the row's text form in
+// pgundo's settings. (hostileSettings changes them all at once, so a check
+// that missed one setting would still pin it through another; lc_monetary
+// cannot be varied on a machine with only C locales.)
+func TestCaptureEachSettingAlone(t *testing.T) {
+	t.Parallel()
+	dsn, conn := setup(t)
+	execAll(t, conn,
+		`CREATE TABLE s_time (id int PRIMARY KEY, at timestamptz, d date, iv interval)`,
+		`CREATE TABLE s_five (id int PRIMARY KEY, f float8, b bytea, at timestamptz, iv interval)`,
+		`CREATE TABLE s_six (id int PRIMARY KEY, m money, f float8, b bytea, at timestamptz, iv interval)`)
+	track(t, conn, "s_time", "s_five", "s_six")
+	require.Equal(t, argsOf("s_five", fiveArgs), captureArgs(t, conn, "s_five"))
+	require.Equal(t, argsOf("s_six", sixArgs), captureArgs(t, conn, "s_six"))
+	require.Equal(t, argsOf("s_time", timeArgs), captureArgs(t, conn, "s_time"))
+	vals := map[string]string{
+		"s_time": `'2024-05-06 07:08:09.5+00', '2024-12-31', '1 day 02:03:04.5'`,
+		"s_five": `0.1::float8 + 0.2::float8, '\x00ff', '2024-05-06 07:08:09.5+00', '-1 mon 2 days'`,
+		"s_six":  `1234.5, 1::float8 / 3, '\x7f', '1999-01-08 04:05:06+00', '3 hours'`,
+	}
+	for w, set := range []string{`SET DateStyle = 'SQL, DMY'`, `SET IntervalStyle = 'sql_standard'`, `SET TimeZone = 'Asia/Kathmandu'`,
+		`SET extra_float_digits = 0`, `SET bytea_output = 'escape'`} {
+		wc := pgtest.Connect(t, dsn)
+		execAll(t, wc, captureSettings...)
+		execAll(t, wc, set)
+		for _, table := range []string{"s_time", "s_five", "s_six"} {
+			id := 10 * (w + 1)
+			execAll(t, wc,
+				fmt.Sprintf(`INSERT INTO %s VALUES (%d, %s)`, table, id, vals[table]),
+				fmt.Sprintf(`INSERT INTO %s VALUES (%d, %s), (%d, %s)`, table, id+1, vals[table], id+2, vals[table]),
+				fmt.Sprintf(`UPDATE %s SET id = id WHERE id = %d`, table, id))
+		}
+	}
+	execAll(t, conn, captureSettings...)
+	// Every image equals its row's text form now, in pgundo's settings
+	// (the UPDATE changed nothing); rows found by the id an image starts with.
+	require.Equal(t, []string{}, queryStrings(t, conn, `
+		SELECT st.table_name || ' ' || st.op::text || ' ' || coalesce(c.old, '-') || ' ' || coalesce(c.new, '-') || ' <> ' || coalesce(r.img, 'no row')
+		  FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id
+		  LEFT JOIN LATERAL (
+		       SELECT ROW(t.*)::text AS img, t.id FROM s_time t WHERE st.table_name = 's_time'
+		       UNION ALL SELECT ROW(t.*)::text, t.id FROM s_five t WHERE st.table_name = 's_five'
+		       UNION ALL SELECT ROW(t.*)::text, t.id FROM s_six t WHERE st.table_name = 's_six') r
+		    ON r.id = split_part(ltrim(coalesce(c.new, c.old), '('), ',', 1)::int
+		 WHERE (st.op = 'U' AND c.old IS DISTINCT FROM r.img) OR c.new IS DISTINCT FROM r.img`))
+	require.Equal(t, 5*3*(1+2+1), queryOne[int](t, conn, `SELECT count(*)::int FROM pgundo.change`))
+}

@@ -525,28 +525,62 @@ func brokenTriggers(ctx context.Context, db DBTX, tracked *uint32) ([]brokenTrig
 	})
 }
 
-// EventTriggersEnabled reports whether both of pgundo's event triggers
-// (pgundo_ddl and pgundo_drop) exist and are enabled. Without them a
-// partition created later is not captured until track runs again on its
-// parent, and a dropped tracked table stays in the tracked list.
-func EventTriggersEnabled(ctx context.Context, db DBTX) (bool, error) {
-	var ok bool
-	if err := db.QueryRow(ctx, `SELECT count(*) = 2 FROM pg_event_trigger WHERE evtname IN ('pgundo_ddl', 'pgundo_drop') AND evtenabled <> 'D'`).Scan(&ok); err != nil {
-		return false, fmt.Errorf("read event triggers: %w", err)
+// EventTriggerNames are pgundo's event triggers: pgundo_ddl attaches
+// capture to partitions created later, pgundo_drop takes dropped tables out
+// of the tracked list, pgundo_reclass re-attaches capture when a column's
+// type changes (and, enabled ALWAYS, lets capture check only the output
+// settings a table's columns depend on).
+var EventTriggerNames = []string{"pgundo_ddl", "pgundo_drop", "pgundo_reclass"}
+
+// EventTriggerStates returns, for each of EventTriggerNames, its
+// pg_event_trigger.evtenabled ("O" enabled, "A" always, "R" replica, "D"
+// disabled), or "" when it does not exist.
+func EventTriggerStates(ctx context.Context, db DBTX) (map[string]string, error) {
+	rows, err := db.Query(ctx, `SELECT n, coalesce((SELECT evtenabled::text FROM pg_event_trigger WHERE evtname = n), '') FROM unnest($1::text[]) n`, EventTriggerNames)
+	if err != nil {
+		return nil, fmt.Errorf("read event triggers: %w", err)
 	}
-	return ok, nil
+	states := map[string]string{}
+	var name, state string
+	if _, err := pgx.ForEachRow(rows, []any{&name, &state}, func() error { states[name] = state; return nil }); err != nil {
+		return nil, fmt.Errorf("read event triggers: %w", err)
+	}
+	return states, nil
 }
 
-// ReclassEnabled reports whether pgundo's event trigger pgundo_reclass
-// exists and is enabled. Without it capture triggers carry no output
-// settings (every setting is checked on every table, schema 11 on) and a
-// column retyped later leaves a table's triggers stale (status flags them).
-func ReclassEnabled(ctx context.Context, db DBTX) (bool, error) {
-	var ok bool
-	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgundo_reclass' AND evtenabled <> 'D')`).Scan(&ok); err != nil {
-		return false, fmt.Errorf("read event triggers: %w", err)
+// EventTriggerWarnings says, one line each, what the missing or disabled
+// event triggers among states (see EventTriggerStates) cost and what
+// restores them; none when all are there.
+func EventTriggerWarnings(states map[string]string) []string {
+	cost := map[string]string{
+		"pgundo_ddl":  "partitions created from now on are not captured until pgundo track runs again on their parent",
+		"pgundo_drop": "a dropped tracked table stays in the tracked list until pgundo untrack",
 	}
-	return ok, nil
+	var out []string
+	for _, want := range []string{"", "D"} {
+		var names, costs []string
+		for _, n := range []string{"pgundo_ddl", "pgundo_drop"} {
+			if states[n] == want {
+				names = append(names, n)
+				costs = append(costs, cost[n])
+			}
+		}
+		switch {
+		case len(names) == 0:
+		case want == "":
+			out = append(out, fmt.Sprintf("event triggers absent (%s): %s; pgundo install run as a superuser creates them", strings.Join(names, ", "), strings.Join(costs, "; ")))
+		default:
+			out = append(out, fmt.Sprintf("event triggers disabled (%s): %s; as a superuser, ALTER EVENT TRIGGER ... ENABLE re-enables each", strings.Join(names, ", "), strings.Join(costs, "; ")))
+		}
+	}
+	switch states["pgundo_reclass"] {
+	case "A":
+	case "":
+		out = append(out, "event trigger pgundo_reclass absent: capture checks every output setting on every table (about 60% more CPU per captured statement); pgundo install run as a superuser creates it")
+	default:
+		out = append(out, "event trigger pgundo_reclass not enabled ALWAYS: tables tracked or altered from now on get the check of every output setting (about 60% more CPU per captured statement); as a superuser, ALTER EVENT TRIGGER pgundo_reclass ENABLE ALWAYS restores it")
+	}
+	return out
 }
 
 // Status reports every tracked table with its capture problems, ordered by

@@ -34,10 +34,12 @@ attach capture to partitions created later, and follow a column's new type
 so that capture checks only the output settings a table's rows depend on)
 need superuser, rds_superuser or cloudsqlsuperuser; without them install
 warns and carries on, and capture checks every output setting on every
-table (about 60% more CPU per captured statement). Run install again as a
-role that may create them (a superuser, the RDS or Aurora master user) to
-add them later: it creates the missing ones and attaches each tracked
-table's capture again with the settings its columns depend on.`,
+table (about 60% more CPU per captured statement); on RDS and Aurora, install
+as the master user to get them. Run install again as a superuser to add
+them later: it creates the missing ones and attaches each tracked table's
+capture again with the settings its columns depend on (one table at a time,
+waiting at most 2s for each table's lock; a busy one keeps its exact but
+slower check, and the warning names the command that updates it).`,
 		Example: `  pgundo install --database-url postgres://admin@db.internal/shop
   # installed by the application's owner; later, as a superuser, add the event triggers:
   pgundo install --database-url postgres://postgres@db.internal/shop`,
@@ -67,7 +69,7 @@ table's capture again with the settings its columns depend on.`,
 				}
 				out.EventTriggerResult = et
 				for _, n := range et.NotReattached {
-					fmt.Fprintf(g.stderr, "pgundo: warning: capture on %s keeps checking every output setting (%s); run pgundo track %s as its owner for the faster check\n",
+					fmt.Fprintf(g.stderr, "pgundo: warning: capture on %s keeps the output settings it checked before (%s); run pgundo track %s (as a role that owns it) to bring them up to date\n",
 						n.Table, n.Reason, shellQuote(n.Table))
 				}
 			}

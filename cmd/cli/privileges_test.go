@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgundo/pgundo/cmd/cli"
@@ -194,13 +195,13 @@ func TestEventTriggersAddedLater(t *testing.T) {
 
 	r = run(t, appURL, "status")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
-	require.Contains(t, r.stdout, "event triggers absent: partitions created from now on are not captured until pgundo track runs again on their parent; pgundo install run as a superuser (or the RDS or Aurora master user) creates them\n")
-	require.Contains(t, r.stdout, "event trigger pgundo_reclass absent: capture checks every output setting on every table (about 60% more CPU per captured statement); pgundo install run as a superuser (or the RDS or Aurora master user) creates it\n")
+	require.Contains(t, r.stdout, "event triggers absent (pgundo_ddl, pgundo_drop): partitions created from now on are not captured until pgundo track runs again on their parent; a dropped tracked table stays in the tracked list until pgundo untrack; pgundo install run as a superuser creates them\n")
+	require.Contains(t, r.stdout, "event trigger pgundo_reclass absent: capture checks every output setting on every table (about 60% more CPU per captured statement); pgundo install run as a superuser creates it\n")
 	r = run(t, appURL, "install")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, "is up to date")
 	require.Contains(t, r.stderr, "pgundo: warning: could not create event triggers pgundo_ddl, pgundo_drop, pgundo_reclass (permission denied")
-	require.Contains(t, r.stderr, "run pgundo install as a superuser (or the RDS or Aurora master user) to create them\n")
+	require.Contains(t, r.stderr, "): partitions created from now on are not captured until pgundo track runs again on their parent; a dropped tracked table stays in the tracked list until pgundo untrack; capture checks every output setting on every table (about 60% more CPU per captured statement); run pgundo install as a superuser to create them\n")
 	require.Empty(t, eventTriggers(admin))
 
 	r = run(t, url, "install", "--json")
@@ -243,4 +244,32 @@ func TestEventTriggersAddedLater(t *testing.T) {
 		"capture on 1 tracked table (and partitions) now checks only the output settings their columns depend on\n", r.stdout)
 	require.Equal(t, "fl 'none'", args()[0])
 	require.Equal(t, eventTriggers(admin2), eventTriggers(admin))
+
+	// A tracked table that pgundo's owner does not own: an ALTER TABLE after
+	// which capture must check more settings is refused, saying what to do;
+	// one that needs no change, or leaves capture checking more than
+	// needed, passes.
+	other := newRoles(t, admin, "other")[0]
+	pgtest.Exec(t, admin, fmt.Sprintf(`GRANT CREATE ON SCHEMA public TO %s`, other))
+	otherConn := pgtest.Connect(t, asRole(t, url, other))
+	pgtest.Exec(t, otherConn, `CREATE TABLE theirs (id int PRIMARY KEY, f float8)`)
+	r = run(t, url, "track", "theirs")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	theirs := func() string {
+		return privScalar[string](t, admin, `SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'theirs'::regclass AND tgname = 'pgundo_capture_update'`)
+	}
+	require.Contains(t, theirs(), "capture_update("+five+")")
+	pgtest.Exec(t, otherConn, `ALTER TABLE theirs ADD COLUMN note text`)
+	_, err := otherConn.Exec(context.Background(), `ALTER TABLE theirs ADD COLUMN m money`)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	// (PostgreSQL's own reason, in brackets, is worded differently by version.)
+	require.Contains(t, pgErr.Message, "pgundo: capture on public.theirs must check more output settings for its new column types, and pgundo's owner "+app+" may not attach it again (must be owner of ")
+	require.Equal(t, fmt.Sprintf("Grant the table's owner to pgundo's owner (GRANT %s TO %s), then run the ALTER TABLE again; or stop capturing it first (pgundo untrack public.theirs).", other, app), pgErr.Hint)
+	require.Equal(t, []string{"(id,integer)", "(f,\"double precision\")", "(note,text)"}, privStrings(t, admin, `SELECT ROW(attname, format_type(atttypid, atttypmod))::text FROM pg_attribute WHERE attrelid = 'theirs'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`), "the refused ALTER TABLE changed nothing")
+	pgtest.Exec(t, otherConn, `ALTER TABLE theirs DROP COLUMN f`)
+	require.Contains(t, theirs(), "capture_update("+five+")", "five settings still cover the columns left")
+	pgtest.Exec(t, admin, fmt.Sprintf(`GRANT %s TO %s`, other, app))
+	pgtest.Exec(t, otherConn, `ALTER TABLE theirs ADD COLUMN m money`)
+	require.Contains(t, theirs(), "capture_update("+five+", 'lc_monetary')")
 }

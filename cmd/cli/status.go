@@ -20,13 +20,20 @@ type statusResult struct {
 	// Problems lists every reason capture is broken, one object each, with
 	// the command that repairs it.
 	Problems []statusProblem `json:"problems"`
-	// EventTriggers: pgundo_ddl and pgundo_drop are there (capture on
-	// partitions created later; dropped tables leave the tracked list).
+	// EventTriggers: pgundo_ddl and pgundo_drop are there and enabled
+	// (capture on partitions created later; dropped tables leave the
+	// tracked list).
 	EventTriggers bool `json:"event_triggers"`
-	// ReclassTrigger: pgundo_reclass is there (capture checks only the
-	// output settings a table's columns depend on).
-	ReclassTrigger bool             `json:"reclass_trigger"`
-	Log            history.LogStats `json:"log"`
+	// ReclassTrigger: pgundo_reclass is there and enabled ALWAYS (capture
+	// checks only the output settings a table's columns depend on).
+	ReclassTrigger bool `json:"reclass_trigger"`
+	// EventTriggerStates: each event trigger's pg_event_trigger.evtenabled
+	// (O, A, R or D), "" when absent.
+	EventTriggerStates map[string]string `json:"event_trigger_states"`
+	// EventTriggerWarnings: what the missing or disabled ones cost, and
+	// what restores them.
+	EventTriggerWarnings []string         `json:"event_trigger_warnings"`
+	Log                  history.LogStats `json:"log"`
 }
 
 // statusProblem is one capture problem and the command that repairs it.
@@ -98,9 +105,10 @@ each table has primary_key and warnings.
 Absent event triggers are reported with their consequence: without
 pgundo_ddl, partitions created later are not captured (status flags them
 when they appear); without pgundo_reclass, capture checks every output
-setting on every table. pgundo install, run as a role that may create event
-triggers, adds them. With --json: event_triggers (pgundo_ddl and
-pgundo_drop) and reclass_trigger.
+setting on every table. pgundo install, run as a superuser, adds missing ones. With --json:
+event_triggers (pgundo_ddl and pgundo_drop there and enabled),
+reclass_trigger (pgundo_reclass enabled ALWAYS), event_trigger_states and
+event_trigger_warnings.
 
 Exit codes: 0 capture is whole; 4 capture is broken (the report is still
 printed in full, with --json too, and the error on stderr names the tables
@@ -130,12 +138,13 @@ fail.`,
 			if res.Log, err = history.Stats(ctx, conn); err != nil {
 				return err
 			}
-			if res.EventTriggers, err = triggers.EventTriggersEnabled(ctx, conn); err != nil {
+			if res.EventTriggerStates, err = triggers.EventTriggerStates(ctx, conn); err != nil {
 				return err
 			}
-			if res.ReclassTrigger, err = triggers.ReclassEnabled(ctx, conn); err != nil {
-				return err
-			}
+			st := res.EventTriggerStates
+			res.EventTriggers = st["pgundo_ddl"] != "" && st["pgundo_ddl"] != "D" && st["pgundo_drop"] != "" && st["pgundo_drop"] != "D"
+			res.ReclassTrigger = st["pgundo_reclass"] == "A"
+			res.EventTriggerWarnings = triggers.EventTriggerWarnings(st)
 			res.Healthy = true
 			res.Problems = []statusProblem{}
 			for _, t := range res.Tables {
@@ -205,12 +214,8 @@ func renderStatus(w io.Writer, res statusResult) error {
 			}
 		}
 	}
-	const createThem = "pgundo install run as a superuser (or the RDS or Aurora master user) creates"
-	if !res.EventTriggers {
-		fmt.Fprintln(w, "event triggers absent: partitions created from now on are not captured until pgundo track runs again on their parent; "+createThem+" them")
-	}
-	if !res.ReclassTrigger {
-		fmt.Fprintln(w, "event trigger pgundo_reclass absent: capture checks every output setting on every table (about 60% more CPU per captured statement); "+createThem+" it")
+	for _, l := range res.EventTriggerWarnings {
+		fmt.Fprintln(w, l)
 	}
 	fmt.Fprintf(w, "log: %s, %d sessions, %s%d statements, about %d row changes", humanBytes(res.Log.Bytes), res.Log.Sessions, map[bool]string{true: "about "}[res.Log.StatementsEstimated], res.Log.Statements, res.Log.Changes)
 	if res.Log.Oldest != nil {

@@ -285,7 +285,7 @@ func TestStatusDroppedTable(t *testing.T) {
 	var res struct {
 		Problems []statusProblem `json:"problems"`
 	}
-	const noEventTriggers = "event triggers absent: partitions created from now on are not captured until pgundo track runs again on their parent; pgundo install run as a superuser (or the RDS or Aurora master user) creates them\n"
+	const noEventTriggers = "event triggers absent (pgundo_drop): a dropped tracked table stays in the tracked list until pgundo untrack; pgundo install run as a superuser creates them\n"
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res), r.stdout)
 	require.Equal(t, []statusProblem{{Table: `"Ops"."Gone Soon"`, Relation: `"Ops"."Gone Soon"`, State: "table_dropped", Problem: "table dropped",
 		Fix: `pgundo untrack '"Ops"."Gone Soon"'`}}, res.Problems)

@@ -142,7 +142,7 @@ search_path by assignment (no executor, unlike PERFORM); tz_back_v13 puts back w
                     {{template "quiet_return_v13"}}
                 END IF;
 {{- if eq .class "six"}}
-                IF TG_NARGS OPERATOR(pg_catalog.=) 6 THEN  -- else an undo is logging: nothing to pin
+                IF TG_NARGS OPERATOR(pg_catalog.<>) 1 THEN  -- six (or any other count: all); 1: an undo is logging, nothing to pin
 {{- end}}
                 IF NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY ('{UTC,Etc/UTC}'::pg_catalog.text[])) THEN
                     tz := pg_catalog.current_setting('TimeZone');
@@ -279,10 +279,13 @@ BEGIN
 {{- if .v8}}
     IF NOT FOUND{{if .v11}} OR sp IS NOT NULL{{if .v12}} OR tz IS NOT NULL{{end}} THEN  -- one test on the common path
         IF NOT FOUND{{end}} THEN
-{{- if .v11}}
-            {{if .v13}}{{template "pin_path_v13"}}{{else}}{{template "pin_path"}}{{end}}
+{{- if and .v11 (not .v13)}}
+            {{template "pin_path"}}
 {{- end}}
         IF EXISTS (SELECT FROM {{.rows}}) THEN  -- more than one row, counted as they are written
+{{- if .v13}}
+            {{template "pin_path_v13"}}
+{{- end}}
             {{template "jit_off"}}
             LOCK TABLE ONLY pgundo.change_log IN ROW EXCLUSIVE MODE;  -- before numbering: see pgundo.seal
             sid := nextval('pgundo.stmt_id_seq');
@@ -352,15 +355,27 @@ BEGIN
     IF NOT FOUND OR sp IS NOT NULL{{if .v12}} OR tz IS NOT NULL{{end}} THEN  -- one test on the common path
 {{- end}}
     IF NOT FOUND THEN
+{{- if .v13}}
+        -- Qualified, with the caller's search_path: a statement that changed
+        -- no row ends here, without setting search_path (an UPDATE has no
+        -- more new rows than old ones).
+        IF EXISTS (SELECT FROM pgundo_old) THEN
+            SELECT (SELECT pg_catalog.count(*) FROM pgundo_old), (SELECT pg_catalog.count(*) FROM pgundo_new) INTO n, m;
+        END IF;
+{{- else}}
 {{- if .v11}}
-        {{if .v13}}{{template "pin_path_v13"}}{{else}}{{template "pin_path"}}{{end}}
+        {{template "pin_path"}}
 {{- end}}
         SELECT (SELECT count(*) FROM pgundo_old), (SELECT count(*) FROM pgundo_new) INTO n, m;
+{{- end}}
     END IF;
 {{- if .v12}}
     -- Reached with the caller's search_path too (TimeZone pinned inline, the
     -- journal written): qualified.
     IF n OPERATOR(pg_catalog.=) m AND n OPERATOR(pg_catalog.>) 1 THEN
+{{- if .v13}}
+        {{template "pin_path_v13"}}
+{{- end}}
 {{- else}}
     IF n = m AND n > 1 THEN
 {{- end}}
@@ -384,7 +399,8 @@ BEGIN
         PERFORM set_config('work_mem', wm, true);{{if .v8}}
         {{template "jit_back"}}
         {{template "hash_pairing_back"}}{{end}}
-    ELSIF n {{if .v12}}OPERATOR(pg_catalog.<>){{else}}<>{{end}} m THEN{{if .v8}}
+    ELSIF n {{if .v12}}OPERATOR(pg_catalog.<>){{else}}<>{{end}} m THEN{{if .v13}}
+        {{template "pin_path_v13"}}{{end}}{{if .v8}}
         {{template "jit_off"}}{{end}}
         {{template "stmt_row" (dict "stmt" .stmt "op" "U" "rows" "greatest(n, m)")}},
         o AS (INSERT INTO {{.change}} (stmt_id, old) SELECT s.id, ROW(r.*)::text FROM s, pgundo_old r)

@@ -98,8 +98,12 @@ END $$;{{end}}
 whose arguments are not what _capture_args gives now. */ -}}
 {{define "reclass_tracked"}}DO $$
 DECLARE
-    r record;
-BEGIN
+    r record;{{if .}}{{if .timeout}}
+    lt text := pg_catalog.current_setting('lock_timeout');{{end}}{{end}}
+BEGIN{{if .}}{{if .timeout}}
+    -- Each re-attachment takes an exclusive lock on its table until the
+    -- migration commits: wait at most two seconds for a busy one.
+    PERFORM pg_catalog.set_config('lock_timeout', '2s', true);{{end}}{{end}}
     FOR r IN SELECT p.relid::regclass AS rel
                FROM pgundo.tracked t
               CROSS JOIN LATERAL (SELECT pt.relid FROM pg_partition_tree(t.relid) pt UNION SELECT t.relid) p
@@ -108,7 +112,10 @@ BEGIN
         BEGIN
             PERFORM pgundo._reclass(r.rel);
         EXCEPTION WHEN insufficient_privilege THEN
-            RAISE WARNING 'pgundo: capture on % keeps checking every output setting (%); run pgundo track % as its owner for the faster check', r.rel, SQLERRM, r.rel;
+            RAISE WARNING 'pgundo: capture on % keeps checking every output setting (%); run pgundo track % as its owner for the faster check', r.rel, SQLERRM, r.rel;{{if .}}{{if .timeout}}
+        WHEN lock_not_available THEN
+            RAISE WARNING 'pgundo: capture on % keeps the output settings it checked before (the table was busy: %); run pgundo track % later to bring them up to date', r.rel, SQLERRM, r.rel;{{end}}{{end}}
         END;
-    END LOOP;
+    END LOOP;{{if .}}{{if .timeout}}
+    PERFORM pg_catalog.set_config('lock_timeout', lt, true);{{end}}{{end}}
 END $$;{{end}}
