@@ -38,10 +38,11 @@ type EventTriggerResult struct {
 	// their columns depend on (pgundo._reclass), after pgundo_reclass was
 	// created.
 	Reattached int64 `json:"reattached"`
-	// NotReattached lists the tables and partitions whose triggers the role
-	// may not attach again (it does not own them), with PostgreSQL's
-	// reason: their capture keeps checking every output setting until
-	// pgundo track runs on them as their owner.
+	// NotReattached lists the tables and partitions whose triggers were not
+	// attached again, with PostgreSQL's reason: the role does not own them,
+	// or they stayed locked for longer than ReattachLockTimeout. Their
+	// capture keeps the check it had until pgundo track runs on
+	// them.
 	NotReattached []NotReattached `json:"not_reattached,omitempty"`
 }
 

@@ -38,8 +38,8 @@ table (about 60% more CPU per captured statement); on RDS and Aurora, install
 as the master user to get them. Run install again as a superuser to add
 them later: it creates the missing ones and attaches each tracked table's
 capture again with the settings its columns depend on (one table at a time,
-waiting at most 2s for each table's lock; a busy one keeps its exact but
-slower check, and the warning names the command that updates it).`,
+waiting at most 2s for each table's lock; a busy one keeps the check it
+had, all settings, and the warning names the command that updates it).`,
 		Example: `  pgundo install --database-url postgres://admin@db.internal/shop
   # installed by the application's owner; later, as a superuser, add the event triggers:
   pgundo install --database-url postgres://postgres@db.internal/shop`,
