@@ -44,6 +44,10 @@ type EventTriggerResult struct {
 	// capture keeps the check it had until pgundo track runs on
 	// them.
 	NotReattached []NotReattached `json:"not_reattached,omitempty"`
+	// PartitionsAttached is the number of partitions of tracked tables,
+	// created while pgundo_ddl was missing, that got capture when it was
+	// created (as pgundo track on their parent does).
+	PartitionsAttached int64 `json:"partitions_attached"`
 }
 
 // NotReattached is a table whose capture triggers EnsureEventTriggers could
@@ -91,9 +95,9 @@ const ReattachLockTimeout = "2s"
 // tracked table and partition again with the output settings their columns
 // depend on (before, each checked all of them), each table in a
 // transaction of its own that waits at most ReattachLockTimeout for the
-// table's lock. It does not attach capture to partitions created while
-// pgundo_ddl was missing: status flags them, and pgundo track on their
-// parent attaches it. A role that may not create event triggers gets an
+// table's lock; when it creates pgundo_ddl it first attaches capture to the
+// partitions of tracked tables created while it was missing, as pgundo
+// track on their parent does. A role that may not create event triggers gets an
 // *EventTriggerPrivilegeError and nothing is changed. Event triggers that
 // exist but are disabled are left as they are (status reports them).
 func EnsureEventTriggers(ctx context.Context, conn *pgx.Conn) (EventTriggerResult, error) {
@@ -133,10 +137,60 @@ func EnsureEventTriggers(ctx context.Context, conn *pgx.Conn) (EventTriggerResul
 		return res, fmt.Errorf("create event triggers %s: %w", strings.Join(missing, ", "), err)
 	}
 	res.Created = missing
+	if slices.Contains(missing, "pgundo_ddl") {
+		if err := attachPartitions(ctx, conn, &res); err != nil {
+			return res, err
+		}
+	}
 	if !slices.Contains(missing, "pgundo_reclass") {
 		return res, nil
 	}
 	return res, reattach(ctx, conn, &res)
+}
+
+// attachPartitions runs pgundo.track on each tracked partitioned table that
+// has a partition without capture (created while pgundo_ddl was missing),
+// each in a transaction of its own waiting at most ReattachLockTimeout for
+// locks; one that fails for want of rights or a lock is listed in
+// res.NotReattached (status goes on flagging its partitions).
+func attachPartitions(ctx context.Context, conn *pgx.Conn, res *EventTriggerResult) error {
+	rows, err := conn.Query(ctx, `
+		SELECT t.relid::regclass::text, count(*)
+		  FROM pgundo.tracked t
+		  JOIN pg_partition_tree(t.relid) p ON p.relid <> t.relid
+		 WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = t.relid)
+		   AND NOT EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgrelid = p.relid AND tg.tgname = 'pgundo_capture_insert')
+		 GROUP BY t.relid ORDER BY 1`)
+	if err != nil {
+		return fmt.Errorf("list partitions without capture: %w", err)
+	}
+	type parent struct {
+		Table string
+		N     int64
+	}
+	parents, err := pgx.CollectRows(rows, pgx.RowToStructByPos[parent])
+	if err != nil {
+		return fmt.Errorf("list partitions without capture: %w", err)
+	}
+	for _, p := range parents {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, ReattachLockTimeout); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `SELECT pgundo.track($1::regclass)`, p.Table)
+			return err
+		})
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "55P03"):
+			res.NotReattached = append(res.NotReattached, NotReattached{Table: p.Table, Reason: pgErr.Message})
+		case err != nil:
+			return fmt.Errorf("attach capture to the partitions of %s: %w", p.Table, err)
+		default:
+			res.PartitionsAttached += p.N
+		}
+	}
+	return nil
 }
 
 // reattach gives the capture triggers of every tracked table and partition

@@ -37,9 +37,10 @@ warns and carries on, and capture checks every output setting on every
 table (about 60% more CPU per captured statement); on RDS and Aurora, install
 as the master user to get them. Run install again as a superuser to add
 them later: it creates the missing ones and attaches each tracked table's
-capture again with the settings its columns depend on (one table at a time,
-waiting at most 2s for each table's lock; a busy one keeps the check it
-had, all settings, and the warning names the command that updates it).`,
+capture again with the settings its columns depend on, and attaches capture
+to partitions created meanwhile (one table at a time, waiting at most 2s for
+each table's lock; a busy one keeps what it had, and the warning names the
+command that brings it up to date).`,
 		Example: `  pgundo install --database-url postgres://admin@db.internal/shop
   # installed by the application's owner; later, as a superuser, add the event triggers:
   pgundo install --database-url postgres://postgres@db.internal/shop`,
@@ -69,7 +70,7 @@ had, all settings, and the warning names the command that updates it).`,
 				}
 				out.EventTriggerResult = et
 				for _, n := range et.NotReattached {
-					fmt.Fprintf(g.stderr, "pgundo: warning: capture on %s keeps the output settings it checked before (%s); run pgundo track %s (as a role that owns it) to bring them up to date\n",
+					fmt.Fprintf(g.stderr, "pgundo: warning: capture on %s was not brought up to date (%s); run pgundo track %s as a role that owns it\n",
 						n.Table, n.Reason, shellQuote(n.Table))
 				}
 			}
@@ -84,6 +85,13 @@ had, all settings, and the warning names the command that updates it).`,
 				}
 				if len(out.Created) > 0 {
 					fmt.Fprintf(w, "created event triggers %s\n", strings.Join(out.Created, ", "))
+				}
+				if out.PartitionsAttached > 0 {
+					noun := "partitions"
+					if out.PartitionsAttached == 1 {
+						noun = "partition"
+					}
+					fmt.Fprintf(w, "capture attached to %d %s created while pgundo_ddl was missing\n", out.PartitionsAttached, noun)
 				}
 				if out.Reattached > 0 {
 					noun := "tables"

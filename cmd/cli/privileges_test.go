@@ -204,15 +204,22 @@ func TestEventTriggersAddedLater(t *testing.T) {
 	require.Contains(t, r.stderr, "): partitions created from now on are not captured until pgundo track runs again on their parent; a dropped tracked table stays in the tracked list until pgundo untrack; capture checks every output setting on every table (about 60% more CPU per captured statement); run pgundo install as a superuser to create them\n")
 	require.Empty(t, eventTriggers(admin))
 
+	// A partition created meanwhile gets no capture (no pgundo_ddl).
+	pgtest.Exec(t, appConn, `CREATE TABLE pt2 PARTITION OF pt FOR VALUES IN (2)`)
+	require.Zero(t, privScalar[int64](t, admin, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'pt2'::regclass`))
+
 	r = run(t, url, "install", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	var out map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
 	require.Equal(t, []any{"pgundo_ddl", "pgundo_drop", "pgundo_reclass"}, out["event_triggers_created"])
-	require.EqualValues(t, 4, out["reattached"], "n, tm, fl and pt (pt1 follows its parent)")
+	require.EqualValues(t, 1, out["partitions_attached"], "pt2")
+	require.EqualValues(t, 4, out["reattached"], "n, tm, fl and pt (its partitions follow it)")
 	require.Equal(t, false, out["changed"])
 	five := "'DateStyle', 'IntervalStyle', 'TimeZone', 'extra_float_digits', 'bytea_output'"
-	require.Equal(t, []string{"fl " + five, "n 'none'", "pt 'none'", "pt1 'none'", "tm 'DateStyle', 'IntervalStyle', 'TimeZone'"}, args())
+	require.Equal(t, []string{"fl " + five, "n 'none'", "pt 'none'", "pt1 'none'", "pt2 'none'", "tm 'DateStyle', 'IntervalStyle', 'TimeZone'"}, args())
+	pgtest.Exec(t, appConn, `INSERT INTO pt2 VALUES (1, 2)`) // addressed to the partition: its own capture
+	require.Equal(t, []string{"pt2 I (1,2)"}, privStrings(t, admin, `SELECT st.table_name || ' ' || st.op::text || ' ' || c.new FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id`))
 
 	// As a superuser's install creates them.
 	url2, admin2 := setup(t, "")
