@@ -102,13 +102,13 @@ partition, trigger, state (missing, disabled, enable_origin, enable_replica,
 stale or table_dropped), problem (in words) and fix (the command that repairs it);
 each table has primary_key and warnings.
 
-Absent event triggers are reported with their consequence: without
-pgundo_ddl, partitions created later are not captured (status flags them
-when they appear); without pgundo_reclass, capture checks every output
-setting on every table. pgundo install, run as a superuser, adds missing ones. With --json:
-event_triggers (pgundo_ddl and pgundo_drop there and enabled),
-reclass_trigger (pgundo_reclass enabled ALWAYS), event_trigger_states and
-event_trigger_warnings.
+Missing or disabled event triggers are reported with their consequence:
+without pgundo_ddl, partitions created later are not captured (status
+flags them when they appear); without pgundo_reclass, capture checks every
+output setting on every table. pgundo install, run as a superuser, adds
+missing ones. With --json: event_triggers (pgundo_ddl and pgundo_drop there
+and enabled), reclass_trigger (pgundo_reclass enabled ALWAYS),
+event_trigger_states and event_trigger_warnings.
 
 Exit codes: 0 capture is whole; 4 capture is broken (the report is still
 printed in full, with --json too, and the error on stderr names the tables
