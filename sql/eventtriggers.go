@@ -85,7 +85,7 @@ func (e *EventTriggerPrivilegeError) Error() string {
 
 // ReattachLockTimeout is how long EnsureEventTriggers waits for each tracked
 // table's lock when it attaches capture again: a table busy for longer
-// keeps the triggers it has (exact, checking every setting) and is listed.
+// keeps the triggers it has and is listed in NotReattached.
 const ReattachLockTimeout = "2s"
 
 // EnsureEventTriggers creates those of pgundo's event triggers that do not
@@ -97,8 +97,8 @@ const ReattachLockTimeout = "2s"
 // transaction of its own that waits at most ReattachLockTimeout for the
 // table's lock; when it creates pgundo_ddl it first attaches capture to the
 // partitions of tracked tables created while it was missing, as pgundo
-// track on their parent does. A role that may not create event triggers gets an
-// *EventTriggerPrivilegeError and nothing is changed. Event triggers that
+// track on their parent does. A role that may not create event triggers
+// gets an *EventTriggerPrivilegeError and nothing is changed. Event triggers that
 // exist but are disabled are left as they are (status reports them).
 func EnsureEventTriggers(ctx context.Context, conn *pgx.Conn) (EventTriggerResult, error) {
 	var res EventTriggerResult
