@@ -53,7 +53,7 @@ type EventTriggerResult struct {
 // NotReattached is a table whose capture triggers EnsureEventTriggers could
 // not attach again.
 type NotReattached struct {
-	// Table is the table or partition, quoted as regclass prints it.
+	// Table is the table or partition, schema-qualified and quoted.
 	Table string `json:"table"`
 	// Reason is PostgreSQL's message.
 	Reason string `json:"reason"`
@@ -155,7 +155,7 @@ func EnsureEventTriggers(ctx context.Context, conn *pgx.Conn) (EventTriggerResul
 // res.NotReattached (status goes on flagging its partitions).
 func attachPartitions(ctx context.Context, conn *pgx.Conn, res *EventTriggerResult) error {
 	rows, err := conn.Query(ctx, `
-		SELECT t.relid::regclass::text, count(*)
+		SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = t.relid), count(*)
 		  FROM pgundo.tracked t
 		  JOIN pg_partition_tree(t.relid) p ON p.relid <> t.relid
 		 WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = t.relid)
@@ -173,24 +173,35 @@ func attachPartitions(ctx context.Context, conn *pgx.Conn, res *EventTriggerResu
 		return fmt.Errorf("list partitions without capture: %w", err)
 	}
 	for _, p := range parents {
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, ReattachLockTimeout); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, `SELECT pgundo.track($1::regclass)`, p.Table)
-			return err
-		})
-		var pgErr *pgconn.PgError
+		var ignored any
+		skipped, err := onTable(ctx, conn, `SELECT pgundo.track($1::regclass)::text`, p.Table, &ignored, res)
 		switch {
-		case errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "55P03"):
-			res.NotReattached = append(res.NotReattached, NotReattached{Table: p.Table, Reason: pgErr.Message})
 		case err != nil:
 			return fmt.Errorf("attach capture to the partitions of %s: %w", p.Table, err)
-		default:
+		case !skipped:
 			res.PartitionsAttached += p.N
 		}
 	}
 	return nil
+}
+
+// onTable runs query (one value, scanned into dest) on rel in a transaction
+// of its own that waits at most ReattachLockTimeout for locks. When the role
+// does not own rel or the lock is not granted in time, rel is listed in
+// res.NotReattached with PostgreSQL's reason and skipped is true.
+func onTable(ctx context.Context, conn *pgx.Conn, query, rel string, dest any, res *EventTriggerResult) (skipped bool, err error) {
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, ReattachLockTimeout); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, query, rel).Scan(dest)
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "55P03") { // insufficient_privilege, lock_not_available
+		res.NotReattached = append(res.NotReattached, NotReattached{Table: rel, Reason: pgErr.Message})
+		return true, nil
+	}
+	return false, err
 }
 
 // reattach gives the capture triggers of every tracked table and partition
@@ -199,7 +210,8 @@ func attachPartitions(ctx context.Context, conn *pgx.Conn, res *EventTriggerResu
 // than ReattachLockTimeout, is listed in res.NotReattached.
 func reattach(ctx context.Context, conn *pgx.Conn, res *EventTriggerResult) error {
 	rows, err := conn.Query(ctx, `
-		SELECT t.relid::regclass::text, p.relid::regclass::text
+		SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = t.relid),
+		       (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p.relid)
 		  FROM pgundo.tracked t
 		 CROSS JOIN LATERAL (SELECT pt.relid FROM pg_partition_tree(t.relid) pt UNION SELECT t.relid) p
 		 WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = t.relid)
@@ -216,19 +228,11 @@ func reattach(ctx context.Context, conn *pgx.Conn, res *EventTriggerResult) erro
 	changedTables := map[string]bool{}
 	for _, pr := range rels {
 		var changed bool
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, ReattachLockTimeout); err != nil {
-				return err
-			}
-			return tx.QueryRow(ctx, `SELECT pgundo._reclass($1::regclass)`, pr.Rel).Scan(&changed)
-		})
-		var pgErr *pgconn.PgError
+		skipped, err := onTable(ctx, conn, `SELECT pgundo._reclass($1::regclass)`, pr.Rel, &changed, res)
 		switch {
-		case errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "55P03"): // insufficient_privilege, lock_not_available
-			res.NotReattached = append(res.NotReattached, NotReattached{Table: pr.Rel, Reason: pgErr.Message})
 		case err != nil:
 			return fmt.Errorf("attach capture on %s again: %w", pr.Rel, err)
-		case changed:
+		case !skipped && changed:
 			changedTables[pr.Table] = true
 		}
 	}

@@ -252,6 +252,22 @@ func TestEventTriggersAddedLater(t *testing.T) {
 	require.Equal(t, "fl 'none'", args()[0])
 	require.Equal(t, eventTriggers(admin2), eventTriggers(admin))
 
+	// A table busy past the lock timeout keeps its triggers, and is named.
+	pgtest.Exec(t, admin, `DROP EVENT TRIGGER pgundo_reclass`)
+	pgtest.Exec(t, appConn, `ALTER TABLE fl ADD COLUMN y float4`) // unseen: fl stays 'none' (stale)
+	holder := pgtest.Connect(t, appURL)
+	pgtest.Exec(t, holder, `BEGIN; SELECT count(*) FROM fl`)
+	r = run(t, url, "install")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Equal(t, fmt.Sprintf("pgundo is up to date in database %s (schema version %d); nothing to do\n", admin.Config().Database, pgsql.Latest())+
+		"created event triggers pgundo_reclass\n", r.stdout)
+	require.Equal(t, "pgundo: warning: capture on public.fl was not brought up to date (canceling statement due to lock timeout); run pgundo track public.fl as a role that owns it\n", r.stderr)
+	require.Equal(t, "fl 'none'", args()[0])
+	pgtest.Exec(t, holder, `COMMIT`)
+	r = run(t, url, "track", "fl")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Equal(t, "fl "+five, args()[0])
+
 	// A tracked table that pgundo's owner does not own: an ALTER TABLE after
 	// which capture must check more settings is refused, saying what to do;
 	// one that needs no change, or leaves capture checking more than
