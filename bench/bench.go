@@ -1,10 +1,12 @@
 // Package bench measures what pgundo costs, in the database it is pointed
 // at, as ratios against the same work done without pgundo, all in one run.
 //
-// Capture times bulk UPDATE, DELETE and INSERT statements and a
-// short pgbench OLTP run in three variants: untracked, tracked by pgundo, and
-// tracked by a classic row-level audit trigger (the baseline most audit tools
-// resemble). Each measurement starts from a freshly built table, after
+// Capture times bulk UPDATE, DELETE and INSERT statements and short
+// pgbench OLTP runs in four variants: untracked, tracked by pgundo, tracked
+// by a classic row-level audit trigger (the baseline most audit tools
+// resemble), and by the floor trigger (the least a trigger capture can
+// cost); on request also with E-Maj, the closest peer, where it is
+// installed. Each measurement starts from a freshly built table, after
 // VACUUM ANALYZE and CHECKPOINT, and the variants are interleaved so that a
 // noisy machine slows them alike.
 //
@@ -62,8 +64,9 @@ const (
 	Floor Variant = "floor"
 )
 
-// Variants lists the variants in the order they run in the first repetition;
-// later repetitions rotate it.
+// Variants lists the variants every measurement is taken in, in the order
+// they run in the first repetition; later repetitions rotate it. EMaj, when
+// asked for, runs last in the first repetition.
 var Variants = []Variant{Untracked, Pgundo, RowLevel, Floor}
 
 // RowLevelLog is the log table written by the RowLevel variant's trigger.
@@ -151,12 +154,14 @@ type env struct {
 	progress   progressFunc
 	checkpoint bool // CHECKPOINT is permitted
 	installed  bool // the bench installed pgundo
+	emaj       bool // the EMaj variant runs too
+	variants   []Variant
 }
 
 // newEnv reads the server's version and settings and sets conn up for the
 // bench (no statement timeout). It changes nothing in the database.
 func newEnv(ctx context.Context, conn *pgx.Conn, progress progressFunc) (*env, Server, error) {
-	e := &env{conn: conn, cfg: conn.Config(), progress: progress, checkpoint: true}
+	e := &env{conn: conn, cfg: conn.Config(), progress: progress, checkpoint: true, variants: Variants}
 	e.cfg.RuntimeParams["application_name"] = "pgundo-bench"
 	e.cfg.RuntimeParams["statement_timeout"] = "0"
 	var srv Server
@@ -258,6 +263,13 @@ func (e *env) createSchema(ctx context.Context) error {
 	if err := e.conn.QueryRow(ctx, "SELECT to_regnamespace($1) IS NOT NULL", Schema).Scan(&exists); err != nil {
 		return err
 	}
+	if e.emaj {
+		// A group left by an interrupted run would keep its tables from
+		// being dropped.
+		if err := emajDropGroup(ctx, e.conn); err != nil {
+			return err
+		}
+	}
 	if exists {
 		e.progress.f("dropping schema %s left by an earlier run", Schema)
 		if err := e.dropSchema(ctx, e.conn); err != nil {
@@ -334,8 +346,8 @@ func (e *env) emptyLogs(ctx context.Context) error {
 }
 
 // logBytes returns the total size of the log written by variant v (0 for
-// Untracked): pgundo.change_log, pgundo.stmt_log and pgundo.journal with their indexes and TOAST, or
-// RowLevelLog.
+// Untracked): pgundo.change_log, pgundo.stmt_log and pgundo.journal with their indexes and TOAST,
+// RowLevelLog, FloorLog, or E-Maj's log tables.
 func (e *env) logBytes(ctx context.Context, v Variant) (int64, error) {
 	var sql string
 	switch v {
@@ -345,6 +357,12 @@ func (e *env) logBytes(ctx context.Context, v Variant) (int64, error) {
 		sql = "SELECT pg_total_relation_size('" + RowLevelLog + "')"
 	case Floor:
 		sql = "SELECT pg_total_relation_size('" + FloorLog + "')"
+	case EMaj:
+		n, err := e.emajLogBytes(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("measure the %s log: %w", v, err)
+		}
+		return n, nil
 	default:
 		return 0, nil
 	}
@@ -386,6 +404,8 @@ func (e *env) attach(ctx context.Context, v Variant, tables ...string) error {
 				}
 			}
 		}
+	case EMaj:
+		return e.emajAttach(ctx, tables)
 	}
 	return nil
 }
@@ -441,6 +461,11 @@ func (e *env) finish(ctx context.Context, keep bool) error {
 		return fmt.Errorf("clean up: %w", err)
 	}
 	defer conn.Close(ctx)
+	if e.emaj {
+		if err := emajDropGroup(ctx, conn); err != nil {
+			return fmt.Errorf("clean up: %w", err)
+		}
+	}
 	e.progress.f("dropping schema %s and emptying pgundo's log", Schema)
 	if err := e.dropSchema(ctx, conn); err != nil {
 		return fmt.Errorf("clean up: %w", err)
@@ -457,11 +482,11 @@ func (e *env) finish(ctx context.Context, keep bool) error {
 	return nil
 }
 
-// rotate returns Variants rotated left by n, so that repetition n starts
-// with a different variant.
-func rotate(n int) []Variant {
-	n %= len(Variants)
-	return append(append([]Variant(nil), Variants[n:]...), Variants[:n]...)
+// rotate returns the bench's variants rotated left by n, so that
+// repetition n starts with a different variant.
+func (e *env) rotate(n int) []Variant {
+	n %= len(e.variants)
+	return append(append([]Variant(nil), e.variants[n:]...), e.variants[:n]...)
 }
 
 // median returns the median of xs (the mean of the middle two for an even

@@ -342,3 +342,93 @@ func TestFindPgbench(t *testing.T) {
 		t.Errorf("got %s", p)
 	}
 }
+
+// TestCaptureEMajMissing: asked to measure E-Maj where it is not
+// installed, the bench says how to install it and changes nothing (it does
+// not even install pgundo).
+func TestCaptureEMajMissing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn := setup(t)
+	if err := pgsql.Uninstall(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	_, err := bench.Capture(ctx, conn, bench.CaptureOptions{Rows: 50, SkipOLTP: true, EMaj: true}, nil)
+	var missing *bench.EMajMissingError
+	if !errors.As(err, &missing) || missing.Err != nil {
+		t.Fatalf("got %v, want an *EMajMissingError without a cause", err)
+	}
+	for _, s := range []string{"E-Maj is not installed in database " + conn.Config().Database, "nothing was changed", "CREATE EXTENSION emaj", "without --emaj"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("message lacks %q: %v", s, err)
+		}
+	}
+	if schemaExists(t, conn, bench.Schema) || schemaExists(t, conn, "pgundo") {
+		t.Error("nothing may be created when E-Maj is missing")
+	}
+}
+
+// TestCaptureWithEMaj runs the bench with E-Maj beside the other variants.
+// E-Maj is not part of this repository: the test installs it from the psql
+// script named by PGUNDO_EMAJ_SCRIPT (emaj-<version>.sql from the sql/
+// directory of https://github.com/dalibo/emaj, PostgreSQL 14 or later) and
+// is skipped, saying so, when the variable is not set.
+func TestCaptureWithEMaj(t *testing.T) {
+	script := os.Getenv("PGUNDO_EMAJ_SCRIPT")
+	if script == "" {
+		t.Skip("PGUNDO_EMAJ_SCRIPT is not set: E-Maj's psql install script is needed to measure E-Maj")
+	}
+	body, err := os.ReadFile(script)
+	if err != nil {
+		t.Fatalf("PGUNDO_EMAJ_SCRIPT: %v", err)
+	}
+	ctx := context.Background()
+	conn := setup(t)
+	pgtest.Exec(t, conn, string(body))
+	// A group left by an interrupted run, logging: the bench drops it.
+	pgtest.Exec(t, conn, `CREATE SCHEMA pgundo_bench; CREATE TABLE pgundo_bench.accounts (aid int PRIMARY KEY);
+		SELECT emaj.emaj_create_group('pgundo_bench', false);
+		SELECT emaj.emaj_assign_table('pgundo_bench', 'accounts', 'pgundo_bench');
+		SELECT emaj.emaj_start_group('pgundo_bench')`)
+
+	res, err := bench.Capture(ctx, conn, bench.CaptureOptions{
+		Rows: 2000, Repeat: 1, OLTPSeconds: 1, Clients: 2, Pgbench: pgbenchPath(t), EMaj: true,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.EMajVersion == "" {
+		t.Error("E-Maj's version missing")
+	}
+	for _, s := range res.Steps {
+		if s.EMaj == nil {
+			t.Fatalf("%s: no E-Maj timing", s.Step)
+		}
+		checkTiming(t, s.Step+" emaj", *s.EMaj, 1, true)
+		if s.EMaj.Ratio != s.EMaj.Seconds/s.Untracked.Seconds {
+			t.Errorf("%s: E-Maj ratio %v, seconds %v, untracked %v", s.Step, s.EMaj.Ratio, s.EMaj.Seconds, s.Untracked.Seconds)
+		}
+	}
+	if len(res.OLTP) != 3 {
+		t.Fatalf("got %d OLTP phases, want 3", len(res.OLTP))
+	}
+	for _, o := range res.OLTP {
+		if o.EMaj == nil {
+			t.Fatalf("oltp %s: no E-Maj throughput", o.Script)
+		}
+		checkThroughput(t, fmt.Sprintf("oltp %s %d clients emaj", o.Script, o.Clients), *o.EMaj, 1, true)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"emaj_version":`, `"emaj":{`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("JSON lacks %s", key)
+		}
+	}
+	requireBenchGone(t, conn)
+	if n := count(t, conn, "SELECT count(*) FROM emaj.emaj_group WHERE group_name = $1", bench.EMajGroup); n != 0 {
+		t.Errorf("E-Maj group %s left behind", bench.EMajGroup)
+	}
+}

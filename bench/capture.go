@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,6 +57,11 @@ type CaptureOptions struct {
 	// outside pgundo_bench or such tables are tracked, deleting those
 	// entries. Default false: the bench refuses with a *LogInUseError.
 	Force bool
+	// EMaj also measures every step and phase with E-Maj (the EMaj
+	// variant), which must be installed in the database; where it is not,
+	// Capture returns an *EMajMissingError before changing anything.
+	// Default false.
+	EMaj bool
 }
 
 // withDefaults fills in defaults and checks the values.
@@ -109,6 +115,9 @@ type CaptureResult struct {
 	InstalledPgundo bool `json:"installed_pgundo"`
 	// Kept is true when schema pgundo_bench and the log were left in place.
 	Kept bool `json:"kept"`
+	// EMajVersion is the version of the E-Maj measured beside pgundo
+	// (emaj_get_version()); empty when E-Maj was not measured.
+	EMajVersion string `json:"emaj_version,omitempty"`
 	// Steps are the bulk steps: update, delete, insert, in that order.
 	Steps []StepResult `json:"steps"`
 	// OLTP are the pgbench phases, in this order: tpcb-like at 1 client,
@@ -127,11 +136,13 @@ type StepResult struct {
 	SQL string `json:"sql"`
 	// Rows is the number of rows the statement changed.
 	Rows int64 `json:"rows"`
-	// Untracked, Pgundo, RowLevel and Floor are the variants' measurements.
-	Untracked Timing `json:"untracked"`
-	Pgundo    Timing `json:"pgundo"`
-	RowLevel  Timing `json:"rowlevel"`
-	Floor     Timing `json:"floor"`
+	// Untracked, Pgundo, RowLevel and Floor are the variants' measurements;
+	// EMaj is E-Maj's, nil unless it was measured.
+	Untracked Timing  `json:"untracked"`
+	Pgundo    Timing  `json:"pgundo"`
+	RowLevel  Timing  `json:"rowlevel"`
+	Floor     Timing  `json:"floor"`
+	EMaj      *Timing `json:"emaj,omitempty"`
 	// Goal is the largest acceptable Pgundo.Ratio (PRODUCT.md), and GoalMet
 	// whether it was met.
 	Goal    float64 `json:"goal"`
@@ -176,8 +187,8 @@ var steps = []step{
 }
 
 // Capture measures what pgundo's capture costs in the database conn is
-// connected to, against no capture and against a classic row-level audit
-// trigger:
+// connected to, against no capture, a classic row-level audit trigger, the
+// floor trigger and, when opts.EMaj, E-Maj:
 //
 //   - bulk steps on a table of opts.Rows rows shaped like pgbench_accounts:
 //     UPDATE of every row, DELETE of half the rows, INSERT of opts.Rows rows
@@ -217,6 +228,14 @@ func Capture(ctx context.Context, conn *pgx.Conn, opts CaptureOptions, progress 
 		if pgbench, err = FindPgbench(srv.VersionNum / 10000); err != nil {
 			return nil, err
 		}
+	}
+	if opts.EMaj {
+		// Checked before anything is changed.
+		if res.EMajVersion, err = e.emajVersion(ctx); err != nil {
+			return nil, err
+		}
+		e.emaj = true
+		e.variants = append(slices.Clone(Variants), EMaj)
 	}
 	if err := e.prepare(ctx, opts.Force); err != nil {
 		if e.installed { // a failure after installing: remove it again
@@ -262,7 +281,7 @@ func (e *env) measureStep(ctx context.Context, st step, opts CaptureOptions) (St
 	runs := map[Variant][]float64{}
 	perRow := map[Variant][]float64{}
 	for r := 0; r < opts.Repeat; r++ {
-		for _, v := range rotate(r) {
+		for _, v := range e.rotate(r) {
 			secs, rows, logBytes, err := e.runStep(ctx, st, v, opts.Rows)
 			if err != nil {
 				return sr, fmt.Errorf("%s step, %s variant: %w", st.name, v, err)
@@ -288,6 +307,10 @@ func (e *env) measureStep(ctx context.Context, st step, opts CaptureOptions) (St
 		return t
 	}
 	sr.Untracked, sr.Pgundo, sr.RowLevel, sr.Floor = timing(Untracked), timing(Pgundo), timing(RowLevel), timing(Floor)
+	if e.emaj {
+		t := timing(EMaj)
+		sr.EMaj = &t
+	}
 	sr.GoalMet = sr.Pgundo.Ratio <= sr.Goal
 	sr.LogBytesGoalMet = sr.LogBytesGoal == 0 || sr.Pgundo.LogBytesPerRow <= sr.LogBytesGoal
 	return sr, nil
@@ -368,8 +391,13 @@ func (e *env) buildAccounts(ctx context.Context, filled bool, rows int64) error 
 }
 
 // detach stops pgundo's capture on the tables after a pgundo run, so that
-// pgundo's tracked list does not keep tables the next build drops.
+// pgundo's tracked list does not keep tables the next build drops, and
+// drops the E-Maj group after an E-Maj run (E-Maj would refuse to let its
+// tables be dropped).
 func (e *env) detach(ctx context.Context, v Variant, tables ...string) error {
+	if v == EMaj {
+		return e.emajDetach(ctx)
+	}
 	if v != Pgundo {
 		return nil
 	}

@@ -28,9 +28,13 @@ func TestRotate(t *testing.T) {
 		{Floor, Untracked, Pgundo, RowLevel},
 		{Untracked, Pgundo, RowLevel, Floor},
 	} {
-		if got := rotate(n); !slices.Equal(got, want) {
+		if got := (&env{variants: Variants}).rotate(n); !slices.Equal(got, want) {
 			t.Errorf("rotate(%d) = %v, want %v", n, got, want)
 		}
+	}
+	withEMaj := &env{variants: append(slices.Clone(Variants), EMaj)}
+	if got, want := withEMaj.rotate(6), []Variant{Pgundo, RowLevel, Floor, EMaj, Untracked}; !slices.Equal(got, want) {
+		t.Errorf("rotate(6) with E-Maj = %v, want %v", got, want)
 	}
 }
 

@@ -36,11 +36,13 @@ type OLTPResult struct {
 	SynchronousCommit string `json:"synchronous_commit"`
 	// Pgbench is the pgbench executable that ran.
 	Pgbench string `json:"pgbench"`
-	// Untracked, Pgundo, RowLevel and Floor are the variants' throughputs.
-	Untracked Throughput `json:"untracked"`
-	Pgundo    Throughput `json:"pgundo"`
-	RowLevel  Throughput `json:"rowlevel"`
-	Floor     Throughput `json:"floor"`
+	// Untracked, Pgundo, RowLevel and Floor are the variants' throughputs;
+	// EMaj is E-Maj's, nil unless it was measured.
+	Untracked Throughput  `json:"untracked"`
+	Pgundo    Throughput  `json:"pgundo"`
+	RowLevel  Throughput  `json:"rowlevel"`
+	Floor     Throughput  `json:"floor"`
+	EMaj      *Throughput `json:"emaj,omitempty"`
 	// Goal is the smallest acceptable Pgundo.Ratio (PRODUCT.md), and
 	// GoalMet whether it was met.
 	Goal    float64 `json:"goal"`
@@ -146,7 +148,7 @@ func (e *env) measureOLTP(ctx context.Context, pgbench string, ph oltpPhase, opt
 	perRow := map[Variant][]float64{}
 	var foldUS, foldedPerRow []float64
 	for r := 0; r < opts.Repeat; r++ {
-		for _, v := range rotate(r) {
+		for _, v := range e.rotate(r) {
 			run, err := e.runOLTP(ctx, v, pgbench, script.Name(), ph, opts)
 			if err != nil {
 				return nil, fmt.Errorf("OLTP %s at %d clients, %s variant: %w", ph.script, ph.clients, v, err)
@@ -172,6 +174,10 @@ func (e *env) measureOLTP(ctx context.Context, pgbench string, ph oltpPhase, opt
 		return t
 	}
 	res.Untracked, res.Pgundo, res.RowLevel, res.Floor = tp(Untracked), tp(Pgundo), tp(RowLevel), tp(Floor)
+	if e.emaj {
+		t := tp(EMaj)
+		res.EMaj = &t
+	}
 	res.Pgundo.FoldMicrosPerRow, res.Pgundo.FoldedLogBytesPerRow = median(foldUS), median(foldedPerRow)
 	res.GoalMet = res.Pgundo.Ratio >= res.Goal
 	res.FloorRatio = ratio(res.Pgundo.TPS, res.Floor.TPS)
@@ -223,6 +229,8 @@ func (e *env) runOLTP(ctx context.Context, v Variant, pgbench, script string, ph
 		err = e.conn.QueryRow(ctx, "SELECT count(*) FROM "+RowLevelLog).Scan(&changes)
 	case Floor:
 		err = e.conn.QueryRow(ctx, "SELECT count(*) FROM "+FloorLog).Scan(&changes)
+	case EMaj:
+		changes, err = e.emajChanges(ctx)
 	}
 	if err != nil {
 		return run, fmt.Errorf("count logged changes: %w", err)

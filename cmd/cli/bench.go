@@ -64,6 +64,7 @@ type benchCaptureOptions struct {
 	pgbench     string
 	keep        bool
 	force       bool
+	emaj        bool
 }
 
 // Validate checks the flag values that need no database.
@@ -97,6 +98,7 @@ func (o benchCaptureOptions) captureOptions() bench.CaptureOptions {
 		Pgbench:     o.pgbench,
 		Keep:        o.keep,
 		Force:       o.force,
+		EMaj:        o.emaj,
 	}
 }
 
@@ -120,7 +122,12 @@ against baselines measured in the same run:
 Beside untracked, two baselines run in the same rounds: "rowlevel", a
 classic row-level audit trigger, and "floor", a statement trigger that
 writes one text image per row and the transaction id to an unindexed table:
-the least any trigger-based capture can cost.
+the least any trigger-based capture can cost. With --emaj, E-Maj (the
+closest peer: row-level log triggers writing each changed row into a log
+table per table) runs in the same rounds too; it must be installed in the
+database first (CREATE EXTENSION emaj CASCADE, or E-Maj's psql install
+script emaj-<version>.sql, as a superuser; PostgreSQL 14 or later). The bench
+puts the tables in an E-Maj group of its own, "pgundo_bench", for each run.
 
 Every run gets a freshly built table, VACUUM ANALYZE, CHECKPOINT, and a
 connection of its own; the statement's wall time, commit included, counts.
@@ -138,7 +145,9 @@ unless --force. Progress goes to stderr.`,
 		Example: `  createdb pgundo_bench
   pgundo bench capture --database-url postgres:///pgundo_bench
   pgundo bench capture --rows 10000 --oltp-seconds 2      # a quick look
-  pgundo bench capture --repeat 3 --json > capture.json`,
+  pgundo bench capture --repeat 3 --json > capture.json
+  psql -d pgundo_bench -f emaj-4.7.1.sql                  # E-Maj's psql install script
+  pgundo bench capture --repeat 3 --emaj --database-url postgres:///pgundo_bench`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Validate(); err != nil {
@@ -159,6 +168,7 @@ unless --force. Progress goes to stderr.`,
 	f.StringVar(&o.pgbench, "pgbench", "", "pgbench executable (default: the server's version from /usr/lib/postgresql, pg_config --bindir, or $PATH)")
 	f.BoolVar(&o.keep, "keep", false, "keep schema pgundo_bench, the last run's log, and pgundo itself at the end")
 	f.BoolVar(&o.force, "force", false, "run even where pgundo's log holds other tables' changes, deleting them")
+	f.BoolVar(&o.emaj, "emaj", false, "also measure E-Maj, installed in the database beforehand")
 	return cmd
 }
 
@@ -184,8 +194,17 @@ func renderBenchCapture(w io.Writer, res *bench.CaptureResult) error {
 	}
 	fmt.Fprintf(w, "%d rows; %s per figure, each on a fresh table after %s\n\n", res.Rows, runs, prep)
 
+	emaj := res.EMajVersion != ""
+	// row writes one tab-terminated line; the E-Maj cells only when E-Maj
+	// was measured.
+	row := func(tw io.Writer, cells []string, emajCells ...string) {
+		if emaj {
+			cells = append(cells[:9:9], append(emajCells, cells[9:]...)...)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "STEP  \tROWS\tUNTRACKED\tPGUNDO\tRATIO\tROWLEVEL\tRATIO\tFLOOR\tRATIO\tGOAL\t\tLOG B/ROW\tROWLEVEL LOG B/ROW\t")
+	row(tw, strings.Split("STEP  \tROWS\tUNTRACKED\tPGUNDO\tRATIO\tROWLEVEL\tRATIO\tFLOOR\tRATIO\tGOAL\t\tLOG B/ROW\tROWLEVEL LOG B/ROW", "\t"), "EMAJ", "RATIO")
 	met, goals := 0, 0
 	verdict := func(ok bool) string {
 		goals++
@@ -200,9 +219,15 @@ func renderBenchCapture(w io.Writer, res *bench.CaptureResult) error {
 		if s.LogBytesGoal > 0 {
 			logCol += fmt.Sprintf(" (≤ %.0f %s)", s.LogBytesGoal, verdict(s.LogBytesGoalMet))
 		}
-		fmt.Fprintf(tw, "%-6s\t%d\t%.3f s\t%.3f s\t%.2f\t%.3f s\t%.2f\t%.3f s\t%.2f\t≤ %.2f\t%s\t%s\t%.0f\t\n",
-			s.Step, s.Rows, s.Untracked.Seconds, s.Pgundo.Seconds, s.Pgundo.Ratio,
-			s.RowLevel.Seconds, s.RowLevel.Ratio, s.Floor.Seconds, s.Floor.Ratio, s.Goal, verdict(s.GoalMet), logCol, s.RowLevel.LogBytesPerRow)
+		var emajCells []string
+		if s.EMaj != nil {
+			emajCells = []string{fmt.Sprintf("%.3f s", s.EMaj.Seconds), fmt.Sprintf("%.2f", s.EMaj.Ratio)}
+		}
+		row(tw, []string{fmt.Sprintf("%-6s", s.Step), fmt.Sprint(s.Rows), fmt.Sprintf("%.3f s", s.Untracked.Seconds),
+			fmt.Sprintf("%.3f s", s.Pgundo.Seconds), fmt.Sprintf("%.2f", s.Pgundo.Ratio),
+			fmt.Sprintf("%.3f s", s.RowLevel.Seconds), fmt.Sprintf("%.2f", s.RowLevel.Ratio),
+			fmt.Sprintf("%.3f s", s.Floor.Seconds), fmt.Sprintf("%.2f", s.Floor.Ratio),
+			fmt.Sprintf("≤ %.2f", s.Goal), verdict(s.GoalMet), logCol, fmt.Sprintf("%.0f", s.RowLevel.LogBytesPerRow)}, emajCells...)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -210,15 +235,22 @@ func renderBenchCapture(w io.Writer, res *bench.CaptureResult) error {
 	if len(res.OLTP) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "OLTP         \tCLIENTS\tUNTRACKED\tPGUNDO\tRATIO\tROWLEVEL\tRATIO\tFLOOR\tRATIO\tGOAL\t\tPGUNDO÷FLOOR\tGOAL\t\tLOG B/ROW\t")
+		row(tw, strings.Split("OLTP         \tCLIENTS\tUNTRACKED\tPGUNDO\tRATIO\tROWLEVEL\tRATIO\tFLOOR\tRATIO\tGOAL\t\tPGUNDO÷FLOOR\tGOAL\t\tLOG B/ROW", "\t"), "EMAJ", "RATIO")
 		for _, o := range res.OLTP {
 			floorGoal, floorVerdict := "-", ""
 			if o.FloorGoal > 0 {
 				floorGoal, floorVerdict = fmt.Sprintf("≥ %.2f", o.FloorGoal), verdict(o.FloorGoalMet)
 			}
-			fmt.Fprintf(tw, "%-13s\t%d\t%.0f tps\t%.0f tps\t%.2f\t%.0f tps\t%.2f\t%.0f tps\t%.2f\t≥ %.2f\t%s\t%.2f\t%s\t%s\t%.0f\t\n",
-				o.Script, o.Clients, o.Untracked.TPS, o.Pgundo.TPS, o.Pgundo.Ratio, o.RowLevel.TPS, o.RowLevel.Ratio,
-				o.Floor.TPS, o.Floor.Ratio, o.Goal, verdict(o.GoalMet), o.FloorRatio, floorGoal, floorVerdict, o.Pgundo.LogBytesPerRow)
+			var emajCells []string
+			if o.EMaj != nil {
+				emajCells = []string{fmt.Sprintf("%.0f tps", o.EMaj.TPS), fmt.Sprintf("%.2f", o.EMaj.Ratio)}
+			}
+			row(tw, []string{fmt.Sprintf("%-13s", o.Script), fmt.Sprint(o.Clients), fmt.Sprintf("%.0f tps", o.Untracked.TPS),
+				fmt.Sprintf("%.0f tps", o.Pgundo.TPS), fmt.Sprintf("%.2f", o.Pgundo.Ratio),
+				fmt.Sprintf("%.0f tps", o.RowLevel.TPS), fmt.Sprintf("%.2f", o.RowLevel.Ratio),
+				fmt.Sprintf("%.0f tps", o.Floor.TPS), fmt.Sprintf("%.2f", o.Floor.Ratio),
+				fmt.Sprintf("≥ %.2f", o.Goal), verdict(o.GoalMet), fmt.Sprintf("%.2f", o.FloorRatio), floorGoal, floorVerdict,
+				fmt.Sprintf("%.0f", o.Pgundo.LogBytesPerRow)}, emajCells...)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -231,6 +263,9 @@ func renderBenchCapture(w io.Writer, res *bench.CaptureResult) error {
 			o.Script, o.Scale, o.Clients, o.Jobs, o.Seconds, o.SynchronousCommit, o.Pgundo.FoldMicrosPerRow, o.Pgundo.FoldedLogBytesPerRow)
 	}
 	fmt.Fprintln(w, "floor: a statement trigger writing one text image per row and the xid to one unindexed table (the least any trigger capture costs)")
+	if emaj {
+		fmt.Fprintf(w, "emaj: E-Maj %s, row-level log triggers writing each changed row into a log table per table (group %s, audit_only: the same triggers as a rollbackable group)\n", res.EMajVersion, bench.EMajGroup)
+	}
 	fmt.Fprintf(w, "ratios: variant ÷ untracked (time for bulk steps, TPS for oltp); goals met: %d of %d; took %.0f s\n", met, goals, res.Seconds)
 	return nil
 }

@@ -68,3 +68,29 @@ func TestBenchUndoPairsRuns(t *testing.T) {
 	require.Contains(t, r.stdout, "median of 3 runs per figure", "three runs by default")
 	require.Regexp(t, `(?m)^UNDO÷FORWARD is the median of each run's undo ÷ the session it undid:\n  50 rows: \d+\.\d\d \d+\.\d\d \d+\.\d\d$`, r.stdout)
 }
+
+// TestBenchCaptureEMajMissing: --emaj where E-Maj is not installed is an
+// error (exit 1) that says how to install it, and nothing is changed:
+// pgundo is not installed, schema pgundo_bench not created.
+func TestBenchCaptureEMajMissing(t *testing.T) {
+	t.Parallel()
+	url, conn := setup(t, "")
+	for _, args := range [][]string{{}, {"--json"}} {
+		r := run(t, url, append([]string{"bench", "capture", "--rows", "10", "--oltp-seconds", "0", "--emaj"}, args...)...)
+		require.Equal(t, cli.ExitError, r.code, r.stderr)
+		out := r.stderr
+		if len(args) > 0 {
+			var e struct {
+				Error struct{ Message string } `json:"error"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &e), r.stdout)
+			out = e.Error.Message
+		}
+		require.Contains(t, out, "E-Maj is not installed in database")
+		require.Contains(t, out, "nothing was changed")
+		require.Contains(t, out, "emaj-<version>.sql")
+	}
+	var n int
+	require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_namespace WHERE nspname IN ('pgundo', 'pgundo_bench')`).Scan(&n))
+	require.Zero(t, n, "nothing created")
+}
