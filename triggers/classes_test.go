@@ -30,6 +30,10 @@ func argsOf(rel, args string) []string {
 
 const timeArgs = "'DateStyle', 'IntervalStyle', 'TimeZone'"
 
+// localArgs are the arguments of the class 'local' (schema 14: date and time
+// types that print the same whatever TimeZone).
+const localArgs = "'DateStyle', 'IntervalStyle'"
+
 // fiveArgs are the arguments of the class 'five' (schema 13: floats, bytea,
 // xml, geometric types).
 const fiveArgs = timeArgs + ", 'extra_float_digits', 'bytea_output'"
@@ -40,8 +44,9 @@ const sixArgs = fiveArgs + ", 'lc_monetary'"
 
 // TestOutputClasses: pgundo._output_class reads a table's column types
 // through domains, arrays and ranges: 'none' where no output setting changes
-// how its rows print, 'time' where only DateStyle, IntervalStyle and
-// TimeZone can, 'five' where those and extra_float_digits and bytea_output
+// how its rows print, 'local' where only DateStyle and IntervalStyle can
+// (date, time, timetz, timestamp, interval; schema 14), 'time' where
+// TimeZone can too (timestamptz), 'five' where those and extra_float_digits and bytea_output
 // can (floats, bytea, xml, geometric types; schema 13), 'six' where
 // lc_monetary can too (money), NULL for anything else (reg* types print by
 // search_path; composites and unknown types).
@@ -76,13 +81,17 @@ func TestOutputClasses(t *testing.T) {
 		`CREATE TABLE c_reg_arr (id int, f float8, r regtype[])`,
 		`CREATE TABLE c_point (id int, p point)`,
 		`CREATE TABLE c_mixed (id int, at timestamptz, f float8)`,
+		`CREATE DOMAIN c_day AS date`,
+		`CREATE TABLE c_local (id int, t time, tz timetz, ts timestamp, iv interval, tr tsrange, dr daterange, da c_day[])`,
+		`CREATE TABLE c_local_tz (id int, ts timestamp, tr tstzrange[])`,
+		`CREATE TABLE c_local_float (id int, d date, f float8)`,
 		`CREATE DOMAIN c_cash AS money`,
 		`CREATE TABLE c_money_arr (id int, f float8, m c_cash[])`,
 	)
 	require.Equal(t, []string{
-		"c_bytea five", "c_composite all", "c_date time", "c_dom_float five", "c_dom_ts time", "c_dropped none", "c_empty none",
-		"c_float five", "c_mixed five", "c_money six", "c_money_arr six", "c_plain none", "c_point five", "c_reg_arr all",
-		"c_regclass all", "c_times time", "c_ts_arr time", "c_tsrange time", "c_xml five",
+		"c_bytea five", "c_composite all", "c_date local", "c_dom_float five", "c_dom_ts time", "c_dropped none", "c_empty none",
+		"c_float five", "c_local local", "c_local_float five", "c_local_tz time", "c_mixed five", "c_money six", "c_money_arr six",
+		"c_plain none", "c_point five", "c_reg_arr all", "c_regclass all", "c_times time", "c_ts_arr time", "c_tsrange time", "c_xml five",
 	}, queryStrings(t, conn, `SELECT c.relname || ' ' || coalesce(pgundo._output_class(c.oid), 'all')
 		FROM pg_class c WHERE c.relname LIKE 'c\_%' AND c.relkind = 'r' ORDER BY 1`))
 }
@@ -145,7 +154,7 @@ func TestCaptureArgsFollowTheColumns(t *testing.T) {
 
 	// A partitioned table: the partitions follow their parent.
 	execAll(t, conn, `ALTER TABLE kp ADD COLUMN d date`)
-	require.Equal(t, append(argsOf("kp", timeArgs), argsOf("kp1", timeArgs)...), captureArgs(t, conn, "kp%"))
+	require.Equal(t, append(argsOf("kp", localArgs), argsOf("kp1", localArgs)...), captureArgs(t, conn, "kp%"))
 	execAll(t, w, `INSERT INTO kp VALUES (1, 1, 'x', '2024-12-31')`)
 	require.Equal(t, []string{"(1,1,x,2024-12-31)"},
 		queryStrings(t, conn, `SELECT c.new FROM pgundo.stmt st JOIN pgundo.change c ON c.stmt_id = st.id WHERE st.relid IN ('kp'::regclass, 'kp1'::regclass)`))
@@ -280,8 +289,10 @@ func TestCaptureUnderHostileSearchPath(t *testing.T) {
 		`CREATE TABLE h_none (id int PRIMARY KEY, v text)`,
 		`CREATE TABLE h_time (id int PRIMARY KEY, at timestamptz)`,
 		`CREATE TABLE h_all (id int PRIMARY KEY, f float8)`,
-		`CREATE TABLE h_money (id int PRIMARY KEY, m money)`)
-	track(t, conn, "h_none", "h_time", "h_all", "h_money")
+		`CREATE TABLE h_money (id int PRIMARY KEY, m money)`,
+		`CREATE TABLE h_local (id int PRIMARY KEY, ts timestamp)`)
+	track(t, conn, "h_none", "h_time", "h_all", "h_money", "h_local")
+	require.Equal(t, argsOf("h_local", localArgs), captureArgs(t, conn, "h_local"))
 	require.Equal(t, argsOf("h_all", fiveArgs), captureArgs(t, conn, "h_all"))
 	require.Equal(t, argsOf("h_money", sixArgs), captureArgs(t, conn, "h_money"))
 	require.Equal(t, argsOf("h_none", "'none'"), captureArgs(t, conn, "h_none"))
@@ -302,7 +313,9 @@ func TestCaptureUnderHostileSearchPath(t *testing.T) {
 			`INSERT INTO h_time VALUES (1, '2024-05-06 07:08:09+00')`, `UPDATE h_time SET at = '2024-12-31 23:00:00+00' WHERE id`+eq+`1`,
 			`INSERT INTO h_time VALUES (2, '2024-01-01 00:00:00+00'), (3, NULL)`, `DELETE FROM h_time`,
 			`INSERT INTO h_all VALUES (1, 0.1)`, `UPDATE h_all SET f = 0.25`, `INSERT INTO h_all VALUES (2, 1e300), (3, -0.5)`, `DELETE FROM h_all`,
-			`INSERT INTO h_money VALUES (1, 12.5)`, `UPDATE h_money SET m = -1234567.5`, `INSERT INTO h_money VALUES (2, 0), (3, 1)`, `DELETE FROM h_money`)
+			`INSERT INTO h_money VALUES (1, 12.5)`, `UPDATE h_money SET m = -1234567.5`, `INSERT INTO h_money VALUES (2, 0), (3, 1)`, `DELETE FROM h_money`,
+			`INSERT INTO h_local VALUES (1, '2024-05-06 07:08:09')`, `UPDATE h_local SET ts = '2024-12-31 23:00:00.5'`,
+			`INSERT INTO h_local VALUES (2, '2024-01-01 00:00:00'), (3, NULL)`, `DELETE FROM h_local`)
 		require.Equal(t, hostile, queryOne[string](t, w, `SHOW search_path`))
 	}
 	execAll(t, w, `BEGIN`, `SET LOCAL search_path = evil, public, pg_catalog`,
@@ -323,6 +336,9 @@ func TestCaptureUnderHostileSearchPath(t *testing.T) {
 		"h_all D (1,0.25) ", "h_all D (2,1e+300) ", "h_all D (3,-0.5) ",
 		`h_money I  (1,$12.50)`, `h_money U (1,$12.50) (1,"-$1,234,567.50")`, `h_money I  (2,$0.00)`, `h_money I  (3,$1.00)`,
 		`h_money D (1,"-$1,234,567.50") `, `h_money D (2,$0.00) `, `h_money D (3,$1.00) `,
+		`h_local I  (1,"2024-05-06 07:08:09")`, `h_local U (1,"2024-05-06 07:08:09") (1,"2024-12-31 23:00:00.5")`,
+		`h_local I  (2,"2024-01-01 00:00:00")`, `h_local I  (3,)`,
+		`h_local D (1,"2024-12-31 23:00:00.5") `, `h_local D (2,"2024-01-01 00:00:00") `, `h_local D (3,) `,
 	}
 	want := append(append(append(append([]string{}, once...), once...), once...),
 		"h_none I  (7,tx)", "h_none I  (8,tx)", "h_none U (7,tx) (7,ty)")
@@ -391,7 +407,7 @@ func TestEventTriggerWarnings(t *testing.T) {
 
 // TestCaptureEachSettingAlone: a writer whose output settings are pgundo's
 // but one (each of DateStyle, IntervalStyle, TimeZone, extra_float_digits
-// and bytea_output in turn) writes tables of class time, five and six,
+// and bytea_output in turn) writes tables of class local, time, five and six,
 // one-row and two-row statements: every image is the row's text form in
 // pgundo's settings. (hostileSettings changes them all at once, so a check
 // that missed one setting would still pin it through another; lc_monetary
@@ -402,8 +418,10 @@ func TestCaptureEachSettingAlone(t *testing.T) {
 	execAll(t, conn,
 		`CREATE TABLE s_time (id int PRIMARY KEY, at timestamptz, d date, iv interval)`,
 		`CREATE TABLE s_five (id int PRIMARY KEY, f float8, b bytea, at timestamptz, iv interval)`,
-		`CREATE TABLE s_six (id int PRIMARY KEY, m money, f float8, b bytea, at timestamptz, iv interval)`)
-	track(t, conn, "s_time", "s_five", "s_six")
+		`CREATE TABLE s_six (id int PRIMARY KEY, m money, f float8, b bytea, at timestamptz, iv interval)`,
+		`CREATE TABLE s_local (id int PRIMARY KEY, d date, ts timestamp, tz timetz, iv interval, tr tsrange)`)
+	track(t, conn, "s_time", "s_five", "s_six", "s_local")
+	require.Equal(t, argsOf("s_local", localArgs), captureArgs(t, conn, "s_local"))
 	require.Equal(t, argsOf("s_five", fiveArgs), captureArgs(t, conn, "s_five"))
 	require.Equal(t, argsOf("s_six", sixArgs), captureArgs(t, conn, "s_six"))
 	require.Equal(t, argsOf("s_time", timeArgs), captureArgs(t, conn, "s_time"))
@@ -411,13 +429,16 @@ func TestCaptureEachSettingAlone(t *testing.T) {
 		"s_time": `'2024-05-06 07:08:09.5+00', '2024-12-31', '1 day 02:03:04.5'`,
 		"s_five": `0.1::float8 + 0.2::float8, '\x00ff', '2024-05-06 07:08:09.5+00', '-1 mon 2 days'`,
 		"s_six":  `1234.5, 1::float8 / 3, '\x7f', '1999-01-08 04:05:06+00', '3 hours'`,
+		// timetz without an offset takes the writer's TimeZone as it is
+		// stored, and prints the offset it stored: the image must match.
+		"s_local": `'2024-12-31', '2024-05-06 07:08:09.5', '12:00:00', '1 day 02:03:04.5', '[2024-01-01 00:00,2024-01-02 00:00)'`,
 	}
 	for w, set := range []string{`SET DateStyle = 'SQL, DMY'`, `SET IntervalStyle = 'sql_standard'`, `SET TimeZone = 'Asia/Kathmandu'`,
 		`SET extra_float_digits = 0`, `SET bytea_output = 'escape'`} {
 		wc := pgtest.Connect(t, dsn)
 		execAll(t, wc, captureSettings...)
 		execAll(t, wc, set)
-		for _, table := range []string{"s_time", "s_five", "s_six"} {
+		for _, table := range []string{"s_time", "s_five", "s_six", "s_local"} {
 			id := 10 * (w + 1)
 			execAll(t, wc,
 				fmt.Sprintf(`INSERT INTO %s VALUES (%d, %s)`, table, id, vals[table]),
@@ -434,8 +455,9 @@ func TestCaptureEachSettingAlone(t *testing.T) {
 		  LEFT JOIN LATERAL (
 		       SELECT ROW(t.*)::text AS img, t.id FROM s_time t WHERE st.table_name = 's_time'
 		       UNION ALL SELECT ROW(t.*)::text, t.id FROM s_five t WHERE st.table_name = 's_five'
-		       UNION ALL SELECT ROW(t.*)::text, t.id FROM s_six t WHERE st.table_name = 's_six') r
+		       UNION ALL SELECT ROW(t.*)::text, t.id FROM s_six t WHERE st.table_name = 's_six'
+		       UNION ALL SELECT ROW(t.*)::text, t.id FROM s_local t WHERE st.table_name = 's_local') r
 		    ON r.id = split_part(ltrim(coalesce(c.new, c.old), '('), ',', 1)::int
 		 WHERE (st.op = 'U' AND c.old IS DISTINCT FROM r.img) OR c.new IS DISTINCT FROM r.img`))
-	require.Equal(t, 5*3*(1+2+1), queryOne[int](t, conn, `SELECT count(*)::int FROM pgundo.change`))
+	require.Equal(t, 5*4*(1+2+1), queryOne[int](t, conn, `SELECT count(*)::int FROM pgundo.change`))
 }

@@ -378,11 +378,13 @@ func TestUndoOnEveryOutputClass(t *testing.T) {
 		Opts: progressOf(&lines),
 		Setup: `CREATE TABLE c_none (id int PRIMARY KEY, v text);
 			CREATE TABLE c_time (id int PRIMARY KEY, at timestamptz, d interval);
+			CREATE TABLE c_local (id int PRIMARY KEY, ts timestamp, tz timetz, d date, iv interval);
 			CREATE TABLE c_five (id int PRIMARY KEY, f float8, b bytea);
 			CREATE TABLE c_six (id int PRIMARY KEY, m money, f float4);
 			CREATE TABLE c_any (id int PRIMARY KEY, r regclass);
 			INSERT INTO c_none SELECT g, 'v' || g FROM generate_series(1, 5) g;
 			INSERT INTO c_time SELECT g, '2024-01-01 00:00:00.5+00'::timestamptz + g * interval '1 day', g * interval '90 minutes' FROM generate_series(1, 5) g;
+			INSERT INTO c_local SELECT g, '2024-01-01 00:00:00.5'::timestamp + g * interval '1 day', '12:00:00+01', '2024-02-28'::date + g, g * interval '90 minutes' FROM generate_series(1, 5) g;
 			INSERT INTO c_five SELECT g, g / 7.0::float8, decode(repeat('ff', g), 'hex') FROM generate_series(1, 5) g;
 			INSERT INTO c_six SELECT g, g * 1234.5, g / 3.0::float4 FROM generate_series(1, 5) g;
 			INSERT INTO c_any SELECT g, 'c_none'::regclass FROM generate_series(1, 5) g;`,
@@ -391,6 +393,7 @@ func TestUndoOnEveryOutputClass(t *testing.T) {
 			`SET bytea_output = 'escape'`, `SET TimeZone = 'Asia/Kathmandu'`, `SET search_path = public`,
 			`UPDATE c_none SET v = 'x' WHERE id = 1`, `UPDATE c_none SET v = v || '!' WHERE id > 1`,
 			`UPDATE c_time SET at = at + interval '1 hour' WHERE id = 1`, `UPDATE c_time SET d = d * 2 WHERE id BETWEEN 2 AND 4`, `DELETE FROM c_time WHERE id = 5`,
+			`UPDATE c_local SET ts = ts + interval '1 hour', tz = '13:30:00' WHERE id = 1`, `UPDATE c_local SET d = d + 1, iv = iv * 2 WHERE id BETWEEN 2 AND 4`, `DELETE FROM c_local WHERE id = 5`,
 			`UPDATE c_five SET f = f * 3 WHERE id = 1`, `UPDATE c_five SET b = b || '\x00'::bytea WHERE id > 1`, `INSERT INTO c_five VALUES (9, 0.1, '\x01')`,
 			`UPDATE c_six SET m = m + 0.5::money WHERE id = 1`, `UPDATE c_six SET f = f * 2 WHERE id IN (2, 3)`, `DELETE FROM c_six WHERE id > 3`,
 			`UPDATE c_any SET r = 'c_time' WHERE id = 1`, `UPDATE c_any SET r = 'c_five' WHERE id > 1`, `INSERT INTO c_any VALUES (9, 'c_six')`)),
@@ -400,6 +403,7 @@ func TestUndoOnEveryOutputClass(t *testing.T) {
 	require.Empty(t, res.Plan.Conflicts)
 	require.Equal(t, []string{"c_any ",
 		"c_five 'DateStyle', 'IntervalStyle', 'TimeZone', 'extra_float_digits', 'bytea_output'",
+		"c_local 'DateStyle', 'IntervalStyle'",
 		"c_none 'none'",
 		"c_six 'DateStyle', 'IntervalStyle', 'TimeZone', 'extra_float_digits', 'bytea_output', 'lc_monetary'",
 		"c_time 'DateStyle', 'IntervalStyle', 'TimeZone'",

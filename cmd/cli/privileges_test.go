@@ -239,7 +239,7 @@ func TestEventTriggersAddedLater(t *testing.T) {
 	require.Equal(t, true, st["reclass_trigger"])
 	// A column retyped now re-attaches capture by itself.
 	pgtest.Exec(t, appConn, `ALTER TABLE n ADD COLUMN at date`)
-	require.Equal(t, "n 'DateStyle', 'IntervalStyle', 'TimeZone'", args()[1])
+	require.Equal(t, "n 'DateStyle', 'IntervalStyle'", args()[1]) // a date prints the same whatever TimeZone (class local)
 
 	// In text: what was created, and what was attached again.
 	pgtest.Exec(t, admin, `DROP EVENT TRIGGER pgundo_ddl; DROP EVENT TRIGGER pgundo_reclass`)

@@ -126,3 +126,56 @@ func testUpgradeKeepsTheLog(t *testing.T, from int32) {
 	r = run(t, url, "verify")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 }
+
+// TestUpgradeFrom13LocalTimes: a table whose date and time columns print the
+// same whatever TimeZone (a timestamp, a date) was tracked by schema 13 with
+// three arguments, TimeZone among them; the upgrade re-attaches it with two
+// (class local, schema 14). What a writer outside UTC with a non-ISO
+// DateStyle wrote before and after the upgrade reads back in pgundo's
+// settings (a timestamp in the writer's daylight-saving gap included), and
+// undoing the session gives the table back as it was.
+func TestUpgradeFrom13LocalTimes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url, conn := setup(t, `CREATE TABLE visit (id int PRIMARY KEY, at timestamp, d date);
+		INSERT INTO visit VALUES (1, '2024-01-01 10:00', '2024-01-01'), (2, NULL, '2024-02-29')`)
+	_, err := pgsql.MigrateTo(ctx, conn, 13)
+	require.NoError(t, err)
+	pgtest.Exec(t, conn, "SELECT pgundo.track('visit')")
+	args := func() []string {
+		return queryTexts(t, conn, `SELECT tgname || ' ' || substring(pg_get_triggerdef(oid) from 'EXECUTE FUNCTION pgundo\.\w+\((.*)\)$')
+			FROM pg_trigger WHERE tgrelid = 'visit'::regclass AND tgname <> 'pgundo_capture_truncate' ORDER BY 1`)
+	}
+	each := func(a string) []string {
+		return []string{"pgundo_capture_delete " + a, "pgundo_capture_insert " + a, "pgundo_capture_update " + a}
+	}
+	require.Equal(t, each("'DateStyle', 'IntervalStyle', 'TimeZone'"), args())
+	before := tableText(t, conn, "visit")
+
+	w := pgtest.Connect(t, withApp(url, "patch"))
+	pgtest.Exec(t, w, "SET TimeZone = 'Europe/Berlin'")
+	pgtest.Exec(t, w, "SET DateStyle = 'SQL, DMY'")
+	pgtest.Exec(t, w, "UPDATE visit SET at = at + interval '1 day' WHERE id = 1")
+	r := run(t, url, "install")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, each("'DateStyle', 'IntervalStyle'"), args())
+	pgtest.Exec(t, w, "UPDATE visit SET d = d + 1, at = '30/03/2025 02:30' WHERE id = 2")
+	pgtest.Exec(t, w, "INSERT INTO visit VALUES (3, '01/01/2025 00:00:00.5', '01/01/2025')")
+	pgtest.Exec(t, w, "RESET DateStyle")
+	pgtest.Exec(t, w, "UPDATE visit SET d = d - 1 WHERE id = 3") // only TimeZone differs: nothing pinned
+	require.Equal(t, []string{
+		`UPDATE (1,"2024-01-01 10:00:00",2024-01-01) (1,"2024-01-02 10:00:00",2024-01-01)`,
+		`UPDATE (2,,2024-02-29) (2,"2025-03-30 02:30:00",2024-03-01)`,
+		`INSERT  (3,"2025-01-01 00:00:00.5",2025-01-01)`,
+		`UPDATE (3,"2025-01-01 00:00:00.5",2025-01-01) (3,"2025-01-01 00:00:00.5",2024-12-31)`,
+	}, queryTexts(t, conn, `SELECT op || ' ' || coalesce(old, '') || ' ' || coalesce(new, '') FROM pgundo.changes ORDER BY stmt_id`))
+
+	r = run(t, url, "sessions", "--json", "--app", "patch")
+	require.Equal(t, 0, r.code, r.stderr)
+	var ss []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &ss))
+	require.Len(t, ss, 1, r.stdout)
+	r = run(t, url, "undo", ss[0]["id"].(string), "--yes")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, before, tableText(t, conn, "visit"))
+}

@@ -127,6 +127,12 @@ search_path by assignment (no executor, unlike PERFORM); tz_back_v13 puts back w
             IF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical_time() THEN
                 {{template "pin_v13" (dict "class" "time")}}
             END IF;
+{{- if .}}{{if .local}}
+        ELSIF TG_NARGS OPERATOR(pg_catalog.=) 2 THEN  -- local (version 14): TimeZone is not read
+            IF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT (pg_catalog.current_setting('DateStyle') OPERATOR(pg_catalog.~~) 'ISO%' AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres') THEN
+                {{template "pin_v13" (dict "class" "local")}}
+            END IF;
+{{- end}}{{end}}
         ELSIF TG_NARGS OPERATOR(pg_catalog.=) 5 THEN
             IF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical_five() THEN
                 {{template "pin_v13" (dict "class" "five")}}
@@ -144,11 +150,13 @@ search_path by assignment (no executor, unlike PERFORM); tz_back_v13 puts back w
 {{- if eq .class "six"}}
                 IF TG_NARGS OPERATOR(pg_catalog.<>) 1 THEN  -- six (or any other count: all); 1: an undo is logging, nothing to pin
 {{- end}}
+{{- if ne .class "local"}}
                 IF NOT (pg_catalog.current_setting('TimeZone') OPERATOR(pg_catalog.=) ANY ('{UTC,Etc/UTC}'::pg_catalog.text[])) THEN
                     tz := pg_catalog.current_setting('TimeZone');
                     tzp := pg_catalog.set_config('TimeZone', 'UTC', true);  -- an assignment: no executor, unlike PERFORM
                 END IF;
-{{- if eq .class "time"}}
+{{- end}}
+{{- if or (eq .class "time") (eq .class "local")}}
                 IF NOT (pg_catalog.current_setting('DateStyle') OPERATOR(pg_catalog.~~) 'ISO%' AND pg_catalog.current_setting('IntervalStyle') OPERATOR(pg_catalog.=) 'postgres') THEN
 {{- else if eq .class "five"}}
                 IF NOT pgundo._canonical_five() THEN
@@ -268,7 +276,7 @@ DECLARE
     tz  pg_catalog.text;
     tzp pg_catalog.text;{{end}}
 BEGIN
-    {{if .v13}}{{template "guard_v13"}}{{else if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
+    {{if .v13}}{{template "guard_v13" .}}{{else if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
     {{if .v12}}{{template "journal_insert" (dict "op" .op "rows" .rows "side" .side)}}{{else}}INSERT INTO pgundo.journal (id, session_id, xid, at, op, relid, schema_name, table_name, role, application_name, tag, {{.side}})
     SELECT {{if .v11}}{{template "journal_head_q"}}{{else}}nextval('pgundo.stmt_id_seq'), {{template "session_id"}},
            pg_current_xact_id(), statement_timestamp(){{end}}, '{{.op}}', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME,
@@ -338,7 +346,7 @@ DECLARE
     tz  pg_catalog.text;
     tzp pg_catalog.text;{{end}}
 BEGIN
-    {{if .v13}}{{template "guard_v13"}}{{else if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
+    {{if .v13}}{{template "guard_v13" .}}{{else if .v12}}{{template "guard_v12"}}{{else if .v11}}{{template "guard_v11"}}{{else}}{{template "guard"}}{{end}}
 {{- if .journal}}
 {{- if .v12}}
     {{template "journal_insert" (dict "op" "U" "side" "both")}}  -- an UPDATE has no more new rows than old ones

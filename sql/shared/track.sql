@@ -31,7 +31,9 @@ the types whose text form depends on pgundo's six output settings and nothing el
 money, xml, geometric types), six arguments; NULL is then left for what may depend on anything,
 search_path included (reg* types, composites, types pgundo does not know), no arguments. five
 (version 13): money alone keeps 'six'; floats, bytea, xml and geometric types are 'five' (five
-arguments: lc_monetary is not read for their tables). */ -}}
+arguments: lc_monetary is not read for their tables). local (version 14): tables whose date and
+time columns are all of types that print the same whatever TimeZone (date, time, timetz, timestamp,
+interval; timestamptz alone does not) are 'local', two arguments (DateStyle, IntervalStyle). */ -}}
 {{define "output_class"}}{{.create}} FUNCTION pgundo._output_class(rel regclass) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH RECURSIVE t (typ) AS (
@@ -49,8 +51,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                    '"char"'::regtype, 'uuid'::regtype, 'json'::regtype, 'jsonb'::regtype, 'inet'::regtype,
                                    'cidr'::regtype, 'macaddr'::regtype, 'macaddr8'::regtype, 'bit'::regtype, 'varbit'::regtype,
                                    'tsvector'::regtype, 'tsquery'::regtype) THEN 'none'
+{{- if .local}}
+                    WHEN y.oid = 'timestamptz'::regtype THEN 'time'
                     WHEN y.oid IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype, 'timestamp'::regtype,
-                                   'timestamptz'::regtype, 'interval'::regtype) THEN 'time'{{if .six}}
+                                   'interval'::regtype) THEN 'local'{{else}}
+                    WHEN y.oid IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype, 'timestamp'::regtype,
+                                   'timestamptz'::regtype, 'interval'::regtype) THEN 'time'{{end}}{{if .six}}
 {{- if .five}}
                     WHEN y.oid = 'money'::regtype THEN 'six'
                     WHEN y.oid IN ('float4'::regtype, 'float8'::regtype, 'bytea'::regtype, 'xml'::regtype,
@@ -63,14 +69,16 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           FROM t JOIN pg_type y ON y.oid = t.typ
          WHERE y.typtype NOT IN ('d', 'r') AND NOT (y.typcategory = 'A' AND y.typelem <> 0)
     )
-    SELECT CASE WHEN bool_or(class IS NULL) THEN NULL{{if .six}} WHEN bool_or(class = 'six') THEN 'six'{{end}}{{if .five}} WHEN bool_or(class = 'five') THEN 'five'{{end}} WHEN bool_or(class = 'time') THEN 'time' ELSE 'none' END FROM leaf
+    SELECT CASE WHEN bool_or(class IS NULL) THEN NULL{{if .six}} WHEN bool_or(class = 'six') THEN 'six'{{end}}{{if .five}} WHEN bool_or(class = 'five') THEN 'five'{{end}} WHEN bool_or(class = 'time') THEN 'time'{{if .local}} WHEN bool_or(class = 'local') THEN 'local'{{end}} ELSE 'none' END FROM leaf
 $$;
-COMMENT ON FUNCTION pgundo._output_class(regclass) IS 'What the text form of a table''s rows depends on: none (no output setting), time (DateStyle, IntervalStyle, TimeZone){{if .five}}, five (those and extra_float_digits, bytea_output: floats, bytea, xml, geometric types){{end}}{{if .six}}, six (pgundo''s six output settings) or NULL (anything, search_path included: reg* types, composites, types pgundo does not know){{else}} or NULL (any of pgundo''s six output settings){{end}}.';{{end}}
+COMMENT ON FUNCTION pgundo._output_class(regclass) IS 'What the text form of a table''s rows depends on: none (no output setting), {{if .local}}local (DateStyle, IntervalStyle: date, time, timetz, timestamp, interval), {{end}}time (DateStyle, IntervalStyle, TimeZone{{if .local}}: timestamptz{{end}}){{if .five}}, five (those and extra_float_digits, bytea_output: floats, bytea, xml, geometric types){{end}}{{if .six}}, six (pgundo''s six output settings) or NULL (anything, search_path included: reg* types, composites, types pgundo does not know){{else}} or NULL (any of pgundo''s six output settings){{end}}.';{{end}}
 
 {{define "capture_args"}}{{.create}} FUNCTION pgundo._capture_args(rel regclass) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgundo_reclass' AND evtenabled = 'A') THEN ''
                 WHEN c = 'none' THEN '''none'''
+{{- if .local}}
+                WHEN c = 'local' THEN '''DateStyle'', ''IntervalStyle'''{{end}}
                 WHEN c = 'time' THEN '''DateStyle'', ''IntervalStyle'', ''TimeZone'''{{if .six}}
 {{- if .five}}
                 WHEN c = 'five' THEN '''DateStyle'', ''IntervalStyle'', ''TimeZone'', ''extra_float_digits'', ''bytea_output'''{{end}}
@@ -86,7 +94,7 @@ DECLARE
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_trigger
                     WHERE tgrelid = rel AND tgname IN ('pgundo_capture_insert', 'pgundo_capture_update', 'pgundo_capture_delete')
-                      AND tgnargs <> CASE a WHEN '' THEN 0 WHEN '''none''' THEN 1 {{if .six}}WHEN '''DateStyle'', ''IntervalStyle'', ''TimeZone''' THEN 3 {{if .five}}WHEN '''DateStyle'', ''IntervalStyle'', ''TimeZone'', ''extra_float_digits'', ''bytea_output''' THEN 5 {{end}}ELSE 6{{else}}ELSE 3{{end}} END) THEN
+                      AND tgnargs <> CASE a WHEN '' THEN 0 WHEN '''none''' THEN 1 {{if .local}}WHEN '''DateStyle'', ''IntervalStyle''' THEN 2 {{end}}{{if .six}}WHEN '''DateStyle'', ''IntervalStyle'', ''TimeZone''' THEN 3 {{if .five}}WHEN '''DateStyle'', ''IntervalStyle'', ''TimeZone'', ''extra_float_digits'', ''bytea_output''' THEN 5 {{end}}ELSE 6{{else}}ELSE 3{{end}} END) THEN
         RETURN false;
     END IF;
     PERFORM pgundo._detach(rel);
