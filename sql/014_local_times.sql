@@ -12,10 +12,12 @@
 -- are now of class 'local': two arguments (DateStyle, IntervalStyle), and
 -- their capture reads and pins only those. A table with a timestamptz
 -- column keeps the class 'time'. Instructions per tpcb-like transaction
--- (the scratch callgrind harness of DESIGN.md, PostgreSQL 15), version 13 ->
--- 14: from a session in Europe/Berlin 1,279,365 -> 1,236,688 (now what a
--- session in UTC takes: 1,238,073 -> 1,236,643); installed by a role that is
--- not a superuser, as on RDS: 1,377,198 -> 1,326,627.
+-- (scripts/capture-instructions, PostgreSQL 15), version 13 -> 14: from a
+-- session in Europe/Berlin 1,272,444 -> 1,229,235, now what a session in UTC
+-- takes (1,230,067 -> 1,229,019); installed by a role that is not a
+-- superuser, as on RDS: 1,370,081 -> 1,319,623. The branch costs the classes
+-- tested after it one test (a one-row UPDATE of a float table 337,540 ->
+-- 340,188).
 
 {{template "capture_one_side" (dict "name" "insert" "op" "I" "rows" "pgundo_new" "side" "new" "v8" true "v11" true "v12" true "v13" true "local" true)}}
 
