@@ -121,7 +121,10 @@ _canonical() for a writer outside UTC on a table with a date, and a table whose 
 arguments compiled _canonical() three times a statement. Five arguments (a table with floats,
 bytea, xml or geometric types and no money: version 13's class 'five') test all settings but
 lc_monetary (_canonical_five), whose test prints two amounts of money where it is not C. pin_path_v13 and unpin_path_v13 set
-search_path by assignment (no executor, unlike PERFORM); tz_back_v13 puts back what was pinned. */ -}}
+search_path by assignment (no executor, unlike PERFORM); tz_back_v13 puts back what was pinned.
+local (version 14, passed in the data): two arguments (a table whose date and time columns carry
+no zone) get a branch of their own after the three-argument one, which neither reads nor pins
+TimeZone. */ -}}
 {{define "guard_v13"}}IF TG_NARGS OPERATOR(pg_catalog.<>) 1 OR pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' THEN
         IF TG_NARGS OPERATOR(pg_catalog.=) 3 THEN
             IF pg_catalog.current_setting('pgundo.quiet', true) OPERATOR(pg_catalog.=) 'on' OR NOT pgundo._canonical_time() THEN
