@@ -204,7 +204,11 @@ func renderBenchCapture(w io.Writer, res *bench.CaptureResult) error {
 		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	row(tw, strings.Split("STEP  \tROWS\tUNTRACKED\tPGUNDO\tRATIO\tROWLEVEL\tRATIO\tFLOOR\tRATIO\tGOAL\t\tLOG B/ROW\tROWLEVEL LOG B/ROW", "\t"), "EMAJ", "RATIO")
+	header := strings.Split("STEP  \tROWS\tUNTRACKED\tPGUNDO\tRATIO\tROWLEVEL\tRATIO\tFLOOR\tRATIO\tGOAL\t\tLOG B/ROW\tROWLEVEL LOG B/ROW", "\t")
+	if emaj {
+		header = append(header, "EMAJ LOG B/ROW")
+	}
+	row(tw, header, "EMAJ", "RATIO")
 	met, goals := 0, 0
 	verdict := func(ok bool) string {
 		goals++
@@ -223,11 +227,15 @@ func renderBenchCapture(w io.Writer, res *bench.CaptureResult) error {
 		if s.EMaj != nil {
 			emajCells = []string{fmt.Sprintf("%.3f s", s.EMaj.Seconds), fmt.Sprintf("%.2f", s.EMaj.Ratio)}
 		}
-		row(tw, []string{fmt.Sprintf("%-6s", s.Step), fmt.Sprint(s.Rows), fmt.Sprintf("%.3f s", s.Untracked.Seconds),
+		cells := []string{fmt.Sprintf("%-6s", s.Step), fmt.Sprint(s.Rows), fmt.Sprintf("%.3f s", s.Untracked.Seconds),
 			fmt.Sprintf("%.3f s", s.Pgundo.Seconds), fmt.Sprintf("%.2f", s.Pgundo.Ratio),
 			fmt.Sprintf("%.3f s", s.RowLevel.Seconds), fmt.Sprintf("%.2f", s.RowLevel.Ratio),
 			fmt.Sprintf("%.3f s", s.Floor.Seconds), fmt.Sprintf("%.2f", s.Floor.Ratio),
-			fmt.Sprintf("≤ %.2f", s.Goal), verdict(s.GoalMet), logCol, fmt.Sprintf("%.0f", s.RowLevel.LogBytesPerRow)}, emajCells...)
+			fmt.Sprintf("≤ %.2f", s.Goal), verdict(s.GoalMet), logCol, fmt.Sprintf("%.0f", s.RowLevel.LogBytesPerRow)}
+		if s.EMaj != nil {
+			cells = append(cells, fmt.Sprintf("%.0f", s.EMaj.LogBytesPerRow))
+		}
+		row(tw, cells, emajCells...)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
