@@ -25,9 +25,26 @@
 
 {{template "capture_update" (dict "stmt" "pgundo.stmt_log" "change" "pgundo.change_log" "journal" true "v8" true "v11" true "v12" true "v13" true "local" true)}}
 
--- _on_alter as in version 13, with the class 'local' among those that fewer
--- arguments still cover: two arguments cover none and local, three also
--- time, five also five.
+-- _args_cover: whether capture triggers with nargs arguments check every
+-- output setting a table of output class cls (pgundo._output_class; NULL:
+-- anything) depends on. The classes are nested (none, local, time, five,
+-- six, all), each checked by more arguments than the one before; no
+-- arguments check everything. _on_alter and status's staleness test (Go,
+-- triggers.problemsQuery) both ask it, so that a class added later changes
+-- this function alone.
+CREATE FUNCTION pgundo._args_cover(nargs int, cls text) RETURNS boolean
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(nargs = 0
+                    OR (nargs = 6 AND cls IS NOT NULL)
+                    OR (nargs = 5 AND cls IN ('none', 'local', 'time', 'five'))
+                    OR (nargs = 3 AND cls IN ('none', 'local', 'time'))
+                    OR (nargs = 2 AND cls IN ('none', 'local'))
+                    OR (nargs = 1 AND cls = 'none'), false)
+$$;
+REVOKE ALL ON FUNCTION pgundo._args_cover(int, text) FROM PUBLIC;
+
+-- _on_alter as in version 13, asking _args_cover (which knows the class
+-- 'local') whether the arguments a table keeps still cover its columns.
 CREATE OR REPLACE FUNCTION pgundo._on_alter() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -47,8 +64,7 @@ BEGIN
         EXCEPTION WHEN insufficient_privilege THEN
             SELECT tgnargs INTO k FROM pg_trigger WHERE tgrelid = r.rel AND tgname = 'pgundo_capture_update';
             c := pgundo._output_class(r.rel);
-            IF k = 0 OR (k = 6 AND c IS NOT NULL) OR (k = 5 AND c IN ('none', 'local', 'time', 'five'))
-               OR (k = 3 AND c IN ('none', 'local', 'time')) OR (k = 2 AND c IN ('none', 'local')) OR (k = 1 AND c = 'none') THEN
+            IF pgundo._args_cover(k, c) THEN
                 RAISE WARNING 'pgundo: capture on % keeps checking more output settings than its columns need (%); run pgundo track % as a role that owns it for the faster check', r.rel, SQLERRM, r.rel;
             ELSE
                 RAISE EXCEPTION 'pgundo: capture on % must check more output settings for its new column types, and pgundo''s owner % may not attach it again (%)', r.rel, current_user, SQLERRM

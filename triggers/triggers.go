@@ -481,9 +481,8 @@ func (p Problem) Repaired() string {
 // problemsQuery lists, for the tracked tables (all of them, or the one whose
 // oid is $2), each capture trigger ($1) that is missing, does not fire
 // ALWAYS, or is stale (its arguments, see pgundo._capture_args, claim that
-// fewer output settings matter than the columns' types say: 1 'none', 2
-// 'local', 3 'time', 5 'five', 6 'six'; none claims nothing), on the table or on a
-// partition at any depth.
+// fewer output settings matter than the columns' types say, as
+// pgundo._args_cover tells), on the table or on a partition at any depth.
 const problemsQuery = `
 	SELECT t.relid, quote_ident(t.schema_name) || '.' || quote_ident(t.table_name), p.relid <> c.oid,
 	       pn.nspname, pc.relname, quote_ident(pn.nspname) || '.' || quote_ident(pc.relname), tn,
@@ -497,12 +496,7 @@ const problemsQuery = `
 	 CROSS JOIN unnest($1::text[]) tn
 	  LEFT JOIN pg_trigger tg ON tg.tgrelid = p.relid AND tg.tgname = tn
 	 CROSS JOIN LATERAL (SELECT pgundo._output_class(p.relid) AS class) oc
-	 CROSS JOIN LATERAL (SELECT coalesce(tg.tgnargs <> 0 AND (tg.tgnargs NOT IN (1, 2, 3, 5, 6)
-	                                 OR (tg.tgnargs = 1 AND oc.class IS DISTINCT FROM 'none')
-	                                 OR (tg.tgnargs = 2 AND (oc.class IS NULL OR oc.class NOT IN ('none', 'local')))
-	                                 OR (tg.tgnargs = 3 AND (oc.class IS NULL OR oc.class IN ('five', 'six')))
-	                                 OR (tg.tgnargs = 5 AND (oc.class IS NULL OR oc.class = 'six'))
-	                                 OR (tg.tgnargs = 6 AND oc.class IS NULL)), false) AS stale) st
+	 CROSS JOIN LATERAL (SELECT tg.oid IS NOT NULL AND NOT pgundo._args_cover(tg.tgnargs, oc.class) AS stale) st
 	 WHERE (tg.oid IS NULL OR tg.tgenabled <> 'A' OR st.stale) AND ($2::oid IS NULL OR t.relid = $2)
 	 ORDER BY t.schema_name, t.table_name, p.relid <> c.oid, pn.nspname, pc.relname, tn`
 
