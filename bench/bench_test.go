@@ -371,7 +371,7 @@ func TestCaptureEMajMissing(t *testing.T) {
 // TestCaptureWithEMaj runs the bench with E-Maj beside the other variants.
 // E-Maj is not part of this repository: the test installs it from the psql
 // script named by PGUNDO_EMAJ_SCRIPT (emaj-<version>.sql from the sql/
-// directory of https://github.com/dalibo/emaj, PostgreSQL 14 or later) and
+// directory of https://github.com/dalibo/emaj; E-Maj 5 needs PostgreSQL 14) and
 // is skipped, saying so, when the variable is not set.
 func TestCaptureWithEMaj(t *testing.T) {
 	script := os.Getenv("PGUNDO_EMAJ_SCRIPT")

@@ -40,7 +40,7 @@ func (e *EMajMissingError) Error() string {
 	}
 	return what + "; nothing was changed. Install it there first, as a superuser (CREATE EXTENSION emaj CASCADE " +
 		"where its extension files are installed, or psql -f emaj-<version>.sql from the sql/ directory of " +
-		"https://github.com/dalibo/emaj; E-Maj 4 and later need PostgreSQL 14 or later), or run without --emaj"
+		"https://github.com/dalibo/emaj; E-Maj 5 needs PostgreSQL 14 or later, E-Maj 4.7 PostgreSQL 11), or run without --emaj"
 }
 
 func (e *EMajMissingError) Unwrap() error { return e.Err }

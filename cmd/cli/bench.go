@@ -126,7 +126,7 @@ the least any trigger-based capture can cost. With --emaj, E-Maj (the
 closest peer: row-level log triggers writing each changed row into a log
 table per table) runs in the same rounds too; it must be installed in the
 database first (CREATE EXTENSION emaj CASCADE, or E-Maj's psql install
-script emaj-<version>.sql, as a superuser; PostgreSQL 14 or later). The bench
+script emaj-<version>.sql, as a superuser; E-Maj 5 needs PostgreSQL 14, 4.7 PostgreSQL 11). The bench
 puts the tables in an E-Maj group of its own, "pgundo_bench", for each run.
 
 Every run gets a freshly built table, VACUUM ANALYZE, CHECKPOINT, and a
