@@ -68,16 +68,25 @@ type EventTriggerPrivilegeError struct {
 	Reason string
 }
 
+// eventTriggerCosts says what pgundo loses while each event trigger is
+// missing.
+var eventTriggerCosts = map[string]string{
+	"pgundo_ddl":     "partitions created from now on are not captured until pgundo track runs again on their parent",
+	"pgundo_drop":    "a dropped tracked table stays in the tracked list until pgundo untrack",
+	"pgundo_reclass": "capture checks every output setting on every table (about 60% more CPU per captured statement)",
+}
+
+// EventTriggerCost says what pgundo loses while event trigger name (one of
+// pgundo's: pgundo_ddl, pgundo_drop, pgundo_reclass) is missing; "" for
+// any other name.
+func EventTriggerCost(name string) string { return eventTriggerCosts[name] }
+
 func (e *EventTriggerPrivilegeError) Error() string {
 	var costs []string
-	if slices.Contains(e.Missing, "pgundo_ddl") {
-		costs = append(costs, "partitions created from now on are not captured until pgundo track runs again on their parent")
-	}
-	if slices.Contains(e.Missing, "pgundo_drop") {
-		costs = append(costs, "a dropped tracked table stays in the tracked list until pgundo untrack")
-	}
-	if slices.Contains(e.Missing, "pgundo_reclass") {
-		costs = append(costs, "capture checks every output setting on every table (about 60% more CPU per captured statement)")
+	for _, et := range eventTriggers {
+		if slices.Contains(e.Missing, et.name) {
+			costs = append(costs, EventTriggerCost(et.name))
+		}
 	}
 	return fmt.Sprintf("could not create event triggers %s (%s): %s; run pgundo install as a superuser to create them",
 		strings.Join(e.Missing, ", "), e.Reason, strings.Join(costs, "; "))

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgundo/pgundo/internal/pgdb"
+	pgsql "github.com/pgundo/pgundo/sql"
 )
 
 // DBTX is what this package's queries need: a connection, pool or
@@ -547,17 +548,13 @@ func EventTriggerStates(ctx context.Context, db DBTX) (map[string]string, error)
 // event triggers among states (see EventTriggerStates) cost and what
 // restores them; none when all are there.
 func EventTriggerWarnings(states map[string]string) []string {
-	cost := map[string]string{
-		"pgundo_ddl":  "partitions created from now on are not captured until pgundo track runs again on their parent",
-		"pgundo_drop": "a dropped tracked table stays in the tracked list until pgundo untrack",
-	}
 	var out []string
 	for _, want := range []string{"", "D"} {
 		var names, costs []string
 		for _, n := range []string{"pgundo_ddl", "pgundo_drop"} {
 			if states[n] == want {
 				names = append(names, n)
-				costs = append(costs, cost[n])
+				costs = append(costs, pgsql.EventTriggerCost(n))
 			}
 		}
 		switch {
@@ -571,7 +568,7 @@ func EventTriggerWarnings(states map[string]string) []string {
 	switch states["pgundo_reclass"] {
 	case "A":
 	case "":
-		out = append(out, "event trigger pgundo_reclass absent: capture checks every output setting on every table (about 60% more CPU per captured statement); pgundo install run as a superuser creates it")
+		out = append(out, "event trigger pgundo_reclass absent: "+pgsql.EventTriggerCost("pgundo_reclass")+"; pgundo install run as a superuser creates it")
 	default:
 		out = append(out, "event trigger pgundo_reclass not enabled ALWAYS: tables tracked or altered from now on get the check of every output setting (about 60% more CPU per captured statement); as a superuser, ALTER EVENT TRIGGER pgundo_reclass ENABLE ALWAYS restores it")
 	}
